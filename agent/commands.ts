@@ -1,0 +1,264 @@
+/**
+ * The subcommands of `enclave-agent` (see cli.ts): their flags, their help text and what they run.
+ * Flags are parsed strictly with node:util parseArgs; a bad flag or value is a usage error (exit 2).
+ */
+
+import { readFile, writeFile } from 'node:fs/promises';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { AgentError } from './errors.js';
+import {
+  NsmError,
+  bytesToBase64,
+  bytesToHex,
+  createMockPki,
+  hexToBytes,
+  nodeP384Verifier,
+  openNsm,
+  pemToCertificates,
+  verifyAttestationDocument,
+  writeMockPki,
+  type NsmMode,
+  type PcrProfile,
+  type VerifiedDocument,
+} from '../nsm/index.js';
+
+export interface Command {
+  name: string;
+  summary: string;
+  usage: string;
+  options: NonNullable<ParseArgsConfig['options']>;
+  positionals?: { min: number; max: number };
+  run(values: Record<string, string | boolean | (string | boolean)[] | undefined>, positionals: string[]): Promise<number>;
+}
+
+function usage(message: string): AgentError {
+  return new AgentError('AGENT_USAGE', message);
+}
+
+export async function runCommand(command: Command, argv: string[]): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(`${command.usage}\n`);
+    return 0;
+  }
+  try {
+    const { values, positionals } = parseArgs({ args: argv, options: command.options, strict: true, allowPositionals: true });
+    const { min, max } = command.positionals ?? { min: 0, max: 0 };
+    if (positionals.length < min || positionals.length > max) throw usage(`expected ${min === max ? min : `${min}-${max}`} argument(s), got ${positionals.length}`);
+    return await command.run(values, positionals);
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    if (err instanceof AgentError && err.code === 'AGENT_USAGE') {
+      process.stderr.write(`enclave-agent ${command.name}: ${err.message}\n\n${command.usage}\n`);
+      return 2;
+    }
+    if (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`enclave-agent ${command.name}: ${(err as Error).message}\n\n${command.usage}\n`);
+      return 2;
+    }
+    if (err instanceof NsmError && err.code === 'NSM_BAD_ARGUMENT') {
+      process.stderr.write(`enclave-agent ${command.name}: ${err.message}\n`);
+      return 2;
+    }
+    if (err instanceof NsmError || err instanceof AgentError) {
+      process.stderr.write(`enclave-agent ${command.name}: ${err.code}: ${err.message}\n`);
+      return 1;
+    }
+    throw err;
+  }
+}
+
+function str(value: unknown): string | undefined {
+  return typeof value === 'string' ? value : undefined;
+}
+
+function optionalHex(value: unknown, flag: string): Uint8Array | undefined {
+  const text = str(value);
+  return text === undefined ? undefined : hexToBytes(text, flag);
+}
+
+/** `--at` as ISO 8601 or milliseconds since the epoch. */
+function parseTime(value: string): number {
+  const ms = /^\d+$/.test(value) ? Number(value) : Date.parse(value);
+  if (!Number.isFinite(ms)) throw usage(`--at expected ISO 8601 or milliseconds, got ${JSON.stringify(value)}`);
+  return ms;
+}
+
+/** `--pcr N=HEX` flags as one profile named "command line". */
+export function parsePcrFlags(flags: string[]): PcrProfile[] {
+  if (flags.length === 0) return [];
+  const pcrs = new Map<number, Uint8Array>();
+  for (const flag of flags) {
+    const match = /^(\d{1,2})=([0-9a-fA-F]+)$/.exec(flag);
+    if (match === null || Number(match[1]) > 31) throw usage(`--pcr expected N=HEX with N in 0..31, got ${JSON.stringify(flag)}`);
+    const value = hexToBytes(match[2]!, `--pcr ${match[1]}`);
+    if (value.length !== 48) throw usage(`--pcr ${match[1]} expected 48 bytes (96 hex digits), got ${value.length}`);
+    if (pcrs.has(Number(match[1]))) throw usage(`--pcr ${match[1]} given twice`);
+    pcrs.set(Number(match[1]), value);
+  }
+  return [{ name: 'command line', pcrs }];
+}
+
+async function readInput(path: string, what: string): Promise<Uint8Array> {
+  try {
+    return new Uint8Array(await readFile(path));
+  } catch (cause) {
+    throw new AgentError('AGENT_IO', `cannot read ${what} ${path}: ${(cause as NodeJS.ErrnoException).code ?? 'error'}`, { cause });
+  }
+}
+
+const mockPki: Command = {
+  name: 'mock-pki',
+  summary: 'write a fresh mock PKI (root.pem is its root) for --nsm mock',
+  usage: 'Usage: enclave-agent mock-pki --out DIR\n\nWrites a new P-384 mock PKI shaped like AWS Nitro\'s into DIR; DIR/root.pem is the root to\nverify mock documents with. Key files are written with mode 0600.',
+  options: { out: { type: 'string' } },
+  async run(values) {
+    const out = str(values.out);
+    if (out === undefined) throw usage('--out DIR is required');
+    await writeMockPki(out, createMockPki());
+    process.stdout.write(`mock PKI written to ${out} (root: ${out}/root.pem)\n`);
+    return 0;
+  },
+};
+
+const attest: Command = {
+  name: 'attest',
+  summary: 'ask the NSM for an attestation document and write it raw',
+  usage:
+    'Usage: enclave-agent attest [--nsm device|mock] [--mock-pki DIR] [--nonce HEX] [--user-data HEX]\n' +
+    '                            [--public-key HEX] --out FILE\n\n' +
+    '--nsm        device (default: /dev/nsm) or mock (needs --mock-pki DIR from `enclave-agent mock-pki`)\n' +
+    '--out FILE   where to write the raw COSE_Sign1 document',
+  options: {
+    nsm: { type: 'string' },
+    'mock-pki': { type: 'string' },
+    nonce: { type: 'string' },
+    'user-data': { type: 'string' },
+    'public-key': { type: 'string' },
+    out: { type: 'string' },
+  },
+  async run(values) {
+    const out = str(values.out);
+    if (out === undefined) throw usage('--out FILE is required');
+    const mode = str(values.nsm) ?? 'device';
+    if (mode !== 'device' && mode !== 'mock') throw usage(`--nsm expected device or mock, got ${JSON.stringify(mode)}`);
+    const mockPkiDir = str(values['mock-pki']);
+    if (mode === 'mock' && mockPkiDir === undefined) throw usage('--nsm mock needs --mock-pki DIR (create one with: enclave-agent mock-pki --out DIR)');
+    if (mode === 'device' && mockPkiDir !== undefined) throw usage('--mock-pki goes with --nsm mock only');
+    const nonce = optionalHex(values.nonce, '--nonce');
+    const userData = optionalHex(values['user-data'], '--user-data');
+    const publicKey = optionalHex(values['public-key'], '--public-key');
+    const nsm = await openNsm({ mode: mode as NsmMode, ...(mockPkiDir !== undefined ? { mockPkiDir } : {}) });
+    try {
+      const document = await nsm.attest({
+        ...(nonce ? { nonce } : {}),
+        ...(userData ? { userData } : {}),
+        ...(publicKey ? { publicKey } : {}),
+      });
+      await writeFile(out, document);
+      process.stdout.write(`attestation document (${document.length} bytes, ${nsm.kind} NSM) written to ${out}\n`);
+      return 0;
+    } finally {
+      await nsm.close();
+    }
+  },
+};
+
+const verifyDocument: Command = {
+  name: 'verify-document',
+  summary: 'verify a raw attestation document against a pinned root',
+  usage:
+    'Usage: enclave-agent verify-document FILE [--root PEM] [--at ISO8601|ms] [--nonce HEX] [--pcr N=HEX]...\n' +
+    '                                     [--allow-debug] [--json]\n\n' +
+    '--root PEM     trust anchor (default: the pinned AWS Nitro Enclaves Root-G1)\n' +
+    '--at TIME      verification time (default: now); real leaf certificates live about 3 hours\n' +
+    '--nonce HEX    the nonce the document must carry\n' +
+    '--pcr N=HEX    expected PCR value (48 bytes); repeat for several PCRs\n' +
+    '--allow-debug  accept debug-mode documents (PCR0-2 all zero)\n' +
+    '--json         print the result as JSON\n\n' +
+    'Exit status: 0 valid, 1 invalid (its code is printed), 2 usage error.',
+  options: {
+    root: { type: 'string' },
+    at: { type: 'string' },
+    nonce: { type: 'string' },
+    pcr: { type: 'string', multiple: true },
+    'allow-debug': { type: 'boolean' },
+    json: { type: 'boolean' },
+  },
+  positionals: { min: 1, max: 1 },
+  async run(values, positionals) {
+    const atText = str(values.at);
+    const atMs = atText === undefined ? Date.now() : parseTime(atText);
+    const expectedNonce = optionalHex(values.nonce, '--nonce');
+    const pcrProfiles = parsePcrFlags((values.pcr as string[] | undefined) ?? []);
+    const rootPath = str(values.root);
+    let root: Uint8Array | undefined;
+    if (rootPath !== undefined) {
+      const certificates = pemToCertificates(new TextDecoder().decode(await readInput(rootPath, 'root')), '--root');
+      if (certificates.length !== 1) throw usage('--root expected exactly one certificate');
+      root = certificates[0];
+    }
+    const bytes = await readInput(positionals[0]!, 'document');
+    const json = values.json === true;
+    try {
+      const result = verifyAttestationDocument(bytes, {
+        atMs,
+        verifier: nodeP384Verifier,
+        allowDebug: values['allow-debug'] === true,
+        ...(root ? { root } : {}),
+        ...(expectedNonce ? { expectedNonce } : {}),
+        pcrProfiles,
+      });
+      process.stdout.write(json ? `${JSON.stringify(reportJson(result, expectedNonce !== undefined), null, 2)}\n` : reportText(result, expectedNonce !== undefined));
+      return 0;
+    } catch (err) {
+      if (!(err instanceof NsmError)) throw err;
+      process.stdout.write(json ? `${JSON.stringify({ valid: false, code: err.code, message: err.message }, null, 2)}\n` : `INVALID ${err.code}: ${err.message}\n`);
+      return 1;
+    }
+  },
+};
+
+function pcrHex(result: VerifiedDocument): Record<string, string> {
+  return Object.fromEntries([...result.pcrs].map(([index, value]) => [String(index), bytesToHex(value)]));
+}
+
+function reportJson(result: VerifiedDocument, nonceChecked: boolean): object {
+  const b64 = (v: Uint8Array | null) => (v === null ? null : bytesToBase64(v));
+  return {
+    valid: true,
+    moduleId: result.moduleId,
+    timestamp: new Date(result.timestamp).toISOString(),
+    debug: result.debug,
+    rootSha256: result.rootSha256,
+    chain: result.chain,
+    nonceChecked,
+    pcrProfile: result.pcrProfile ?? null,
+    pcrs: pcrHex(result),
+    userData: b64(result.userData),
+    publicKey: b64(result.publicKey),
+    nonce: b64(result.nonce),
+  };
+}
+
+function reportText(result: VerifiedDocument, nonceChecked: boolean): string {
+  const size = (v: Uint8Array | null) => (v === null ? 'none' : `${v.length} bytes`);
+  const nonZero = [...result.pcrs].filter(([, v]) => v.some((b) => b !== 0));
+  return [
+    'VALID attestation document',
+    `  module        ${result.moduleId}`,
+    `  timestamp     ${new Date(result.timestamp).toISOString()}`,
+    `  signature     ES384, chain of ${result.chain.length} certificates verified`,
+    `  root          sha256:${result.rootSha256}`,
+    `  leaf          ${result.chain[0]}`,
+    `  debug mode    ${result.debug ? 'YES (PCR0-2 are zero: allowed by --allow-debug)' : 'no'}`,
+    `  nonce         ${nonceChecked ? 'matches' : `not checked (${size(result.nonce)})`}`,
+    `  PCR policy    ${result.pcrProfile === undefined ? 'not checked' : `matches "${result.pcrProfile}"`}`,
+    `  user_data     ${size(result.userData)}`,
+    `  public_key    ${size(result.publicKey)}`,
+    `  PCRs (${result.pcrs.size}, non-zero shown):`,
+    ...nonZero.map(([index, value]) => `    PCR${String(index).padEnd(3)} ${bytesToHex(value)}`),
+    '',
+  ].join('\n');
+}
+
+export const commands: Command[] = [mockPki, attest, verifyDocument];

@@ -1,0 +1,217 @@
+/**
+ * A strict CBOR (RFC 8949) decoder for untrusted bytes: NSM replies, attestation documents, STEVE
+ * messages. It is deliberately small and refuses what those protocols never use, instead of guessing:
+ * floats, tags, `undefined`, simple values other than false/true/null, map keys other than text and
+ * integers, duplicate keys, integers beyond ±2^53-1, invalid UTF-8, nesting deeper than a limit, and any
+ * byte after the one top-level item. Indefinite-length maps and arrays are accepted only when the caller
+ * asks for them (real NSM documents since 2025 use an indefinite payload map, specs/nsm.md §3; STEVE
+ * forbids them, specs/steve.md §2). With `canonical`, integers and lengths must use their shortest form.
+ *
+ * Why not cbor-x: it silently keeps the last of duplicate keys and accepts floats, tags and
+ * non-shortest integers, so a peer could smuggle a second `nonce` past a check. This decoder fails
+ * closed with a coded `CborError`. Lengths are checked against the remaining input before anything is
+ * allocated, so a 5-byte header cannot ask for 4 GiB. Pure: no I/O, no clock.
+ */
+
+import { CborError } from './errors.js';
+
+/** A decoded value. Maps keep wire order and use `number` or `string` keys. */
+export type CborValue = number | string | boolean | null | Uint8Array | CborValue[] | CborMap;
+export type CborMap = Map<number | string, CborValue>;
+
+export interface DecodeOptions {
+  /** Accept indefinite-length maps and arrays (`0xbf`, `0x9f` ... `0xff`). Default false. */
+  allowIndefinite?: boolean;
+  /** Require shortest-form integers and lengths (RFC 8949 §4.2.1). Default false. */
+  canonical?: boolean;
+  /** Maximum nesting of arrays and maps. Default 16: our deepest message nests 4 levels. */
+  maxDepth?: number;
+}
+
+const DEFAULT_MAX_DEPTH = 16;
+const BREAK = 0xff;
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+interface State {
+  readonly bytes: Uint8Array;
+  offset: number;
+  readonly allowIndefinite: boolean;
+  readonly canonical: boolean;
+  readonly maxDepth: number;
+}
+
+/** Decodes exactly one CBOR item that must span all of `bytes`. Throws `CborError`. */
+export function decodeCbor(bytes: Uint8Array, options: DecodeOptions = {}): CborValue {
+  if (!(bytes instanceof Uint8Array)) throw new TypeError('"bytes" expected Uint8Array');
+  const state: State = {
+    bytes,
+    offset: 0,
+    allowIndefinite: options.allowIndefinite ?? false,
+    canonical: options.canonical ?? false,
+    maxDepth: options.maxDepth ?? DEFAULT_MAX_DEPTH,
+  };
+  const value = readItem(state, 0);
+  if (state.offset !== bytes.length) {
+    throw new CborError('CBOR_TRAILING_BYTES', `${bytes.length - state.offset} bytes after the item`, state.offset);
+  }
+  return value;
+}
+
+function fail(state: State, code: ConstructorParameters<typeof CborError>[0], message: string): never {
+  throw new CborError(code, message, state.offset);
+}
+
+function need(state: State, count: number): void {
+  if (count > state.bytes.length - state.offset) fail(state, 'CBOR_TRUNCATED', `need ${count} more bytes`);
+}
+
+/** Reads the argument of an initial byte; returns -1 for "indefinite" (additional info 31). */
+function readArgument(state: State, info: number): number {
+  if (info < 24) return info;
+  const { bytes } = state;
+  let value: number;
+  switch (info) {
+    case 24:
+      need(state, 1);
+      value = bytes[state.offset]!;
+      state.offset += 1;
+      if (state.canonical && value < 24) fail(state, 'CBOR_NON_CANONICAL', 'integer not in shortest form');
+      return value;
+    case 25:
+      need(state, 2);
+      value = (bytes[state.offset]! << 8) | bytes[state.offset + 1]!;
+      state.offset += 2;
+      if (state.canonical && value <= 0xff) fail(state, 'CBOR_NON_CANONICAL', 'integer not in shortest form');
+      return value;
+    case 26:
+      need(state, 4);
+      value =
+        bytes[state.offset]! * 0x1000000 +
+        ((bytes[state.offset + 1]! << 16) | (bytes[state.offset + 2]! << 8) | bytes[state.offset + 3]!);
+      state.offset += 4;
+      if (state.canonical && value <= 0xffff) fail(state, 'CBOR_NON_CANONICAL', 'integer not in shortest form');
+      return value;
+    case 27: {
+      need(state, 8);
+      const high = readUint32(bytes, state.offset);
+      const low = readUint32(bytes, state.offset + 4);
+      state.offset += 8;
+      // Number.MAX_SAFE_INTEGER is 2^53 - 1: the high word may use at most 21 bits.
+      if (high > 0x1fffff) fail(state, 'CBOR_INTEGER_RANGE', 'integer beyond 2^53 - 1');
+      value = high * 0x100000000 + low;
+      if (state.canonical && value <= 0xffffffff) fail(state, 'CBOR_NON_CANONICAL', 'integer not in shortest form');
+      return value;
+    }
+    case 31:
+      return -1;
+    default:
+      return fail(state, 'CBOR_MALFORMED', `reserved additional information ${info}`);
+  }
+}
+
+function readUint32(bytes: Uint8Array, at: number): number {
+  return bytes[at]! * 0x1000000 + ((bytes[at + 1]! << 16) | (bytes[at + 2]! << 8) | bytes[at + 3]!);
+}
+
+function readItem(state: State, depth: number): CborValue {
+  need(state, 1);
+  const initial = state.bytes[state.offset]!;
+  state.offset += 1;
+  const major = initial >> 5;
+  const info = initial & 0x1f;
+
+  switch (major) {
+    case 0: {
+      const value = readArgument(state, info);
+      if (value < 0) fail(state, 'CBOR_MALFORMED', 'indefinite length on an integer');
+      return value;
+    }
+    case 1: {
+      const value = readArgument(state, info);
+      if (value < 0) fail(state, 'CBOR_MALFORMED', 'indefinite length on an integer');
+      return -1 - value;
+    }
+    case 2:
+    case 3: {
+      const length = readArgument(state, info);
+      if (length < 0) fail(state, 'CBOR_UNSUPPORTED', 'indefinite-length strings are not accepted');
+      need(state, length);
+      const chunk = state.bytes.subarray(state.offset, state.offset + length);
+      state.offset += length;
+      if (major === 2) return chunk;
+      try {
+        return utf8.decode(chunk);
+      } catch {
+        return fail(state, 'CBOR_INVALID_UTF8', 'text string is not valid UTF-8');
+      }
+    }
+    case 4:
+      return readArray(state, info, depth + 1);
+    case 5:
+      return readMap(state, info, depth + 1);
+    case 6:
+      return fail(state, 'CBOR_UNSUPPORTED', 'tags are not accepted');
+    default:
+      // major 7: simple values and floats
+      if (info === 20) return false;
+      if (info === 21) return true;
+      if (info === 22) return null;
+      if (info === 31) return fail(state, 'CBOR_MALFORMED', 'unexpected break');
+      return fail(state, 'CBOR_UNSUPPORTED', info >= 25 && info <= 27 ? 'floats are not accepted' : 'simple value not accepted');
+  }
+}
+
+function enter(state: State, depth: number): void {
+  if (depth > state.maxDepth) fail(state, 'CBOR_TOO_DEEP', `nesting deeper than ${state.maxDepth}`);
+}
+
+function readLength(state: State, info: number): number {
+  const count = readArgument(state, info);
+  if (count < 0 && !state.allowIndefinite) fail(state, 'CBOR_INDEFINITE_LENGTH', 'indefinite lengths are not accepted');
+  return count;
+}
+
+/** True (and consumes it) when the next byte is the break of an indefinite container. */
+function atBreak(state: State): boolean {
+  need(state, 1);
+  if (state.bytes[state.offset] !== BREAK) return false;
+  state.offset += 1;
+  return true;
+}
+
+function readArray(state: State, info: number, depth: number): CborValue[] {
+  enter(state, depth);
+  const count = readLength(state, info);
+  const items: CborValue[] = [];
+  if (count < 0) {
+    while (!atBreak(state)) items.push(readItem(state, depth));
+    return items;
+  }
+  // Every item takes at least one byte: a count beyond the remaining input is a lie.
+  need(state, count);
+  for (let i = 0; i < count; i++) items.push(readItem(state, depth));
+  return items;
+}
+
+function readMap(state: State, info: number, depth: number): CborMap {
+  enter(state, depth);
+  const count = readLength(state, info);
+  const map: CborMap = new Map();
+  if (count < 0) {
+    while (!atBreak(state)) readEntry(state, map, depth);
+    return map;
+  }
+  need(state, count * 2);
+  for (let i = 0; i < count; i++) readEntry(state, map, depth);
+  return map;
+}
+
+function readEntry(state: State, map: CborMap, depth: number): void {
+  const keyOffset = state.offset;
+  const key = readItem(state, depth);
+  if (typeof key !== 'string' && typeof key !== 'number') {
+    throw new CborError('CBOR_BAD_KEY', 'map keys must be text or integers', keyOffset);
+  }
+  if (map.has(key)) throw new CborError('CBOR_DUPLICATE_KEY', 'duplicate map key', keyOffset);
+  map.set(key, readItem(state, depth));
+}

@@ -3,7 +3,7 @@
  * (specs/nsm.md §3). Pure and browser-safe: the time is passed in, nothing is fetched, nothing logged.
  *
  * Checks run cheapest first and stop at the first failure, each with its own code:
- *   MALFORMED (shape, AWS's field rules) -> UNSUPPORTED_ALGORITHM (not exactly ES384) -> ROOT (cabundle[0]
+ *   MALFORMED (shape) -> UNSUPPORTED_ALGORITHM (not exactly ES384) -> MALFORMED (AWS's field rules) -> ROOT (cabundle[0]
  *   is not the pinned root) -> BAD_SIGNATURE (COSE ES384 over the payload as received, leaf key, high-S
  *   accepted) -> CHAIN / EXPIRED (leaf -> cabundle[n-1] -> ... -> pinned root, by position) -> EXPIRED
  *   (document older than maxAgeMs) -> DEBUG (all-zero PCR0-2 unless allowed) -> NONCE -> PCR (profiles).
@@ -76,11 +76,11 @@ export function verifyAttestationDocument(bytes: Uint8Array, options: VerifyOpti
   const ecdsa = options.verifier ?? nobleP384Verifier;
   const rootDer = options.root ?? AWS_NITRO_ROOT_G1_DER;
   const doc = parseAttestationDocument(bytes);
-  assertAwsFieldRules(doc);
-
+  // The algorithm first: QEMU's unsigned documents (alg -1) should say so, not "malformed".
   if (doc.algorithm !== COSE_ALG_ES384 || !constantTimeEqual(doc.protectedHeader, ES384_PROTECTED_HEADER)) {
     fail('ATTESTATION_UNSUPPORTED_ALGORITHM', `protected header is not ES384 (alg ${doc.algorithm})`);
   }
+  assertAwsFieldRules(doc);
   if (doc.signature.length !== ES384_SIGNATURE_BYTES) fail('ATTESTATION_BAD_SIGNATURE', `signature expected ${ES384_SIGNATURE_BYTES} bytes`);
   if (!constantTimeEqual(doc.cabundle[0]!, rootDer)) fail('ATTESTATION_ROOT', 'cabundle does not start at the pinned root');
 

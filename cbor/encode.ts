@@ -21,6 +21,7 @@ export type CborInput =
   | { readonly [key: string]: CborInput };
 
 const utf8 = new TextEncoder();
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
 class Writer {
   private buffer = new Uint8Array(256);
@@ -96,6 +97,8 @@ function write(writer: Writer, value: unknown, depth: number): void {
     return value >= 0 ? writer.head(0, value) : writer.head(1, -1 - value);
   }
   if (typeof value === 'string') {
+    // TextEncoder would turn a lone surrogate into U+FFFD: refuse instead of changing the value.
+    if (LONE_SURROGATE.test(value)) throw new CborError('CBOR_ENCODE', 'text with a lone surrogate');
     const encoded = utf8.encode(value);
     writer.head(3, encoded.length);
     return writer.bytes(encoded);
@@ -119,6 +122,7 @@ function write(writer: Writer, value: unknown, depth: number): void {
     return;
   }
   if (typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
+    if (Object.getOwnPropertySymbols(value).length > 0) throw new CborError('CBOR_ENCODE', 'symbol keys cannot be encoded');
     const entries = Object.entries(value as Record<string, unknown>);
     writer.head(5, entries.length);
     for (const [key, item] of entries) {

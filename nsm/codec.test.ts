@@ -82,7 +82,7 @@ const DESCRIPTION = {
 };
 
 /** One valid reply of every type, as the codec's encoder writes it (AWS field order, shortest integers). */
-const VALID_RESPONSES: NsmResponse[] = [
+const VALID_RESPONSES: Exclude<NsmResponse, { type: 'Error' }>[] = [
   { type: 'DescribeNSM', description: DESCRIPTION },
   { type: 'GetRandom', random: new Uint8Array(256).map((_, i) => i) },
   { type: 'DescribePCR', pcr: { locked: true, value: PCR_A } },
@@ -231,13 +231,13 @@ describe('decodeNsmResponse: replies built by hand', () => {
     for (const expected of REQUEST_TYPES) expect(replyCode(`a1${text('Error')}${body}`, expected), expected).toBe('NSM_BAD_RESPONSE');
   });
 
-  // BUG (codec.ts decodeNsmResponse): the reply name is looked up with NSM_REPLY_ERROR_CODES[body] on a
-  // plain object, so names inherited from Object.prototype are "found". {"Error":"toString"}
-  // (a1654572726f7268746f537472696e67) throws an NsmError whose `code` is the function
-  // Object.prototype.toString; "constructor", "hasOwnProperty", "valueOf" likewise, "__proto__" gives
-  // the object Object.prototype. A device can thus hand callers (and anything mapping codes to HTTP
-  // statuses or logs) a code outside NsmErrorCode. Fix: Object.hasOwn or a null-prototype table / Map.
-  it.fails.each(['toString', 'constructor', '__proto__', 'hasOwnProperty', 'valueOf'])(
+  // Regression: the reply name is looked up with NSM_REPLY_ERROR_CODES[body] on a plain object, so names
+  // inherited from Object.prototype are "found". {"Error":"toString"} (a1654572726f7268746f537472696e67)
+  // throws an NsmError whose `code` is the function Object.prototype.toString; "constructor",
+  // "hasOwnProperty", "valueOf" likewise, "__proto__" gives the object Object.prototype. A device can thus
+  // hand callers (and anything mapping codes to HTTP statuses or logs) a code outside NsmErrorCode. Fix:
+  // Object.hasOwn or a null-prototype table / Map.
+  it.each(['toString', 'constructor', '__proto__', 'hasOwnProperty', 'valueOf'])(
     'rejects {"Error":"%s"} with NSM_BAD_RESPONSE',
     (name) => {
       expect(replyCode(`a1${text('Error')}${text(name)}`, 'GetRandom')).toBe('NSM_BAD_RESPONSE');

@@ -159,7 +159,8 @@ export function decodeNsmResponse(bytes: Uint8Array, expected: NsmRequest['type'
   if (!(value instanceof Map) || value.size !== 1) throw badResponse('reply is not a one-entry map');
   const [name, body] = value.entries().next().value as [string | number, CborValue];
   if (name === 'Error') {
-    const code = typeof body === 'string' ? NSM_REPLY_ERROR_CODES[body] : undefined;
+    // Own properties only: a reply naming `toString` or `__proto__` is not a known error.
+    const code = typeof body === 'string' && Object.hasOwn(NSM_REPLY_ERROR_CODES, body) ? NSM_REPLY_ERROR_CODES[body] : undefined;
     if (code === undefined) throw badResponse('unknown NSM error reply');
     throw new NsmError(code, `NSM replied ${String(body)}`);
   }

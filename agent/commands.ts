@@ -84,10 +84,15 @@ function optionalHex(value: unknown, flag: string): Uint8Array | undefined {
   return text === undefined ? undefined : hexToBytes(text, flag);
 }
 
-/** `--at` as ISO 8601 or milliseconds since the epoch. */
+/** ISO 8601 date-time with an explicit offset: a time without one would silently mean local time. */
+const ISO_8601_RE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:\d{2})$/;
+/** Milliseconds are taken only from 10 digits up (from 1970-04-26), so a bare year is not read as ms. */
+const EPOCH_MS_RE = /^\d{10,16}$/;
+
+/** `--at` as ISO 8601 with an offset, or milliseconds since the epoch. */
 function parseTime(value: string): number {
-  const ms = /^\d+$/.test(value) ? Number(value) : Date.parse(value);
-  if (!Number.isFinite(ms)) throw usage(`--at expected ISO 8601 or milliseconds, got ${JSON.stringify(value)}`);
+  const ms = EPOCH_MS_RE.test(value) ? Number(value) : ISO_8601_RE.test(value) ? Date.parse(value) : Number.NaN;
+  if (!Number.isFinite(ms)) throw usage(`--at expected ISO 8601 with an offset (2024-09-07T14:37:39Z) or milliseconds, got ${JSON.stringify(value)}`);
   return ms;
 }
 
@@ -106,6 +111,14 @@ export function parsePcrFlags(flags: string[]): PcrProfile[] {
   return [{ name: 'command line', pcrs }];
 }
 
+async function writeOutput(path: string, what: string, bytes: Uint8Array): Promise<void> {
+  try {
+    await writeFile(path, bytes);
+  } catch (cause) {
+    throw new AgentError('AGENT_IO', `cannot write ${what} ${path}: ${(cause as NodeJS.ErrnoException).code ?? 'error'}`, { cause });
+  }
+}
+
 async function readInput(path: string, what: string): Promise<Uint8Array> {
   try {
     return new Uint8Array(await readFile(path));
@@ -122,7 +135,11 @@ const mockPki: Command = {
   async run(values) {
     const out = str(values.out);
     if (out === undefined) throw usage('--out DIR is required');
-    await writeMockPki(out, createMockPki());
+    try {
+      await writeMockPki(out, createMockPki());
+    } catch (cause) {
+      throw new AgentError('AGENT_IO', `cannot write the mock PKI to ${out}: ${(cause as NodeJS.ErrnoException).code ?? 'error'}`, { cause });
+    }
     process.stdout.write(`mock PKI written to ${out} (root: ${out}/root.pem)\n`);
     return 0;
   },
@@ -162,7 +179,7 @@ const attest: Command = {
         ...(userData ? { userData } : {}),
         ...(publicKey ? { publicKey } : {}),
       });
-      await writeFile(out, document);
+      await writeOutput(out, 'document', document);
       process.stdout.write(`attestation document (${document.length} bytes, ${nsm.kind} NSM) written to ${out}\n`);
       return 0;
     } finally {

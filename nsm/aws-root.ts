@@ -1,10 +1,11 @@
 /**
  * The pinned trust anchor: AWS Nitro Enclaves Root-G1 (`CN=aws.nitro-enclaves`), the default root of
  * every verification. Pinned twice: the certificate itself, and its DER SHA-256 published by AWS
- * (specs/nsm.md §3), which a test recomputes so the two cannot drift apart.
+ * (specs/nsm.md §3), checked when this module loads so the two cannot drift apart.
  */
 
-import { base64ToBytes } from './encoding.js';
+import { sha256 } from '@noble/hashes/sha2.js';
+import { base64ToBytes, bytesToHex } from './encoding.js';
 
 /** DER SHA-256 of the AWS Nitro Enclaves Root-G1 certificate (specs/nsm.md §3). */
 export const AWS_NITRO_ROOT_G1_SHA256 = '641a0321a3e244efe456463195d606317ed7cdcc3c1756e09893f3c68f79bb5b';
@@ -18,3 +19,8 @@ const AWS_NITRO_ROOT_G1_BASE64 =
   'rfMCMQCi85sWBbJwKKXdS6BptQFuZbT73o/gBh1qUxl/nNr12UO8Yfwr6wPLb+6NIwLz3/Y=';
 
 export const AWS_NITRO_ROOT_G1_DER: Uint8Array = base64ToBytes(AWS_NITRO_ROOT_G1_BASE64, 'AWS root');
+
+// The certificate is used only if it is the one pinned by fingerprint: an edited copy fails at load.
+if (bytesToHex(sha256(AWS_NITRO_ROOT_G1_DER)) !== AWS_NITRO_ROOT_G1_SHA256) {
+  throw new Error('the embedded AWS Nitro root does not match its pinned SHA-256');
+}

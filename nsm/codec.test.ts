@@ -8,6 +8,7 @@
  */
 
 import fc from 'fast-check';
+import { mutate, mutationArbitrary } from '../test/mutations.js';
 import { describe, expect, it } from 'vitest';
 import { CborError, encodeCbor, type CborInput } from '../cbor/index.js';
 import { decodeNsmRequest, decodeNsmResponse, encodeNsmRequest, encodeNsmResponse, type NsmRequest, type NsmResponse } from './codec.js';
@@ -433,28 +434,6 @@ const shapedReplyArbitrary: fc.Arbitrary<Uint8Array> = fc
   )
   .map(([name, body]) => encodeCbor(new Map<string, CborInput>([[name, body]])));
 
-type Mutation = { kind: 'set'; at: number; byte: number } | { kind: 'truncate'; at: number } | { kind: 'append'; bytes: Uint8Array };
-
-const mutationArbitrary: fc.Arbitrary<Mutation> = fc.oneof(
-  fc.record({ kind: fc.constant('set' as const), at: fc.nat(), byte: fc.integer({ min: 0, max: 255 }) }),
-  fc.record({ kind: fc.constant('truncate' as const), at: fc.nat() }),
-  fc.record({ kind: fc.constant('append' as const), bytes: fc.uint8Array({ minLength: 1, maxLength: 4 }) }),
-);
-
-function mutate(bytes: Uint8Array, mutation: Mutation): Uint8Array {
-  const at = bytes.length === 0 || mutation.kind === 'append' ? 0 : mutation.at % bytes.length;
-  switch (mutation.kind) {
-    case 'set': {
-      const copy = bytes.slice();
-      if (copy.length > 0) copy[at] = mutation.byte;
-      return copy;
-    }
-    case 'truncate':
-      return bytes.slice(0, at);
-    case 'append':
-      return Uint8Array.from([...bytes, ...mutation.bytes]);
-  }
-}
 
 /** decodeNsmResponse returns a well-typed reply of the expected type or throws an NsmError with a known code. */
 function checkResponse(bytes: Uint8Array): void {

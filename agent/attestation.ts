@@ -1,102 +1,124 @@
 /**
- * The `/attestation` endpoint (specs/agent-http.md §2): parses the caller's nonce, asks the NSM for a
- * document bound to it and to the manifest, and answers in the shape existing verifiers read. Nothing
- * is cached: every document carries the caller's nonce. Request bodies are bounded before they are read.
+ * The `/attestation` endpoint (specs/agent-http.md §2). Parses the caller's nonce, asks the NSM (through
+ * the bounded queue) for a document bound to that nonce and to `user_data`, and answers in the shape
+ * existing verifiers read: `{"document", "attestation_document", "manifest"}`, plus `manifest_base64`
+ * (the exact manifest bytes whose SHA-256 is signed). Nothing is cached: every document carries the
+ * caller's nonce.
  */
 
-import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { base64ToBytes, base64UrlToBytes, bytesToBase64, hexToBytes, NsmError, type Nsm } from '../nsm/index.js';
+import { base64ToBytes, base64UrlToBytes, bytesToBase64, hexToBytes, type Nsm } from '../nsm/index.js';
+import type { BoundedQueue } from './bounded-queue.js';
+import { AgentError } from './errors.js';
+import { HttpError, readBody, sendBytes, sendJson } from './http-util.js';
+import type { Manifest } from './manifest.js';
+import type { Metrics } from './metrics.js';
+import type { UserDataSource } from './user-data.js';
 
 /** specs/agent-http.md §2: clients send 32 bytes; we accept 1..512. */
 export const NONCE_MIN_BYTES = 1;
 export const NONCE_MAX_BYTES = 512;
 /** specs/agent-http.md §2: a body over 4 KiB is answered 413. */
 export const ATTESTATION_BODY_MAX_BYTES = 4096;
+/** A 4 KiB body that takes longer than this is a slow-body attack, not a client. */
+export const ATTESTATION_BODY_TIMEOUT_MS = 5000;
 
-export interface AttestationHandlerOptions {
+export interface AttestationOptions {
   nsm: Nsm;
-  /** The manifest exactly as the image holds it; served and hashed byte for byte. */
-  manifestBytes: Uint8Array;
+  queue: BoundedQueue;
+  manifest: Manifest;
+  userData: UserDataSource;
+  metrics: Metrics;
+  /** Exact origins allowed to call from a browser. */
+  corsOrigins: readonly string[];
+  onNsmError?: (err: unknown) => void;
 }
 
-class RequestError extends Error {
-  constructor(readonly status: number, message: string) {
-    super(message);
-  }
-}
-
-function sendJson(res: ServerResponse, status: number, body: unknown): void {
-  const bytes = Buffer.from(JSON.stringify(body));
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': bytes.length, 'cache-control': 'no-store' });
-  res.end(bytes);
-}
-
-async function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer> {
-  const declared = Number(req.headers['content-length'] ?? 0);
-  if (declared > maxBytes) throw new RequestError(413, 'body too large');
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > maxBytes) throw new RequestError(413, 'body too large');
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks);
-}
-
-function parseNonce(text: unknown, encodings: 'base64' | 'query'): Uint8Array {
-  if (typeof text !== 'string') throw new RequestError(400, 'nonce missing');
+function parseNonce(text: unknown, form: 'base64' | 'query'): Uint8Array {
+  if (typeof text !== 'string' || text.length === 0) throw new HttpError(400, 'nonce missing');
   let nonce: Uint8Array;
   try {
-    nonce = encodings === 'base64' ? base64ToBytes(text, 'nonce') : /^[0-9a-fA-F]+$/.test(text) ? hexToBytes(text, 'nonce') : base64UrlToBytes(text, 'nonce');
+    if (form === 'base64') nonce = base64ToBytes(text, 'nonce');
+    else nonce = /^(?:[0-9a-fA-F]{2})+$/.test(text) ? hexToBytes(text, 'nonce') : base64UrlToBytes(text, 'nonce');
   } catch {
-    throw new RequestError(400, 'nonce is not valid base64');
+    throw new HttpError(400, form === 'base64' ? 'nonce is not standard base64' : 'nonce is neither hex nor base64url');
   }
   if (nonce.length < NONCE_MIN_BYTES || nonce.length > NONCE_MAX_BYTES) {
-    throw new RequestError(400, `nonce must be ${NONCE_MIN_BYTES}..${NONCE_MAX_BYTES} bytes`);
+    throw new HttpError(400, `nonce must be ${NONCE_MIN_BYTES}..${NONCE_MAX_BYTES} bytes`);
   }
   return nonce;
 }
 
-export function createAttestationHandler(options: AttestationHandlerOptions) {
-  const manifestSha256 = createHash('sha256').update(options.manifestBytes).digest('hex');
-  const manifest: unknown = JSON.parse(Buffer.from(options.manifestBytes).toString('utf8'));
-  const userData = new TextEncoder().encode(JSON.stringify({ manifest_sha256: manifestSha256 }));
+/** CORS headers for an allowed Origin; none otherwise (the browser then refuses the answer). */
+export function corsHeaders(req: IncomingMessage, allowed: readonly string[]): Record<string, string> {
+  const origin = req.headers.origin;
+  if (origin === undefined || !allowed.includes(origin)) return allowed.length > 0 ? { vary: 'Origin' } : {};
+  return { 'access-control-allow-origin': origin, vary: 'Origin' };
+}
 
-  return async function handleAttestation(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+export function createAttestationHandler(options: AttestationOptions) {
+  const manifestText = new TextDecoder().decode(options.manifest.bytes);
+  const manifestBase64 = bytesToBase64(options.manifest.bytes);
+
+  async function attest(nonce: Uint8Array): Promise<Uint8Array> {
+    const userData = await options.userData.current();
     try {
+      return await options.queue.run(async () => {
+        const started = performance.now();
+        try {
+          const document = await options.nsm.attest({ nonce, userData });
+          options.metrics.observeNsm((performance.now() - started) / 1000, 'ok');
+          return document;
+        } catch (err) {
+          options.metrics.observeNsm((performance.now() - started) / 1000, 'error');
+          throw err;
+        }
+      });
+    } catch (err) {
+      if (err instanceof AgentError && err.code === 'AGENT_BUSY') throw new HttpError(429, 'too many attestation requests');
+      options.onNsmError?.(err);
+      throw new HttpError(503, `NSM unavailable (${(err as { code?: string }).code ?? 'error'})`);
+    }
+  }
+
+  return async function handleAttestation(req: IncomingMessage, res: ServerResponse, url: URL): Promise<number> {
+    const cors = corsHeaders(req, options.corsOrigins);
+    try {
+      if (req.method === 'OPTIONS') {
+        res.writeHead(204, { ...cors, ...(cors['access-control-allow-origin'] ? { 'access-control-allow-methods': 'GET, POST', 'access-control-allow-headers': 'content-type', 'access-control-max-age': '600' } : {}), 'cache-control': 'no-store' });
+        res.end();
+        return 204;
+      }
       let nonce: Uint8Array;
       if (req.method === 'POST') {
-        const body = await readBody(req, ATTESTATION_BODY_MAX_BYTES);
+        const body = await readBody(req, ATTESTATION_BODY_MAX_BYTES, ATTESTATION_BODY_TIMEOUT_MS);
         let parsed: unknown;
         try {
           parsed = JSON.parse(body.toString('utf8'));
         } catch {
-          throw new RequestError(400, 'body is not JSON');
+          throw new HttpError(400, 'body is not JSON');
         }
-        nonce = parseNonce((parsed as { nonce?: unknown } | null)?.nonce, 'base64');
-      } else if (req.method === 'GET') {
+        if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new HttpError(400, 'body is not a JSON object');
+        nonce = parseNonce((parsed as { nonce?: unknown }).nonce, 'base64');
+      } else if (req.method === 'GET' || req.method === 'HEAD') {
         nonce = parseNonce(url.searchParams.get('nonce') ?? undefined, 'query');
       } else {
-        throw new RequestError(405, 'use POST or GET');
+        throw new HttpError(405, 'use POST or GET');
       }
-      let document: Uint8Array;
-      try {
-        document = await options.nsm.attest({ nonce, userData });
-      } catch (err) {
-        throw new RequestError(503, err instanceof NsmError ? err.code : 'NSM failed');
-      }
+      const document = await attest(nonce);
       if ((req.headers.accept ?? '').includes('application/cbor')) {
-        res.writeHead(200, { 'content-type': 'application/cbor', 'content-length': document.length, 'cache-control': 'no-store' });
-        res.end(document);
-        return;
+        sendBytes(res, 200, document, 'application/cbor', cors);
+      } else {
+        const encoded = bytesToBase64(document);
+        // The manifest goes out exactly as the file holds it, not re-serialised.
+        const body = `{"document":"${encoded}","attestation_document":"${encoded}","manifest":${manifestText},"manifest_base64":"${manifestBase64}"}`;
+        sendBytes(res, 200, Buffer.from(body), 'application/json', cors);
       }
-      const encoded = bytesToBase64(document);
-      sendJson(res, 200, { document: encoded, attestation_document: encoded, manifest });
+      return 200;
     } catch (err) {
-      if (!(err instanceof RequestError)) throw err;
-      sendJson(res, err.status, { errors: [err.message] });
+      if (!(err instanceof HttpError)) throw err;
+      sendJson(res, err.status, { errors: [err.message] }, err.status === 405 ? { ...cors, allow: 'GET, POST, OPTIONS' } : cors);
+      return err.status;
     }
   };
 }

@@ -5,7 +5,6 @@
 
 import { once } from 'node:events';
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
-import type { Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
@@ -13,7 +12,9 @@ import { createDemoApp } from './demo/app.js';
 import { DEMO_MANIFEST_JSON } from './demo/manifest.js';
 import { AgentError } from './errors.js';
 import { createLogger } from './log.js';
-import { createAgentServer } from './server.js';
+import { startAgent } from './agent.js';
+import { loadConfig, settingFlags, SETTINGS } from './config.js';
+import { loadManifest } from './manifest.js';
 import {
   NsmError,
   bytesToBase64,
@@ -55,6 +56,10 @@ export async function runCommand(command: Command, argv: string[]): Promise<numb
     return await command.run(values, positionals);
   } catch (err) {
     const code = (err as { code?: string }).code;
+    if (err instanceof AgentError && err.code === 'AGENT_CONFIG') {
+      process.stderr.write(`enclave-agent ${command.name}: ${err.message}\n`);
+      return 2;
+    }
     if (err instanceof AgentError && err.code === 'AGENT_USAGE') {
       process.stderr.write(`enclave-agent ${command.name}: ${err.message}\n\n${command.usage}\n`);
       return 2;
@@ -286,50 +291,71 @@ function reportText(result: VerifiedDocument, nonceChecked: boolean): string {
   ].join('\n');
 }
 
-/** `HOST:PORT` with an explicit port 0..65535. */
-export function parseListen(value: string, flag: string): { host: string; port: number } {
-  const match = /^(\[[0-9a-fA-F:.]+\]|[^:\s]+):(\d{1,5})$/.exec(value);
-  const port = Number(match?.[2]);
-  if (match === null || port > 65535) throw usage(`${flag} expected HOST:PORT, got ${JSON.stringify(value)}`);
-  return { host: match[1]!.replace(/^\[|\]$/g, ''), port };
+/** Runs the agent from a configuration until SIGTERM or SIGINT, then shuts down gracefully. */
+async function runAgent(flags: Record<string, unknown>, env: Record<string, string | undefined>, beforeStop?: () => Promise<void>): Promise<number> {
+  const config = loadConfig(flags, env);
+  const logger = createLogger({ level: config.logLevel });
+  const manifest = await loadManifest(config.manifestPath);
+  const nsm = await openNsm({
+    mode: config.nsm,
+    devicePath: config.nsmDevicePath,
+    ...(config.mockPkiDir !== null ? { mockPkiDir: config.mockPkiDir } : {}),
+    logger,
+  });
+  const agent = await startAgent({ config, nsm, manifest, logger });
+  const signal = await Promise.race([once(process, 'SIGINT').then(() => 'SIGINT'), once(process, 'SIGTERM').then(() => 'SIGTERM')]);
+  logger.info({ signal }, 'signal received');
+  await agent.stop();
+  await beforeStop?.();
+  await nsm.close();
+  return 0;
 }
 
-async function listen(server: Server, address: { host: string; port: number }): Promise<string> {
-  server.listen(address.port, address.host);
-  await once(server, 'listening');
-  const bound = server.address();
-  return typeof bound === 'object' && bound !== null ? `${bound.address}:${bound.port}` : String(bound);
-}
+const run: Command = {
+  name: 'run',
+  summary: 'run the agent (configuration from flags and environment)',
+  usage:
+    'Usage: enclave-agent run --nsm device|mock --manifest FILE [options]\n\n' +
+    'Every setting is a flag and an environment variable (flags win):\n' +
+    SETTINGS.map((s) => `  ${`${s.flag} ${s.boolean ? 'true|false' : 'VALUE'}`.padEnd(34)} ${s.env.join(', ')}${s.default ? ` (default ${s.default})` : s.default === undefined ? ' (required)' : ''}`).join('\n') +
+    '\n\nThe whole configuration is checked at start; every problem is reported at once (exit 2).',
+  options: settingFlags(),
+  async run(values) {
+    return runAgent(values, process.env);
+  },
+};
 
 const demo: Command = {
   name: 'demo',
   summary: 'run the agent on a fresh mock NSM in front of a small demo app (loopback only)',
   usage:
-    'Usage: enclave-agent demo [--listen HOST:PORT] [--app-listen HOST:PORT]\n\n' +
-    'Writes a fresh mock PKI to a temporary directory, starts the demo app (default 127.0.0.1:8083) and the\n' +
-    'agent (default 127.0.0.1:8080) with the MOCK NSM, and runs until interrupted. Try:\n' +
-    '  curl -s -X POST -H content-type:application/json -d \'{"nonce":"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="}\' http://127.0.0.1:8080/attestation',
-  options: { listen: { type: 'string' }, 'app-listen': { type: 'string' } },
+    'Usage: enclave-agent demo [--listen HOST:PORT] [--app-listen HOST:PORT] [--internal-listen HOST:PORT]\n\n' +
+    'Writes a fresh mock PKI and the demo manifest to a temporary directory, starts the demo app (default\n' +
+    '127.0.0.1:8083) and the agent (default 127.0.0.1:8080, metrics on 127.0.0.1:9090) with the MOCK NSM,\n' +
+    'and runs until interrupted. Try:\n' +
+    "  curl -s -X POST -H content-type:application/json -d '{\"nonce\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"}' http://127.0.0.1:8080/attestation",
+  options: { listen: { type: 'string' }, 'app-listen': { type: 'string' }, 'internal-listen': { type: 'string' } },
   async run(values) {
-    const agentAddress = parseListen(str(values.listen) ?? '127.0.0.1:8080', '--listen');
-    const appAddress = parseListen(str(values['app-listen']) ?? '127.0.0.1:8083', '--app-listen');
-    const logger = createLogger();
-    const pkiDir = await mkdtemp(join(tmpdir(), 'enclave-agent-demo-'));
-    await writeMockPki(pkiDir, createMockPki());
-    const nsm = await openNsm({ mode: 'mock', mockPkiDir: pkiDir, logger });
-    const manifestBytes = new TextEncoder().encode(DEMO_MANIFEST_JSON);
+    const appListen = str(values['app-listen']) ?? '127.0.0.1:8083';
+    const match = /^(.+):(\d{1,5})$/.exec(appListen);
+    if (match === null) throw usage(`--app-listen expected HOST:PORT, got ${JSON.stringify(appListen)}`);
+    const dir = await mkdtemp(join(tmpdir(), 'enclave-agent-demo-'));
+    await writeMockPki(dir, createMockPki());
+    await writeFile(join(dir, 'manifest.json'), DEMO_MANIFEST_JSON);
     const app = createDemoApp();
-    const agent = createAgentServer({ nsm, manifestBytes });
-    const appBound = await listen(app, appAddress);
-    const agentBound = await listen(agent, agentAddress);
-    logger.info({ agent: agentBound, app: appBound, mockRoot: join(pkiDir, 'root.pem') }, 'demo running');
-    await Promise.race([once(process, 'SIGINT'), once(process, 'SIGTERM')]);
-    logger.info({}, 'demo stopping');
-    agent.close();
-    app.close();
-    await nsm.close();
-    return 0;
+    app.listen(Number(match[2]), match[1]);
+    await once(app, 'listening');
+    process.stderr.write(`demo: app on ${appListen}; mock root ${join(dir, 'root.pem')}\n`);
+    const flags = {
+      nsm: 'mock',
+      'mock-pki': dir,
+      manifest: join(dir, 'manifest.json'),
+      listen: str(values.listen) ?? '127.0.0.1:8080',
+      'internal-listen': str(values['internal-listen']) ?? '127.0.0.1:9090',
+      upstream: `http://${appListen}`,
+    };
+    return runAgent(flags, {}, () => new Promise<void>((resolve) => app.close(() => resolve())));
   },
 };
 
-export const commands: Command[] = [demo, mockPki, attest, verifyDocument];
+export const commands: Command[] = [run, demo, mockPki, attest, verifyDocument];

@@ -1,16 +1,29 @@
 /**
- * AgentError: the one error class of the agent (wiring, config, CLI). `AGENT_USAGE` marks a command
- * line the user must fix (exit status 2).
+ * AgentError: the one error class of the agent (wiring, config, CLI, the remote verifier).
+ * `AGENT_USAGE` and `AGENT_CONFIG` mark input the user must fix (exit status 2).
  */
 
-export type AgentErrorCode = 'AGENT_USAGE' | 'AGENT_IO';
+export type AgentErrorCode =
+  | 'AGENT_USAGE'
+  | 'AGENT_IO'
+  | 'AGENT_CONFIG'
+  | 'AGENT_MANIFEST'
+  | 'AGENT_METADATA'
+  | 'AGENT_BUSY'
+  | 'AGENT_VERIFY_FETCH'
+  | 'AGENT_VERIFY_RESPONSE'
+  | 'AGENT_VERIFY_MANIFEST'
+  | 'AGENT_VERIFY_TOFU';
 
 export class AgentError extends Error {
   readonly code: AgentErrorCode;
+  /** Every problem found, for errors that gather several (configuration). */
+  readonly problems: readonly string[];
 
-  constructor(code: AgentErrorCode, message: string, options?: { cause?: unknown }) {
+  constructor(code: AgentErrorCode, message: string, options?: { cause?: unknown; problems?: readonly string[] }) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'AgentError';
     this.code = code;
+    this.problems = options?.problems ?? [message];
   }
 }

@@ -1,0 +1,171 @@
+/**
+ * The agent's configuration: every setting as one row of data (flag, environment names, default,
+ * description), loaded once from flags and the environment, validated as a whole so that every problem
+ * is reported at once, then frozen. Security switches are explicit values: the NSM mode has no default
+ * and the mock is chosen by name. The README's configuration table is checked against `SETTINGS`.
+ *
+ * Precedence: a flag, then the first environment name that is set (ours, then the names existing
+ * STEVE deployments use, specs/agent-http.md §1 and specs/steve.md §6).
+ */
+
+import { AgentError } from './errors.js';
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+export interface AgentConfig {
+  listen: HostPort;
+  /** A second public listener serving only /attestation and health (existing images' BOOTPROOFD_LISTEN_ADDR). */
+  attestationListen: HostPort | null;
+  internalListen: HostPort;
+  upstream: URL;
+  manifestPath: string;
+  metadataPath: string | null;
+  nsm: 'device' | 'mock';
+  nsmDevicePath: string;
+  mockPkiDir: string | null;
+  corsOrigins: readonly string[];
+  allowPlaintextFallback: boolean;
+  nsmConcurrency: number;
+  nsmQueueMax: number;
+  shutdownTimeoutMs: number;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
+}
+
+type Parser = (value: string) => unknown;
+
+interface Setting {
+  key: keyof AgentConfig;
+  flag: string;
+  env: readonly string[];
+  /** Text default, parsed like any other value; `undefined` means required, `null` means unset. */
+  default: string | null | undefined;
+  doc: string;
+  parse: Parser;
+  boolean?: boolean;
+}
+
+class Invalid extends Error {}
+
+function hostPort(value: string): HostPort {
+  const match = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(value);
+  const port = Number(match?.[2]);
+  if (match === null || port > 65535) throw new Invalid('expected HOST:PORT');
+  return { host: match[1]!.replace(/^\[|\]$/g, ''), port };
+}
+
+function integer(min: number, max: number): Parser {
+  return (value) => {
+    if (!/^\d+$/.test(value) || Number(value) < min || Number(value) > max) throw new Invalid(`expected an integer ${min}..${max}`);
+    return Number(value);
+  };
+}
+
+function oneOf<T extends string>(...values: T[]): Parser {
+  return (value) => {
+    if (!(values as string[]).includes(value)) throw new Invalid(`expected one of ${values.join(', ')}`);
+    return value;
+  };
+}
+
+const path: Parser = (value) => {
+  if (value.length === 0 || value.includes('\0')) throw new Invalid('expected a file path');
+  return value;
+};
+
+const bool: Parser = (value) => {
+  if (value !== 'true' && value !== 'false') throw new Invalid('expected true or false');
+  return value === 'true';
+};
+
+function httpUrl(value: string): URL {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new Invalid('expected an http:// URL');
+  }
+  if (url.protocol !== 'http:' || url.username !== '' || url.password !== '' || url.search !== '' || url.hash !== '') {
+    throw new Invalid('expected an http:// URL without credentials, query or fragment');
+  }
+  return url;
+}
+
+/** Exact origins only (scheme, host, optional port); a wildcard is refused (specs/steve.md §6). */
+function origins(value: string): string[] {
+  if (value.trim() === '') return [];
+  return value.split(',').map((item) => {
+    const origin = item.trim();
+    if (origin.includes('*')) throw new Invalid('wildcards are not allowed');
+    let url: URL;
+    try {
+      url = new URL(origin);
+    } catch {
+      throw new Invalid(`not an origin: ${JSON.stringify(origin)}`);
+    }
+    if ((url.protocol !== 'https:' && url.protocol !== 'http:') || url.origin !== origin) {
+      throw new Invalid(`expected scheme://host[:port] exactly, got ${JSON.stringify(origin)}`);
+    }
+    return origin;
+  });
+}
+
+export const SETTINGS: readonly Setting[] = [
+  { key: 'nsm', flag: '--nsm', env: ['ENCLAVE_AGENT_NSM'], default: undefined, parse: oneOf('device', 'mock'), doc: 'NSM implementation: `device` (/dev/nsm) or `mock` (tests only; logs a warning). No default.' },
+  { key: 'manifestPath', flag: '--manifest', env: ['ENCLAVE_AGENT_MANIFEST'], default: undefined, parse: path, doc: 'the build manifest (JSON) served with every document; its SHA-256 is signed into `user_data`' },
+  { key: 'listen', flag: '--listen', env: ['ENCLAVE_AGENT_LISTEN', 'STEVE_LISTEN_ADDR'], default: '0.0.0.0:8080', parse: hostPort, doc: 'public listener: `/attestation`, health, and the STEVE proxy' },
+  { key: 'attestationListen', flag: '--attestation-listen', env: ['ENCLAVE_AGENT_ATTESTATION_LISTEN', 'BOOTPROOFD_LISTEN_ADDR'], default: null, parse: hostPort, doc: 'optional second listener with only `/attestation` and health' },
+  { key: 'internalListen', flag: '--internal-listen', env: ['ENCLAVE_AGENT_INTERNAL_LISTEN'], default: '127.0.0.1:9090', parse: hostPort, doc: 'internal listener: `/metrics` (never bridged)' },
+  { key: 'upstream', flag: '--upstream', env: ['ENCLAVE_AGENT_UPSTREAM', 'STEVE_APP_UPSTREAM'], default: 'http://127.0.0.1:8083', parse: httpUrl, doc: 'the app, on enclave loopback' },
+  { key: 'metadataPath', flag: '--metadata', env: ['ENCLAVE_AGENT_METADATA'], default: null, parse: path, doc: 'operator metadata (JSON object) merged into `user_data`; re-read when it changes' },
+  { key: 'mockPkiDir', flag: '--mock-pki', env: ['ENCLAVE_AGENT_MOCK_PKI'], default: null, parse: path, doc: 'mock PKI directory (from `enclave-agent mock-pki`); required with `--nsm mock`' },
+  { key: 'nsmDevicePath', flag: '--nsm-device', env: ['ENCLAVE_AGENT_NSM_DEVICE'], default: '/dev/nsm', parse: path, doc: 'NSM device node' },
+  { key: 'corsOrigins', flag: '--cors-origins', env: ['ENCLAVE_AGENT_CORS_ORIGINS', 'STEVE_CORS_ORIGINS'], default: '', parse: origins, doc: 'comma-separated exact origins allowed to call `/attestation` from a browser; no wildcards' },
+  { key: 'allowPlaintextFallback', flag: '--allow-plaintext-fallback', env: ['ENCLAVE_AGENT_ALLOW_PLAINTEXT_FALLBACK', 'STEVE_ALLOW_PLAINTEXT_FALLBACK'], default: 'false', parse: bool, boolean: true, doc: 'forward ordinary requests to the app in plaintext instead of refusing them' },
+  { key: 'nsmConcurrency', flag: '--nsm-concurrency', env: ['ENCLAVE_AGENT_NSM_CONCURRENCY'], default: '4', parse: integer(1, 64), doc: 'NSM requests in flight at once (the driver serialises them anyway)' },
+  { key: 'nsmQueueMax', flag: '--nsm-queue', env: ['ENCLAVE_AGENT_NSM_QUEUE'], default: '256', parse: integer(0, 100_000), doc: 'NSM requests waiting beyond those in flight; more get 429' },
+  { key: 'shutdownTimeoutMs', flag: '--shutdown-timeout-ms', env: ['ENCLAVE_AGENT_SHUTDOWN_TIMEOUT_MS'], default: '10000', parse: integer(0, 600_000), doc: 'on SIGTERM, how long in-flight requests may finish' },
+  { key: 'logLevel', flag: '--log-level', env: ['ENCLAVE_AGENT_LOG_LEVEL'], default: 'info', parse: oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace'), doc: 'pino log level' },
+];
+
+/** parseArgs options for every setting (booleans take `--flag` or `--flag=true|false`). */
+export function settingFlags(): Record<string, { type: 'string' }> {
+  return Object.fromEntries(SETTINGS.map((s) => [s.flag.slice(2), { type: 'string' as const }]));
+}
+
+/**
+ * Builds the configuration from parsed flag values and an environment. Throws one
+ * `AgentError('AGENT_CONFIG')` listing every problem.
+ */
+export function loadConfig(flags: Record<string, unknown>, env: Record<string, string | undefined>): Readonly<AgentConfig> {
+  const problems: string[] = [];
+  const config: Record<string, unknown> = {};
+  for (const setting of SETTINGS) {
+    const flagValue = flags[setting.flag.slice(2)];
+    const envName = setting.env.find((name) => env[name] !== undefined && env[name] !== '');
+    const source = typeof flagValue === 'string' ? setting.flag : envName;
+    const raw = typeof flagValue === 'string' ? flagValue : envName !== undefined ? env[envName]! : setting.default;
+    if (raw === undefined) {
+      problems.push(`${setting.flag} (or ${setting.env.join(' / ')}) is required: ${setting.doc}`);
+      continue;
+    }
+    if (raw === null) {
+      config[setting.key] = null;
+      continue;
+    }
+    try {
+      config[setting.key] = setting.parse(raw);
+    } catch (err) {
+      if (!(err instanceof Invalid)) throw err;
+      problems.push(`${source ?? `${setting.flag} default`}: ${err.message}, got ${JSON.stringify(raw)}`);
+    }
+  }
+  if (config.nsm === 'mock' && config.mockPkiDir === null) problems.push('--nsm mock needs --mock-pki DIR (create one with: enclave-agent mock-pki --out DIR)');
+  if (config.nsm === 'device' && config.mockPkiDir !== null && config.mockPkiDir !== undefined) problems.push('--mock-pki goes with --nsm mock only');
+  if (problems.length > 0) {
+    throw new AgentError('AGENT_CONFIG', `invalid configuration:\n  - ${problems.join('\n  - ')}`, { problems });
+  }
+  return Object.freeze(config as unknown as AgentConfig);
+}

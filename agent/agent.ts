@@ -26,7 +26,7 @@ import { createMetrics, type Metrics } from './metrics.js';
 import { createUserDataSource } from './user-data.js';
 
 export interface AgentOptions {
-  config: Pick<AgentConfig, 'listen' | 'attestationListen' | 'internalListen' | 'upstream' | 'metadataPath' | 'corsOrigins' | 'allowPlaintextFallback' | 'nsmConcurrency' | 'nsmQueueMax' | 'shutdownTimeoutMs' | 'nsm'>;
+  config: Pick<AgentConfig, 'listen' | 'attestationListen' | 'internalListen' | 'upstream' | 'metadataPath' | 'corsOrigins' | 'allowPlaintextFallback' | 'nsmConcurrency' | 'nsmQueueMax' | 'nsmTimeoutMs' | 'shutdownTimeoutMs' | 'nsm'>;
   nsm: Nsm;
   manifest: Manifest;
   logger: Logger;
@@ -43,6 +43,34 @@ export interface RunningAgent {
 
 /** Hop-by-hop headers never forwarded (RFC 9110 §7.6.1, specs/steve.md §7). */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'proxy-authorization', 'proxy-authenticate', 'proxy-connection', 'host']);
+
+/** Headers minus hop-by-hop ones, including those the Connection header names (RFC 9110 §7.6.1). */
+function endToEndHeaders(headers: Record<string, string | string[] | undefined>): Record<string, string | string[]> {
+  const listed = new Set(
+    String(headers.connection ?? '')
+      .split(',')
+      .map((token) => token.trim().toLowerCase())
+      .filter((token) => token !== ''),
+  );
+  const out: Record<string, string | string[]> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (value !== undefined && !HOP_BY_HOP.has(name) && !listed.has(name)) out[name] = value;
+  }
+  return out;
+}
+
+/**
+ * The request target as a path on our own origin, or null. Only origin-form targets (`/path?query`)
+ * are accepted: `//host/x` and absolute URLs would otherwise steer a proxy to another host.
+ */
+function originFormTarget(target: string | undefined): URL | null {
+  if (target === undefined || !target.startsWith('/') || target.startsWith('//')) return null;
+  try {
+    return new URL(target, 'http://agent.invalid');
+  } catch {
+    return null;
+  }
+}
 
 function identityKey(): { privateKey: KeyObject; verifyingKey: Uint8Array } {
   const { publicKey, privateKey } = generateKeyPairSync('ed25519');
@@ -77,6 +105,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     userData,
     metrics,
     corsOrigins: config.corsOrigins,
+    nsmTimeoutMs: config.nsmTimeoutMs,
     onNsmError: (err) => {
       lastNsmError = (err as { code?: string }).code ?? 'error';
       logger.error({ err: { code: lastNsmError } }, 'NSM attestation failed');
@@ -86,19 +115,19 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   metrics.gauge('enclave_agent_nsm_queue_waiting', 'NSM calls waiting.', () => queue.queued);
   metrics.gauge('enclave_agent_steve_sessions', 'Open STEVE sessions.', () => 0);
 
-  async function forwardPlaintext(req: IncomingMessage, res: ServerResponse): Promise<number> {
-    const headers: Record<string, string | string[]> = {};
-    for (const [name, value] of Object.entries(req.headers)) if (value !== undefined && !HOP_BY_HOP.has(name)) headers[name] = value;
+  const upstreamOrigin = new URL(config.upstream).origin;
+
+  async function forwardPlaintext(req: IncomingMessage, res: ServerResponse, url: URL): Promise<number> {
+    const headers = endToEndHeaders(req.headers);
     headers['x-forwarded-proto'] = 'http';
     try {
-      const answer = await upstreamRequest(new URL(req.url ?? '/', config.upstream), {
+      // Always the configured upstream's origin: only the path and query come from the request.
+      const answer = await upstreamRequest(`${upstreamOrigin}${url.pathname}${url.search}`, {
         method: req.method as 'GET',
         headers,
         body: req.method === 'GET' || req.method === 'HEAD' ? null : req,
       });
-      const out: Record<string, string | string[]> = {};
-      for (const [name, value] of Object.entries(answer.headers)) if (value !== undefined && !HOP_BY_HOP.has(name)) out[name] = value;
-      res.writeHead(answer.statusCode, out);
+      res.writeHead(answer.statusCode, endToEndHeaders(answer.headers));
       await pipeline(answer.body, res);
       return answer.statusCode;
     } catch (err) {
@@ -110,9 +139,20 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
 
   function handler(attestationOnly: boolean) {
     return (req: IncomingMessage, res: ServerResponse) => {
-      const url = new URL(req.url ?? '/', 'http://agent.invalid');
       let route = 'other';
       const done = (status: number) => metrics.countRequest(route, status);
+      if (draining) res.setHeader('connection', 'close');
+      inFlight.add(res);
+      res.once('close', () => {
+        inFlight.delete(res);
+        if (draining) for (const s of servers) s.closeIdleConnections();
+      });
+      const url = originFormTarget(req.url);
+      if (url === null) {
+        sendJson(res, 400, { error: 'bad_request_target' }, { connection: 'close' });
+        done(400);
+        return;
+      }
       const fail = (err: unknown) => {
         logger.error({ err: { message: (err as Error).message }, route }, 'request failed');
         sendJson(res, 500, { errors: ['internal error'] });
@@ -128,11 +168,11 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
         done(200);
       } else if (url.pathname === '/healthz') {
         route = 'healthz';
-        sendJson(res, 200, { status: 'ok', nsm: { mode: nsm.kind, lastError: lastNsmError }, upstream: config.upstream.href, sessions: 0 });
+        sendJson(res, 200, { status: 'ok', nsm: { mode: nsm.kind, lastError: lastNsmError }, upstream: config.upstream, sessions: 0 });
         done(200);
       } else if (!attestationOnly && config.allowPlaintextFallback) {
         route = 'plaintext';
-        forwardPlaintext(req, res).then(done, fail);
+        forwardPlaintext(req, res, url).then(done, fail);
       } else {
         route = 'steve';
         sendJson(res, attestationOnly ? 404 : 503, { error: attestationOnly ? 'not_found' : 'steve_unavailable' });
@@ -141,6 +181,9 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     };
   }
 
+  /** Responses not yet finished; during shutdown they are told to close their connection. */
+  const inFlight = new Set<ServerResponse>();
+  let draining = false;
   const publicServer = createServer(handler(false));
   const attestationServer = config.attestationListen === null ? null : createServer(handler(true));
   const internalServer = createServer((req, res) => {
@@ -171,6 +214,8 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     stop() {
       stopping ??= (async () => {
         logger.info({ deadlineMs: config.shutdownTimeoutMs }, 'shutting down');
+        draining = true;
+        for (const res of inFlight) if (!res.headersSent) res.setHeader('connection', 'close');
         const closed = Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
         for (const s of servers) s.closeIdleConnections();
         let timer: NodeJS.Timeout | undefined;

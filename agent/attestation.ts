@@ -32,10 +32,13 @@ export interface AttestationOptions {
   /** Exact origins allowed to call from a browser. */
   corsOrigins: readonly string[];
   onNsmError?: (err: unknown) => void;
+  /** How long one NSM call may take before the caller gets 503 (the driver itself gives up after 120 s). */
+  nsmTimeoutMs: number;
 }
 
 function parseNonce(text: unknown, form: 'base64' | 'query'): Uint8Array {
-  if (typeof text !== 'string' || text.length === 0) throw new HttpError(400, 'nonce missing');
+  if (text === undefined || text === null || text === '') throw new HttpError(400, 'nonce missing');
+  if (typeof text !== 'string') throw new HttpError(400, 'nonce must be a string');
   let nonce: Uint8Array;
   try {
     if (form === 'base64') nonce = base64ToBytes(text, 'nonce');
@@ -60,13 +63,15 @@ export function createAttestationHandler(options: AttestationOptions) {
   const manifestText = new TextDecoder().decode(options.manifest.bytes);
   const manifestBase64 = bytesToBase64(options.manifest.bytes);
 
-  async function attest(nonce: Uint8Array): Promise<Uint8Array> {
+  async function attest(nonce: Uint8Array, res: ServerResponse): Promise<Uint8Array> {
     const userData = await options.userData.current();
     try {
       return await options.queue.run(async () => {
+        // A caller who left while waiting in the queue gets no document: skip the NSM call.
+        if (res.destroyed) throw new HttpError(499, 'client went away');
         const started = performance.now();
         try {
-          const document = await options.nsm.attest({ nonce, userData });
+          const document = await withDeadline(options.nsm.attest({ nonce, userData }), options.nsmTimeoutMs);
           options.metrics.observeNsm((performance.now() - started) / 1000, 'ok');
           return document;
         } catch (err) {
@@ -75,6 +80,7 @@ export function createAttestationHandler(options: AttestationOptions) {
         }
       });
     } catch (err) {
+      if (err instanceof HttpError) throw err;
       if (err instanceof AgentError && err.code === 'AGENT_BUSY') throw new HttpError(429, 'too many attestation requests');
       options.onNsmError?.(err);
       throw new HttpError(503, `NSM unavailable (${(err as { code?: string }).code ?? 'error'})`);
@@ -100,12 +106,12 @@ export function createAttestationHandler(options: AttestationOptions) {
         }
         if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new HttpError(400, 'body is not a JSON object');
         nonce = parseNonce((parsed as { nonce?: unknown }).nonce, 'base64');
-      } else if (req.method === 'GET' || req.method === 'HEAD') {
+      } else if (req.method === 'GET') {
         nonce = parseNonce(url.searchParams.get('nonce') ?? undefined, 'query');
       } else {
         throw new HttpError(405, 'use POST or GET');
       }
-      const document = await attest(nonce);
+      const document = await attest(nonce, res);
       if ((req.headers.accept ?? '').includes('application/cbor')) {
         sendBytes(res, 200, document, 'application/cbor', cors);
       } else {
@@ -117,8 +123,21 @@ export function createAttestationHandler(options: AttestationOptions) {
       return 200;
     } catch (err) {
       if (!(err instanceof HttpError)) throw err;
-      sendJson(res, err.status, { errors: [err.message] }, err.status === 405 ? { ...cors, allow: 'GET, POST, OPTIONS' } : cors);
+      const extra: Record<string, string> = { ...cors };
+      if (err.status === 405) extra.allow = 'GET, POST, OPTIONS';
+      // The body was not read to its end: close the connection rather than drain it.
+      if (err.status === 408 || err.status === 413) extra.connection = 'close';
+      sendJson(res, err.status, { errors: [err.message] }, extra);
       return err.status;
     }
   };
+}
+
+/** Rejects with an NSM_TIMEOUT-coded error when `promise` takes longer than `ms`. */
+function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(Object.assign(new Error(`NSM gave no answer in ${ms} ms`), { code: 'NSM_TIMEOUT' })), ms);
+  });
+  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
 }

@@ -7,8 +7,8 @@
  * machine without /dev/nsm. It does not test the verifier's individual checks; nsm/verify.test.ts does.
  */
 
-import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -23,8 +23,6 @@ const CLI = join(REPO, 'dist', 'agent', 'cli.js');
 const VECTORS_DIR = join(REPO, 'test', 'vectors', 'nitro');
 /** The subcommands other tools call by name (the CLI contract); `commands` may hold more. */
 const CONTRACT_COMMANDS = ['mock-pki', 'attest', 'verify-document'] as const;
-/** Folders compiled into dist/ by tsconfig.build.json. */
-const SOURCE_FOLDERS = ['agent', 'nsm', 'cbor', 'steve', 'init', 'vsock'];
 /** One spawn should take well under a second; this only stops a hung child from hanging the suite. */
 const SPAWN_TIMEOUT_MS = 20_000;
 /** Spawns in flight at once: enough to overlap process start-up, few enough not to thrash a small machine. */
@@ -76,31 +74,7 @@ function spawnCli(args: readonly string[], cwd: string): Promise<Run> {
   });
 }
 
-/** Newest modification time of the build's inputs: every non-test .ts in the source folders and the tsconfigs. */
-function newestSourceMs(): number {
-  let newest = Math.max(statSync(join(REPO, 'tsconfig.json')).mtimeMs, statSync(join(REPO, 'tsconfig.build.json')).mtimeMs);
-  const walk = (dir: string): void => {
-    for (const entry of readdirSync(dir, { withFileTypes: true })) {
-      const path = join(dir, entry.name);
-      if (entry.isDirectory()) {
-        if (!['node_modules', 'dist', 'build'].includes(entry.name)) walk(path);
-      } else if (entry.name.endsWith('.ts') && !entry.name.endsWith('.test.ts')) {
-        newest = Math.max(newest, statSync(path).mtimeMs);
-      }
-    }
-  };
-  for (const folder of SOURCE_FOLDERS) if (existsSync(join(REPO, folder))) walk(join(REPO, folder));
-  return newest;
-}
 
-/** Builds dist/ with tsc when cli.js is missing or older than a source file. */
-function ensureBuilt(): void {
-  if (existsSync(CLI) && statSync(CLI).mtimeMs >= newestSourceMs()) return;
-  const tsc = join(REPO, 'node_modules', 'typescript', 'bin', 'tsc');
-  const result = spawnSync(process.execPath, [tsc, '-p', 'tsconfig.build.json'], { cwd: REPO, encoding: 'utf8' });
-  // tsc emits despite type errors; those are `npm run typecheck`'s business, a missing cli.js is ours.
-  if (!existsSync(CLI)) throw new Error(`build did not produce ${CLI}:\n${result.stdout}${result.stderr}`);
-}
 
 const hex = (bytes: number, fill: number): string => Buffer.alloc(bytes, fill).toString('hex');
 const hexToBase64 = (text: string): string => Buffer.from(text, 'hex').toString('base64');
@@ -130,7 +104,6 @@ const USER_DATA = 'deadbeef'.repeat(8);
 const PUBLIC_KEY = hex(65, 0x04);
 
 beforeAll(async () => {
-  ensureBuilt();
   work = await mkdtemp(join(tmpdir(), 'enclave-agent-cli-test-'));
   pkiDir = join(work, 'pki');
   rootPem = join(pkiDir, 'root.pem');

@@ -15,6 +15,7 @@ import { createLogger } from './log.js';
 import { startAgent } from './agent.js';
 import { loadConfig, settingFlags, SETTINGS } from './config.js';
 import { loadManifest } from './manifest.js';
+import { runVerifyCommand, VERIFY_OPTIONS, VERIFY_USAGE } from './verify-remote.js';
 import {
   NsmError,
   bytesToBase64,
@@ -358,4 +359,12 @@ const demo: Command = {
   },
 };
 
-export const commands: Command[] = [run, demo, mockPki, attest, verifyDocument];
+const verify: Command = {
+  name: 'verify',
+  summary: 'ask a running agent for a document bound to a fresh nonce; verify it and its manifest',
+  usage: VERIFY_USAGE,
+  options: VERIFY_OPTIONS,
+  run: (values) => runVerifyCommand(values),
+};
+
+export const commands: Command[] = [run, demo, mockPki, attest, verifyDocument, verify];

@@ -20,7 +20,8 @@ export interface AgentConfig {
   /** A second public listener serving only /attestation and health (existing images' BOOTPROOFD_LISTEN_ADDR). */
   attestationListen: HostPort | null;
   internalListen: HostPort;
-  upstream: URL;
+  /** The app's base URL (http://host:port), validated; a string so the frozen config cannot be edited through URL setters. */
+  upstream: string;
   manifestPath: string;
   metadataPath: string | null;
   nsm: 'device' | 'mock';
@@ -30,6 +31,7 @@ export interface AgentConfig {
   allowPlaintextFallback: boolean;
   nsmConcurrency: number;
   nsmQueueMax: number;
+  nsmTimeoutMs: number;
   shutdownTimeoutMs: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
 }
@@ -80,7 +82,7 @@ const bool: Parser = (value) => {
   return value === 'true';
 };
 
-function httpUrl(value: string): URL {
+function httpUrl(value: string): string {
   let url: URL;
   try {
     url = new URL(value);
@@ -90,7 +92,7 @@ function httpUrl(value: string): URL {
   if (url.protocol !== 'http:' || url.username !== '' || url.password !== '' || url.search !== '' || url.hash !== '') {
     throw new Invalid('expected an http:// URL without credentials, query or fragment');
   }
-  return url;
+  return url.href;
 }
 
 /** Exact origins only (scheme, host, optional port); a wildcard is refused (specs/steve.md §6). */
@@ -126,11 +128,12 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'allowPlaintextFallback', flag: '--allow-plaintext-fallback', env: ['ENCLAVE_AGENT_ALLOW_PLAINTEXT_FALLBACK', 'STEVE_ALLOW_PLAINTEXT_FALLBACK'], default: 'false', parse: bool, boolean: true, doc: 'forward ordinary requests to the app in plaintext instead of refusing them' },
   { key: 'nsmConcurrency', flag: '--nsm-concurrency', env: ['ENCLAVE_AGENT_NSM_CONCURRENCY'], default: '4', parse: integer(1, 64), doc: 'NSM requests in flight at once (the driver serialises them anyway)' },
   { key: 'nsmQueueMax', flag: '--nsm-queue', env: ['ENCLAVE_AGENT_NSM_QUEUE'], default: '256', parse: integer(0, 100_000), doc: 'NSM requests waiting beyond those in flight; more get 429' },
+  { key: 'nsmTimeoutMs', flag: '--nsm-timeout-ms', env: ['ENCLAVE_AGENT_NSM_TIMEOUT_MS'], default: '10000', parse: integer(1, 120_000), doc: 'an NSM call taking longer is answered 503 (the driver gives up after 120 s)' },
   { key: 'shutdownTimeoutMs', flag: '--shutdown-timeout-ms', env: ['ENCLAVE_AGENT_SHUTDOWN_TIMEOUT_MS'], default: '10000', parse: integer(0, 600_000), doc: 'on SIGTERM, how long in-flight requests may finish' },
   { key: 'logLevel', flag: '--log-level', env: ['ENCLAVE_AGENT_LOG_LEVEL'], default: 'info', parse: oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace'), doc: 'pino log level' },
 ];
 
-/** parseArgs options for every setting (booleans take `--flag` or `--flag=true|false`). */
+/** parseArgs options for every setting: all take a value, booleans too (`--allow-plaintext-fallback=true`). */
 export function settingFlags(): Record<string, { type: 'string' }> {
   return Object.fromEntries(SETTINGS.map((s) => [s.flag.slice(2), { type: 'string' as const }]));
 }
@@ -159,7 +162,9 @@ export function loadConfig(flags: Record<string, unknown>, env: Record<string, s
       config[setting.key] = setting.parse(raw);
     } catch (err) {
       if (!(err instanceof Invalid)) throw err;
-      problems.push(`${source ?? `${setting.flag} default`}: ${err.message}, got ${JSON.stringify(raw)}`);
+      // URLs may carry credentials: never echo them.
+      const shown = setting.parse === httpUrl ? '' : `, got ${JSON.stringify(raw)}`;
+      problems.push(`${source ?? `${setting.flag} default`}: ${err.message}${shown}`);
     }
   }
   if (config.nsm === 'mock' && config.mockPkiDir === null) problems.push('--nsm mock needs --mock-pki DIR (create one with: enclave-agent mock-pki --out DIR)');
@@ -167,5 +172,6 @@ export function loadConfig(flags: Record<string, unknown>, env: Record<string, s
   if (problems.length > 0) {
     throw new AgentError('AGENT_CONFIG', `invalid configuration:\n  - ${problems.join('\n  - ')}`, { problems });
   }
+  for (const value of Object.values(config)) if (typeof value === 'object' && value !== null) Object.freeze(value);
   return Object.freeze(config as unknown as AgentConfig);
 }

@@ -81,8 +81,9 @@ export async function createUserDataSource(options: UserDataOptions): Promise<Us
       const info = await stat(metadataPath!);
       if (`${info.ino}:${info.size}:${info.mtimeMs}` === stamp) return;
       const next = await readMetadata(metadataPath!);
-      bytes = encodeUserData(manifestSha256, verifyingKey, parseMetadata(next.bytes, metadataPath!));
+      // Remember this version even if it is rejected, so one bad edit is reported once, not every second.
       stamp = next.stamp;
+      bytes = encodeUserData(manifestSha256, verifyingKey, parseMetadata(next.bytes, metadataPath!));
     } catch (err) {
       options.onMetadataError?.(err instanceof AgentError ? err : new AgentError('AGENT_METADATA', String(err), { cause: err }));
     }

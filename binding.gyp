@@ -4,7 +4,7 @@
   "targets": [
     {
       "target_name": "enclave_native",
-      "sources": ["nsm/native/nsm.c"],
+      "sources": ["nsm/native/nsm.c", "vsock/native/vsock.c"],
       "defines": ["NAPI_VERSION=8"],
       "cflags": ["-Wall", "-Wextra"],
       "cflags_c": ["-std=gnu11"],

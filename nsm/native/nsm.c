@@ -20,6 +20,8 @@
 
 #include <node_api.h>
 
+#include "../../vsock/native/vsock.h"
+
 /*
  * include/uapi/linux/nsm.h (Linux 6.8+), restated so the build needs no recent kernel headers.
  * struct nsm_raw is two {addr, len} pairs of __u64: 32 bytes, hence 0xC0200A00.
@@ -479,5 +481,5 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
        napi_enumerable, NULL},
   };
   NAPI_CALL(env, napi_define_properties(env, exports, sizeof(properties) / sizeof(properties[0]), properties));
-  return exports;
+  return vsock_register(env, exports); /* exports.vsock: vsock/native/vsock.c */
 }

@@ -1,0 +1,248 @@
+#!/usr/bin/env bash
+# Prepares the QEMU test rig (specs/qemu-rig.md "Recipe that worked") on a Debian 12 machine, as root:
+# installs the build and firmware packages from Debian, builds qemu-system-x86_64 with virtio-nsm from
+# Debian's bookworm-backports source, and fetches the guest's pieces (a 6.12 cloud kernel with its vsock
+# and nsm modules, busybox-static, socat). Everything lands under the repo's git-ignored .cache/ and each
+# step is skipped when its output is already there, so a second run does nothing.
+#
+# It must not: edit the system's apt sources (backports comes in through a private apt configuration
+# under .cache/apt), install anything that is not a Debian package, load kernel modules, or touch vsock
+# on this machine (its /dev/vsock leads out of the machine; vsock is only ever used inside the guest).
+set -euo pipefail
+
+REPO_ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+# ENCLAVE_AGENT_CACHE moves the cache out of the work tree (CI keeps it across fresh clones).
+CACHE=${ENCLAVE_AGENT_CACHE:-$REPO_ROOT/.cache}
+APT_DIR=$CACHE/apt
+SYSTEM_SOURCES=/etc/apt/sources.list.d/debian.sources
+BACKPORTS=bookworm-backports
+
+# Host packages. meson comes from backports: QEMU 10 needs meson >= 1.5 and bookworm has 1.0.
+HOST_PACKAGES=(
+  build-essential pkgconf ninja-build python3 python3-venv python3-pycotap flex bison
+  libcbor-dev libgnutls28-dev libglib2.0-dev libpixman-1-dev libfdt-dev
+  seabios qemu-system-data
+  cpio xz-utils
+)
+BACKPORTS_PACKAGES=(meson)
+# Guest kernel modules, in load order (vsock first; nsm has no dependencies).
+GUEST_MODULES=(vsock vmw_vsock_virtio_transport_common vsock_loopback nsm)
+
+log() { printf '[setup] %s\n' "$*"; }
+die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
+
+# step NAME DONE_TEST FUNCTION: runs FUNCTION unless DONE_TEST succeeds, and says how long it took.
+step() {
+  local name=$1 done_test=$2 fn=$3 start
+  if eval "$done_test"; then
+    log "$name: cached"
+    return
+  fi
+  log "$name: running"
+  start=$SECONDS
+  "$fn"
+  log "$name: done in $((SECONDS - start)) s"
+}
+
+# retry CMD...: a download step gets one more try after a failure (mirrors drop connections).
+retry() {
+  if "$@"; then return 0; fi
+  log "retrying once: $*"
+  sleep 5
+  "$@"
+}
+
+[ "$(id -u)" -eq 0 ] || die "run as root (it installs Debian packages)"
+[ -r "$SYSTEM_SOURCES" ] || die "$SYSTEM_SOURCES is missing: this script expects Debian 12's deb822 sources"
+
+# The private apt configuration: the system's sources plus bookworm-backports (deb and deb-src) on the
+# same mirror, with its own lists and caches so the system's apt state stays as it was.
+APT_OPTS=(
+  -o "Dir::Etc::sourcelist=$APT_DIR/sources.list"
+  -o "Dir::Etc::sourceparts=$APT_DIR/sources.list.d"
+  -o "Dir::State::Lists=$APT_DIR/lists"
+  -o "Dir::Cache::pkgcache=$APT_DIR/pkgcache.bin"
+  -o "Dir::Cache::srcpkgcache=$APT_DIR/srcpkgcache.bin"
+)
+private_apt_get() { DEBIAN_FRONTEND=noninteractive apt-get "${APT_OPTS[@]}" "$@"; }
+private_apt_cache() { apt-cache "${APT_OPTS[@]}" "$@"; }
+
+# The URIs of the stanza that serves the plain `bookworm` suite.
+mirror_uris() {
+  awk '
+    /^[[:space:]]*$/ { if (ok && uris != "" && !found) { print uris; found = 1 } ok = 0; uris = ""; next }
+    /^URIs:/ { sub(/^URIs:[[:space:]]*/, ""); uris = $0 }
+    /^Suites:/ { for (i = 2; i <= NF; i++) if ($i == "bookworm") ok = 1 }
+    END { if (ok && uris != "" && !found) print uris }
+  ' "$SYSTEM_SOURCES"
+}
+
+write_apt_config() {
+  local uris
+  uris=$(mirror_uris)
+  [ -n "$uris" ] || die "no URIs for suite bookworm in $SYSTEM_SOURCES"
+  mkdir -p "$APT_DIR/sources.list.d" "$APT_DIR/lists/partial"
+  : > "$APT_DIR/sources.list"
+  cp "$SYSTEM_SOURCES" "$APT_DIR/sources.list.d/debian.sources"
+  cat > "$APT_DIR/sources.list.d/backports.sources" <<EOF
+Types: deb deb-src
+URIs: $uris
+Suites: $BACKPORTS
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF
+}
+
+apt_update() {
+  write_apt_config
+  retry private_apt_get update
+}
+
+packages_installed() {
+  local p
+  for p in "${HOST_PACKAGES[@]}" "${BACKPORTS_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' || return 1
+  done
+  # meson from bookworm would be too old for QEMU 10.
+  dpkg --compare-versions "$(dpkg-query -W -f='${Version}' meson)" ge 1.5
+}
+
+install_packages() {
+  local bp=() p
+  for p in "${BACKPORTS_PACKAGES[@]}"; do bp+=("$p/$BACKPORTS"); done
+  retry private_apt_get install -y --no-install-recommends "${HOST_PACKAGES[@]}" "${bp[@]}"
+}
+
+step "private apt lists (+$BACKPORTS)" '[ -n "$(ls "$APT_DIR/lists/" 2>/dev/null | grep -- "_${BACKPORTS}_main_source_Sources")" ]' apt_update
+step "host packages" packages_installed install_packages
+
+# --- QEMU with virtio-nsm ------------------------------------------------------------------------------
+
+QEMU_VERSION=$(private_apt_cache showsrc qemu | awk '/^Version:/ { print $2 }' | sort -V | tail -n 1)
+[ -n "$QEMU_VERSION" ] || die "no qemu source package in $BACKPORTS"
+QEMU_UPSTREAM=${QEMU_VERSION%-*}        # 1:10.0.2+ds-1~bpo12+1 -> 1:10.0.2+ds
+QEMU_UPSTREAM=${QEMU_UPSTREAM#*:}      # -> 10.0.2+ds
+QEMU_CACHE=$CACHE/qemu/$QEMU_UPSTREAM
+QEMU_BIN=$QEMU_CACHE/qemu-system-x86_64
+QEMU_SRC_DIR=$CACHE/qemu-src/$QEMU_UPSTREAM
+QEMU_TARBALL=$QEMU_SRC_DIR/qemu_$QEMU_UPSTREAM.orig.tar.xz
+
+# The .dsc and .debian.tar.xz can 404 on the mirror while the orig tarball downloads (specs/qemu-rig.md
+# step 3): the tarball is all the build needs, so apt-get's failure counts only if the tarball is missing.
+download_qemu_tarball() {
+  (cd "$QEMU_SRC_DIR" && private_apt_get -o APT::Sandbox::User=root source --download-only -t "$BACKPORTS" qemu) || true
+  [ -s "$QEMU_TARBALL" ]
+}
+
+fetch_qemu_source() {
+  mkdir -p "$QEMU_SRC_DIR"
+  retry download_qemu_tarball || die "apt-get source did not produce $QEMU_TARBALL"
+}
+
+build_qemu() {
+  local tree=$QEMU_SRC_DIR/tree
+  rm -rf "$tree"
+  mkdir -p "$tree"
+  tar -xJf "$QEMU_TARBALL" -C "$tree" --strip-components=1
+  # The +ds tarball drops the edk2 firmware blobs (pc-bios/*.fd.bz2) that meson.build unpacks whenever
+  # bzip2 is found; the rig loads firmware from seabios/qemu-system-data instead, so never unpack them.
+  sed -i 's/^\([[:space:]]*unpack_edk2_blobs = \).*$/\1false/' "$tree/meson.build"
+  if grep -E '^[[:space:]]*unpack_edk2_blobs = ' "$tree/meson.build" | grep -vq '= false$'; then
+    die "could not disable unpack_edk2_blobs in meson.build"
+  fi
+  mkdir -p "$tree/build"
+  # In QEMU 10.0 VIRTIO_NSM has no `default y`: only the nitro-enclave machine selects it, and that machine
+  # depends on VHOST_USER (hw/i386/Kconfig), which --without-default-features turns off. Hence
+  # --enable-vhost-user; it only compiles the vhost-user code, the rig never passes a vhost device.
+  (
+    cd "$tree/build"
+    ../configure --python=/usr/bin/python3 --target-list=x86_64-softmmu --without-default-features \
+      --enable-libcbor --enable-gnutls --enable-tcg --enable-fdt=system --enable-vhost-user \
+      --disable-docs --disable-werror --disable-install-blobs
+    ninja qemu-system-x86_64
+  )
+  "$tree/build/qemu-system-x86_64" -device help 2>/dev/null | grep -q '"virtio-nsm-pci"' ||
+    die "the built QEMU does not list virtio-nsm-pci in -device help (libcbor missing?)"
+  mkdir -p "$QEMU_CACHE"
+  cp "$tree/build/qemu-system-x86_64" "$QEMU_BIN.tmp"
+  mv "$QEMU_BIN.tmp" "$QEMU_BIN"
+  rm -rf "$tree"
+}
+
+step "qemu $QEMU_UPSTREAM source" '[ -x "$QEMU_BIN" ] || [ -s "$QEMU_TARBALL" ]' fetch_qemu_source
+step "qemu $QEMU_UPSTREAM build (virtio-nsm)" '[ -x "$QEMU_BIN" ]' build_qemu
+
+# --- Guest kernel and tools ------------------------------------------------------------------------------
+
+# The newest linux-image-6.12.*-cloud-amd64 in backports itself (the signed one; the regex skips -unsigned
+# and -dbg). Read from backports' own list: bookworm-security carries 6.12 builds too, under the same names.
+read -r KERNEL_PACKAGE KERNEL_VERSION < <(
+  /usr/lib/apt/apt-helper cat-file "$APT_DIR/lists/"*"_dists_${BACKPORTS}_main_binary-amd64_Packages"* |
+    awk '/^Package: / { p = ($2 ~ /^linux-image-6\.12\.[^ ]*-cloud-amd64$/) ? $2 : "" }
+         /^Version: / && p != "" { print p, $2; p = "" }' |
+    sort -V | tail -n 1
+) || true
+[ -n "${KERNEL_PACKAGE:-}" ] || die "no linux-image-6.12.*-cloud-amd64 in $BACKPORTS"
+KERNEL_CACHE=$CACHE/guest-kernel/$KERNEL_VERSION
+
+# download_extract DIR PACKAGE[/SUITE]: `apt-get download` PACKAGE into DIR and unpack it into DIR/root.
+download_extract() {
+  local dir=$1 package=$2
+  mkdir -p "$dir/root"
+  (cd "$dir" && retry private_apt_get -o APT::Sandbox::User=root download "$package")
+  dpkg -x "$dir/${package%/*}_"*.deb "$dir/root"
+}
+
+fetch_kernel() {
+  local tmp=$KERNEL_CACHE.tmp module path
+  rm -rf "$tmp"
+  download_extract "$tmp" "$KERNEL_PACKAGE/$BACKPORTS"
+  path=$(find "$tmp/root" -name 'vmlinuz-*' -type f | head -n 1)
+  [ -n "$path" ] || die "no vmlinuz in $KERNEL_PACKAGE"
+  cp "$path" "$tmp/vmlinuz"
+  mkdir -p "$tmp/modules"
+  for module in "${GUEST_MODULES[@]}"; do
+    path=$(find "$tmp/root" -name "$module.ko*" -type f | head -n 1)
+    [ -n "$path" ] || die "no $module module in $KERNEL_PACKAGE"
+    case $path in
+      *.ko.xz) xz -dc "$path" > "$tmp/modules/$module.ko" ;;
+      *.ko) cp "$path" "$tmp/modules/$module.ko" ;;
+      *) die "unexpected module file $path" ;;
+    esac
+    log "module $module <- ${path#"$tmp/root"}"
+  done
+  rm -rf "$tmp/root" "$tmp"/*.deb
+  rm -rf "$KERNEL_CACHE"
+  mv "$tmp" "$KERNEL_CACHE"
+}
+
+step "guest kernel $KERNEL_PACKAGE $KERNEL_VERSION" '[ -s "$KERNEL_CACHE/vmlinuz" ] && [ -s "$KERNEL_CACHE/modules/nsm.ko" ]' fetch_kernel
+
+GUEST_TOOLS=$CACHE/guest-tools
+# Guest tools are unpacked (not installed) so the host stays as it was; socat's libraries are resolved
+# against this tree first, then the host's (build-initramfs.sh).
+fetch_guest_tools() {
+  local tmp=$GUEST_TOOLS.tmp package
+  rm -rf "$tmp"
+  for package in busybox-static socat; do
+    download_extract "$tmp" "$package"
+  done
+  # socat links libwrap0, which a plain Debian 12 host may not have.
+  if ! ldconfig -p | grep -q 'libwrap\.so\.0'; then download_extract "$tmp" libwrap0; fi
+  [ -x "$tmp/root/bin/busybox" ] || die "busybox-static did not unpack to bin/busybox"
+  [ -x "$tmp/root/usr/bin/socat" ] || die "socat did not unpack to usr/bin/socat"
+  rm -f "$tmp"/*.deb
+  rm -rf "$GUEST_TOOLS"
+  mv "$tmp" "$GUEST_TOOLS"
+}
+
+step "guest tools (busybox-static, socat)" '[ -x "$GUEST_TOOLS/root/bin/busybox" ] && [ -x "$GUEST_TOOLS/root/usr/bin/socat" ]' fetch_guest_tools
+
+# Paths the other scripts read: one line each, `key=value`.
+cat > "$CACHE/qemu-rig.env" <<EOF
+QEMU_BIN=$QEMU_BIN
+GUEST_KERNEL=$KERNEL_CACHE/vmlinuz
+GUEST_MODULES_DIR=$KERNEL_CACHE/modules
+GUEST_TOOLS_ROOT=$GUEST_TOOLS/root
+EOF
+log "ready: $CACHE/qemu-rig.env"

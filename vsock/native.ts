@@ -1,0 +1,140 @@
+/**
+ * The typed boundary to the C half of the binding (vsock/native/vsock.c, exported as `vsock` on the one
+ * addon that nsm/ loads), and `PolledFd`, the owner of one socket fd and its libuv poll handle.
+ *
+ * It must not hold stream logic (that is socket.ts and server.ts) and must not be reached before the
+ * caller's arguments are validated: loading the addon is the first native step, and nothing here runs at
+ * import time.
+ */
+
+import { loadNativeBinding } from '../nsm/index.js';
+
+import { VsockError, toVsockError } from './errors.js';
+import type { VsockAddress } from './address.js';
+
+/** An opaque uv_poll_t wrapper made by `pollOpen`. */
+export interface PollHandle {
+  readonly __pollHandle: unique symbol;
+}
+
+/**
+ * What vsock.c exports. Every call is one non-blocking syscall. read/write/writev/accept return
+ * `WOULD_BLOCK` (-1) for EAGAIN; failures throw `VSOCK_E<ERRNO>`, bad arguments TypeError/RangeError coded
+ * `VSOCK_BAD_ARGUMENT`.
+ */
+export interface VsockNative {
+  /** socket(AF_VSOCK, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0) */
+  socket(): number;
+  bind(fd: number, cid: number, port: number): void;
+  listen(fd: number, backlog: number): void;
+  /** accept4(SOCK_NONBLOCK | SOCK_CLOEXEC): [fd, peer cid, peer port] */
+  accept(fd: number): readonly [number, number, number] | -1;
+  /** true: connected; false: in progress, wait for WRITABLE and call connectResult. */
+  connect(fd: number, cid: number, port: number): boolean;
+  /** Throws the error (SO_ERROR) a non-blocking connect ended with. */
+  connectResult(fd: number): void;
+  /** Bytes read, 0 at end of stream, -1 would block. */
+  read(fd: number, buffer: Uint8Array): number;
+  /** Bytes written (maybe fewer), -1 would block. MSG_NOSIGNAL: EPIPE, never SIGPIPE. */
+  write(fd: number, buffer: Uint8Array): number;
+  /** Like write, over the first MAX_WRITEV_BUFFERS buffers. */
+  writev(fd: number, buffers: readonly Uint8Array[]): number;
+  /** shutdown(SHUT_WR): the peer sees end of stream after our queued bytes. */
+  shutdown(fd: number): void;
+  /** For fds that never got a poll handle. */
+  close(fd: number): void;
+  localAddress(fd: number): VsockAddress;
+  remoteAddress(fd: number): VsockAddress;
+  /** Takes ownership of `fd` on success; callback(error, events) runs when the fd is ready. */
+  pollOpen(fd: number, callback: (error: Error | null, events: number) => void): PollHandle;
+  /** READABLE | WRITABLE, 0 to stop. Level-triggered. */
+  pollSet(handle: PollHandle, events: number): void;
+  /** Stops polling and closes the fd; later calls do nothing. */
+  pollClose(handle: PollHandle): void;
+  readonly READABLE: number;
+  readonly WRITABLE: number;
+  readonly WOULD_BLOCK: -1;
+  readonly MAX_WRITEV_BUFFERS: number;
+}
+
+/** Loads the addon (once, through nsm/'s loader) and returns its vsock half; throws `VSOCK_UNAVAILABLE`. */
+export function loadVsockNative(): VsockNative {
+  let binding: unknown;
+  try {
+    binding = loadNativeBinding();
+  } catch (cause) {
+    throw new VsockError('VSOCK_UNAVAILABLE', 'cannot load the native addon for vsock', { cause });
+  }
+  const native = (binding as { vsock?: VsockNative }).vsock;
+  if (native === undefined) {
+    throw new VsockError(
+      'VSOCK_UNAVAILABLE',
+      'the native addon was built without vsock/native/vsock.c: rebuild it (`npm run install`)',
+    );
+  }
+  return native;
+}
+
+export type PollHandler = (error: VsockError | null, events: number) => void;
+
+/**
+ * One socket fd and its poll handle. The fd is closed exactly once, by `close()` (or by the addon when the
+ * Node environment shuts down). `onPoll` is swapped as the owner changes (connect, then the socket).
+ */
+export class PolledFd {
+  readonly native: VsockNative;
+  readonly fd: number;
+  onPoll: PollHandler = () => {};
+  #handle: PollHandle;
+  #events = 0;
+  #closed = false;
+
+  /** Wraps `fd`; if that fails the fd is closed and the error thrown. */
+  constructor(native: VsockNative, fd: number) {
+    this.native = native;
+    this.fd = fd;
+    try {
+      this.#handle = native.pollOpen(fd, (error, events) => {
+        if (error !== null) this.#events = 0; // libuv stopped the handle
+        this.onPoll(error === null ? null : (toVsockError(error) as VsockError), events);
+      });
+    } catch (error) {
+      native.close(fd);
+      throw toVsockError(error);
+    }
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Polls for exactly `events` (READABLE | WRITABLE, 0 for none); no native call when nothing changes. */
+  setEvents(events: number): void {
+    if (this.#closed || events === this.#events) return;
+    this.native.pollSet(this.#handle, events);
+    this.#events = events;
+  }
+
+  /** Adds or removes one event. */
+  want(event: number, on: boolean): void {
+    this.setEvents(on ? this.#events | event : this.#events & ~event);
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.onPoll = () => {};
+    this.native.pollClose(this.#handle);
+  }
+}
+
+/** A new non-blocking AF_VSOCK socket with its poll handle. */
+export function openPolledSocket(native: VsockNative): PolledFd {
+  let fd: number;
+  try {
+    fd = native.socket();
+  } catch (error) {
+    throw toVsockError(error);
+  }
+  return new PolledFd(native, fd);
+}

@@ -1,0 +1,93 @@
+/**
+ * Small byte helpers for the STEVE protocol core: argument checks with one message pattern, big-endian
+ * u64, concatenation, constant-time comparison, wiping, and strict unpadded base64url (specs/steve.md §5
+ * uses it in the attestation binding). Web-standard APIs only (atob/btoa): no `node:` imports, no Buffer.
+ * Messages name the argument and its length, never its bytes.
+ */
+
+import { SteveError, type SteveErrorCode } from '../errors.js';
+
+/** Throws `code` unless `value` is a Uint8Array of exactly `length` bytes (any length when omitted). */
+export function assertBytes(value: unknown, name: string, length?: number, code: SteveErrorCode = 'STEVE_BAD_ARGUMENT'): asserts value is Uint8Array {
+  if (!(value instanceof Uint8Array)) throw new SteveError(code, `"${name}" expected Uint8Array, got ${typeName(value)}`);
+  if (length !== undefined && value.length !== length) {
+    throw new SteveError(code, `"${name}" expected ${length} bytes, got ${value.length}`);
+  }
+}
+
+function typeName(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'array';
+  return typeof value;
+}
+
+export function concatBytes(...parts: readonly Uint8Array[]): Uint8Array {
+  let length = 0;
+  for (const part of parts) length += part.length;
+  const out = new Uint8Array(length);
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
+}
+
+/**
+ * Writes `value` (0..2^53-1, already checked by the caller) as 8 big-endian bytes into `out` at `at`.
+ * Two 32-bit halves, because bitwise operators in JS work on 32 bits.
+ */
+export function writeU64(out: Uint8Array, at: number, value: number): void {
+  const high = Math.floor(value / 0x1_0000_0000);
+  const low = value % 0x1_0000_0000;
+  const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
+  view.setUint32(at, high);
+  view.setUint32(at + 4, low);
+}
+
+/** Compares two byte arrays without an early exit on the first difference. Lengths are not secret. */
+export function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= a[i]! ^ b[i]!;
+  return diff === 0;
+}
+
+export function isAllZero(bytes: Uint8Array): boolean {
+  let acc = 0;
+  for (let i = 0; i < bytes.length; i++) acc |= bytes[i]!;
+  return acc === 0;
+}
+
+export function wipe(...arrays: readonly Uint8Array[]): void {
+  for (const array of arrays) array.fill(0);
+}
+
+const utf8Encoder = new TextEncoder();
+export function utf8(text: string): Uint8Array {
+  return utf8Encoder.encode(text);
+}
+
+/** base64url without padding (RFC 4648 §5), as the §5 `user_data` binding uses. */
+export function toBase64Url(bytes: Uint8Array): string {
+  let binary = '';
+  for (let i = 0; i < bytes.length; i++) binary += String.fromCharCode(bytes[i]!);
+  return btoa(binary).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
+const BASE64URL_RE = /^[A-Za-z0-9_-]*$/;
+
+/**
+ * Strict unpadded base64url: only the URL-safe alphabet, no padding, no whitespace, and canonical
+ * (unused trailing bits zero), so exactly one text decodes to a given byte string. Returns undefined
+ * for anything else; the caller picks the error code.
+ */
+export function fromBase64Url(text: string): Uint8Array | undefined {
+  if (!BASE64URL_RE.test(text) || text.length % 4 === 1) return undefined;
+  const standard = text.replace(/-/g, '+').replace(/_/g, '/');
+  const binary = atob(standard + '='.repeat((4 - (standard.length % 4)) % 4));
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+  // atob ignores non-zero unused bits: re-encoding shows whether this was the one canonical text.
+  return toBase64Url(bytes) === text ? bytes : undefined;
+}

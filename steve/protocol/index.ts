@@ -1,0 +1,89 @@
+/**
+ * The public surface of the pure STEVE v2 protocol core (specs/steve.md §1-§5, §7's replay window):
+ * constants, message codecs, key exchanges, key schedule, records, the attestation binding and the
+ * replay window. Everything here is browser-safe: no `node:` imports, no clock, no I/O, randomness
+ * passed in. The Node server and the web client build on it; it imports neither.
+ */
+
+export {
+  AAD_BYTES,
+  BINDER_BYTES,
+  CLIENT_KEY_MATERIAL_BYTES,
+  CONFIRMATION_SEQUENCE,
+  CONTEXT_HASH_BYTES,
+  DIRECTION,
+  FIRST_APPLICATION_SEQUENCE,
+  IV_PREFIX_BYTES,
+  KEY_BYTES,
+  LABEL_BINDER,
+  LABEL_C2S_IV,
+  LABEL_C2S_KEY,
+  LABEL_S2C_IV,
+  LABEL_S2C_KEY,
+  MAGIC_LENGTH,
+  MAX_APPLICATION_RESPONSE_BYTES,
+  MAX_CONFIRMATION_REQUEST_BYTES,
+  MAX_CONFIRMATION_RESPONSE_BYTES,
+  MAX_REQUEST_ENVELOPE_BYTES,
+  MAX_SEQUENCE,
+  MAX_SESSION_REQUEST_BYTES,
+  MAX_SESSION_RESPONSE_BYTES,
+  MAX_UPSTREAM_BODY_BYTES,
+  MESSAGE_TYPE,
+  NONCE_BYTES,
+  PROTOCOL_ID,
+  RECORD_NONCE_BYTES,
+  REPLAY_WINDOW_SIZE,
+  SEQUENCE_BYTES,
+  SERVER_KEY_MATERIAL_BYTES,
+  SESSION_ID_BYTES,
+  SHARED_SECRET_BYTES,
+  SUITES,
+  TAG_BYTES,
+  TRANSCRIPT_HASH_BYTES,
+  VERSION,
+  isSuite,
+  magic,
+  type Direction,
+  type MessageType,
+  type Suite,
+} from './constants.js';
+export { constantTimeEqual } from './bytes.js';
+export { isSequence, sequenceFromBytes, sequenceToBytes } from './sequence.js';
+export {
+  decodeEnvelope,
+  decodeSessionRequest,
+  decodeSessionResponse,
+  encodeEnvelope,
+  encodeSessionRequest,
+  encodeSessionResponse,
+  type DecodeLimit,
+  type Envelope,
+  type SessionRequest,
+  type SessionResponse,
+} from './messages.js';
+export {
+  MAX_STATUS,
+  MIN_STATUS,
+  decodeAppRequest,
+  decodeAppResponse,
+  encodeAppRequest,
+  encodeAppResponse,
+  type AppRequest,
+  type AppResponse,
+  type JsonValue,
+} from './application.js';
+export { deriveSessionKeys, hkdfSha256, transcript, transcriptHash, wipeSessionKeys, type SessionKeys, type TranscriptInput } from './kdf.js';
+export {
+  assertRecordSequence,
+  nobleAesGcm,
+  openRecord,
+  recordAad,
+  recordNonce,
+  sealRecord,
+  type Aead,
+  type RecordHeader,
+} from './record.js';
+export { keyExchangeFor, x25519Exchange, xwingExchange, type ClientKeyPair, type KeyExchange, type RandomBytes, type ServerResponse } from './kem.js';
+export { checkBindingUserData, encodeBindingUserData, type Binding } from './binding.js';
+export { createReplayWindow, type ReplayWindow } from './replay.js';

@@ -9,17 +9,9 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { encodeCbor } from '../../cbor/index.js';
 import { hex } from '../../test/vectors/steve/vectors.js';
-import { SteveError } from '../errors.js';
 import { decodeAppRequest, decodeAppResponse, encodeAppRequest, encodeAppResponse, type AppRequest, type AppResponse, type JsonValue } from './application.js';
+import { code } from '../../test/steve-codes.js';
 
-function code(run: () => unknown): string | undefined {
-  try {
-    run();
-  } catch (error) {
-    return error instanceof SteveError ? error.code : `not a SteveError: ${String(error)}`;
-  }
-  return undefined;
-}
 
 const request = (over: Record<string, unknown> = {}): Uint8Array =>
   encodeCbor({ method: 'GET', path: '/items?page=2', headers: { accept: 'application/json' }, body: null, ...over } as never);

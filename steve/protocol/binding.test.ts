@@ -7,8 +7,8 @@
 
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { SteveError } from '../errors.js';
 import { checkBindingUserData, encodeBindingUserData, type Binding } from './binding.js';
+import { code } from '../../test/steve-codes.js';
 
 const seq = (length: number, start: number): Uint8Array => Uint8Array.from({ length }, (_, i) => (start + i) & 0xff);
 const binding: Binding = { suite: 'X25519', sessionId: seq(16, 0), transcriptHash: seq(32, 0x40), binder: seq(32, 0xf0) };
@@ -16,14 +16,6 @@ const utf8 = (text: string): Uint8Array => new TextEncoder().encode(text);
 const text = (bytes: Uint8Array): string => new TextDecoder().decode(bytes);
 const b64u = (bytes: Uint8Array): string => Buffer.from(bytes).toString('base64url');
 
-function code(run: () => unknown): string | undefined {
-  try {
-    run();
-  } catch (error) {
-    return error instanceof SteveError ? error.code : `not a SteveError: ${String(error)}`;
-  }
-  return undefined;
-}
 
 describe('encodeBindingUserData (§5)', () => {
   it('is exactly the §5 JSON object, key order as listed, base64url without padding', () => {

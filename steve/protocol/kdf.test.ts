@@ -8,8 +8,8 @@ import { createHash, hkdfSync } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { hex, hkdfVectors, unhex } from '../../test/vectors/steve/vectors.js';
-import { SteveError } from '../errors.js';
 import { deriveSessionKeys, hkdfSha256, transcript, transcriptHash, wipeSessionKeys, type TranscriptInput } from './kdf.js';
+import { code } from '../../test/steve-codes.js';
 
 const ascii = (text: string): Uint8Array => new TextEncoder().encode(text);
 const filled = (length: number, byte: number): Uint8Array => new Uint8Array(length).fill(byte);
@@ -26,14 +26,6 @@ function input(suite: 'X25519' | 'XWING-DRAFT10'): TranscriptInput {
   };
 }
 
-function code(run: () => unknown): string | undefined {
-  try {
-    run();
-  } catch (error) {
-    return error instanceof SteveError ? error.code : `not a SteveError: ${String(error)}`;
-  }
-  return undefined;
-}
 
 describe('HKDF-SHA256 (RFC 5869 Appendix A)', () => {
   for (const v of hkdfVectors().cases) {

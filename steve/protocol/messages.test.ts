@@ -23,17 +23,10 @@ import {
   type SessionResponse,
 } from './messages.js';
 import { sequenceFromBytes, sequenceToBytes } from './sequence.js';
+import { code } from '../../test/steve-codes.js';
 
 const filled = (length: number, byte = 0xab): Uint8Array => new Uint8Array(length).fill(byte);
 
-function code(run: () => unknown): string | undefined {
-  try {
-    run();
-  } catch (error) {
-    return error instanceof SteveError ? error.code : `not a SteveError: ${String(error)}`;
-  }
-  return undefined;
-}
 
 // ---------------------------------------------------------------------------------------------------
 // A raw CBOR builder, so a test can write exactly the bytes a hostile peer would.

@@ -9,10 +9,10 @@ import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { gcmVectors, hex, unhex } from '../../test/vectors/steve/vectors.js';
-import { SteveError } from '../errors.js';
 import { DIRECTION, MESSAGE_TYPE } from './constants.js';
 import type { SessionKeys } from './kdf.js';
 import { nobleAesGcm, openRecord, recordAad, recordNonce, sealRecord, type Aead, type RecordHeader } from './record.js';
+import { code } from '../../test/steve-codes.js';
 
 /** node:crypto behind the same interface (test-only). */
 const nodeAesGcm: Aead = {
@@ -36,14 +36,6 @@ const nodeAesGcm: Aead = {
 
 const random = (length: number): Uint8Array => new Uint8Array(randomBytes(length));
 
-function code(run: () => unknown): string | undefined {
-  try {
-    run();
-  } catch (error) {
-    return error instanceof SteveError ? error.code : `not a SteveError: ${String(error)}`;
-  }
-  return undefined;
-}
 
 describe('AES-256-GCM: GCM specification test cases 13-16 through nobleAesGcm', () => {
   for (const v of gcmVectors().cases) {

@@ -6,17 +6,9 @@
 
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { SteveError } from '../errors.js';
 import { createReplayWindow } from './replay.js';
+import { code } from '../../test/steve-codes.js';
 
-function code(run: () => unknown): string | undefined {
-  try {
-    run();
-  } catch (error) {
-    return error instanceof SteveError ? error.code : `not a SteveError: ${String(error)}`;
-  }
-  return undefined;
-}
 
 /** The reference: a sequence is fresh if it is >= 1, never accepted, and within 64 of the highest. */
 class Model {

@@ -197,14 +197,17 @@ describe('native request on a non-NSM fd', () => {
       });
       // Buffers, offset views, empty requests and the wrong-size hook all reach the same ioctl.
       const offsetView = new Uint8Array(64).subarray(7, 19);
-      for (const pendingRequest of [
+      // All five are in flight at once; settle them together so none rejects unobserved.
+      const outcomes = await Promise.allSettled([
         native.request(fd, Buffer.from(DESCRIBE_NSM)),
         native.request(fd, offsetView),
         native.request(fd, new Uint8Array(0)),
         native.request(fd, DESCRIBE_NSM, 0),
         native.request(fd, DESCRIBE_NSM, 0x3fff),
-      ]) {
-        await expect(pendingRequest).rejects.toMatchObject({ code: 'NSM_ENOTTY', errno: 'ENOTTY' });
+      ]);
+      for (const outcome of outcomes) {
+        expect(outcome.status).toBe('rejected');
+        expect((outcome as PromiseRejectedResult).reason).toMatchObject({ code: 'NSM_ENOTTY', errno: 'ENOTTY' });
       }
     } finally {
       native.close(fd);
@@ -263,8 +266,8 @@ describe('device transport over /dev/null', () => {
     await transport.close();
     expect(openDevNullCount()).toBe(before);
 
-    for (const pending of [transport.request(DESCRIBE_NSM), rawDeviceRequest(transport, DESCRIBE_NSM, 32)]) {
-      const error = await rejection(pending);
+    const errors = await Promise.all([rejection(transport.request(DESCRIBE_NSM)), rejection(rawDeviceRequest(transport, DESCRIBE_NSM, 32))]);
+    for (const error of errors) {
       expect(error).toBeInstanceOf(NsmError);
       expect(error).toMatchObject({ code: 'NSM_DEVICE_CLOSED' });
       expect((error as NsmError).errno).toBeUndefined();

@@ -1,9 +1,10 @@
 /**
  * The agent process: wires the NSM, the manifest, `user_data`, the bounded NSM queue and metrics into
  * its listeners (specs/agent-http.md §1):
- * - public (default 0.0.0.0:8080): `/attestation`, `/.well-known/caution/health`, `/healthz`, and
- *   everything else for the STEVE proxy: until it is wired in, a 503 that says so, or, when explicitly
- *   configured, the app in plaintext;
+ * - public (default 0.0.0.0:8080): `/attestation`, `/.well-known/caution/health`, `/healthz`, the STEVE
+ *   server for `/e2p/*` and v1 protected requests, and fail-closed routing for everything else
+ *   (specs/steve.md §6): 403 `e2e_required` without contacting the app, except the bootstrap files a
+ *   browser needs before it can speak STEVE, and except when the plaintext fallback is explicitly on;
  * - optional attestation-only listener (existing images' BOOTPROOFD_LISTEN_ADDR);
  * - internal (default 127.0.0.1:9090): `/metrics`.
  * `stop()` is the graceful shutdown: stop accepting, let in-flight requests finish within the deadline,
@@ -16,9 +17,12 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { pipeline } from 'node:stream/promises';
 import { request as upstreamRequest } from 'undici';
 import type { Nsm } from '../nsm/index.js';
+import { SteveError } from '../steve/index.js';
+import { createSteveServer, DEFAULT_MAX_SESSIONS, SERVER_REPLIES, sendReply, type SteveServerOptions } from '../steve/server/index.js';
 import { createAttestationHandler } from './attestation.js';
 import { createBoundedQueue } from './bounded-queue.js';
 import type { AgentConfig, HostPort } from './config.js';
+import { AgentError } from './errors.js';
 import { sendJson } from './http-util.js';
 import type { Logger } from './log.js';
 import type { Manifest } from './manifest.js';
@@ -26,10 +30,13 @@ import { createMetrics, type Metrics } from './metrics.js';
 import { createUserDataSource } from './user-data.js';
 
 export interface AgentOptions {
-  config: Pick<AgentConfig, 'listen' | 'attestationListen' | 'internalListen' | 'upstream' | 'metadataPath' | 'corsOrigins' | 'allowPlaintextFallback' | 'nsmConcurrency' | 'nsmQueueMax' | 'nsmTimeoutMs' | 'shutdownTimeoutMs' | 'nsm'>;
+  config: Pick<AgentConfig, 'listen' | 'attestationListen' | 'internalListen' | 'upstream' | 'metadataPath' | 'corsOrigins' | 'allowPlaintextFallback' | 'nsmConcurrency' | 'nsmQueueMax' | 'nsmTimeoutMs' | 'shutdownTimeoutMs' | 'nsm'> &
+    Partial<Pick<AgentConfig, 'keyExchange' | 'maxSessions'>>;
   nsm: Nsm;
   manifest: Manifest;
   logger: Logger;
+  /** Tests only: the STEVE server's clock, randomness and app deadline. */
+  steve?: Pick<SteveServerOptions, 'now' | 'random' | 'upstreamTimeoutMs'>;
 }
 
 export interface RunningAgent {
@@ -39,6 +46,17 @@ export interface RunningAgent {
   /** The Ed25519 identity key's public half (32 bytes), bound into user_data as `verifying_key`. */
   verifyingKey: Uint8Array;
   stop(): Promise<void>;
+}
+
+/**
+ * specs/steve.md §6: what a browser must fetch in plaintext before it can speak STEVE. `GET /` exactly;
+ * GET or HEAD for the rest.
+ */
+const BOOTSTRAP_FILES = new Set(['/enclave-sw.js', '/register.js', '/attestation-widget.js', '/xwing/steve_xwing_wasm_bg.wasm']);
+
+function isBootstrap(method: string | undefined, pathname: string): boolean {
+  if (pathname === '/') return method === 'GET';
+  return (method === 'GET' || method === 'HEAD') && BOOTSTRAP_FILES.has(pathname);
 }
 
 /** Hop-by-hop headers never forwarded (RFC 9110 §7.6.1, specs/steve.md §7). */
@@ -72,6 +90,15 @@ function originFormTarget(target: string | undefined): URL | null {
   }
 }
 
+/** Rejects with an NSM_TIMEOUT-coded error when `promise` takes longer than `ms`. */
+function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(Object.assign(new Error(`NSM gave no answer in ${ms} ms`), { code: 'NSM_TIMEOUT' })), ms);
+  });
+  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
+}
+
 function identityKey(): { privateKey: KeyObject; verifyingKey: Uint8Array } {
   const { publicKey, privateKey } = generateKeyPairSync('ed25519');
   const jwk = publicKey.export({ format: 'jwk' });
@@ -89,7 +116,7 @@ async function listen(server: Server, address: HostPort): Promise<string> {
 export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const { config, nsm, manifest, logger } = options;
   const metrics = createMetrics();
-  const { verifyingKey } = identityKey();
+  const { privateKey, verifyingKey } = identityKey();
   const queue = createBoundedQueue({ concurrency: config.nsmConcurrency, maxQueued: config.nsmQueueMax });
   let lastNsmError: string | null = null;
   const userData = await createUserDataSource({
@@ -113,12 +140,58 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   });
   metrics.gauge('enclave_agent_nsm_queue_running', 'NSM calls in flight.', () => queue.running);
   metrics.gauge('enclave_agent_nsm_queue_waiting', 'NSM calls waiting.', () => queue.queued);
-  metrics.gauge('enclave_agent_steve_sessions', 'Open STEVE sessions.', () => 0);
+
+  /**
+   * STEVE's per-session attestation (specs/steve.md §5 step 2) through the same bounded NSM queue,
+   * deadline and metrics as /attestation. A full queue is STEVE_BUSY (429 busy); other failures reach
+   * the server as they are (503).
+   */
+  async function steveAttest(nonce: Uint8Array, sessionUserData: Uint8Array): Promise<Uint8Array> {
+    try {
+      return await queue.run(async () => {
+        const started = performance.now();
+        try {
+          const document = await withDeadline(nsm.attest({ nonce, userData: sessionUserData }), config.nsmTimeoutMs);
+          metrics.observeNsm((performance.now() - started) / 1000, 'ok');
+          return document;
+        } catch (err) {
+          metrics.observeNsm((performance.now() - started) / 1000, 'error');
+          throw err;
+        }
+      });
+    } catch (err) {
+      if (err instanceof AgentError && err.code === 'AGENT_BUSY') throw new SteveError('STEVE_BUSY', 'the NSM queue is full', { cause: err });
+      lastNsmError = (err as { code?: string }).code ?? 'error';
+      logger.error({ err: { code: lastNsmError } }, 'NSM attestation failed');
+      throw err;
+    }
+  }
+
+  const steve = createSteveServer({
+    suite: config.keyExchange ?? 'X25519',
+    maxSessions: config.maxSessions ?? DEFAULT_MAX_SESSIONS,
+    upstream: config.upstream,
+    corsOrigins: config.corsOrigins,
+    attest: steveAttest,
+    identityKey: privateKey,
+    logger: logger.child({ component: 'steve' }),
+    onUpstreamError: (kind) => metrics.countUpstreamError(kind),
+    ...options.steve,
+  });
+  metrics.gauge('enclave_agent_steve_sessions', 'Open STEVE sessions (pending and confirmed).', () => steve.sessions);
 
   const upstreamOrigin = new URL(config.upstream).origin;
 
-  async function forwardPlaintext(req: IncomingMessage, res: ServerResponse, url: URL): Promise<number> {
+  /**
+   * The app in plaintext: the bootstrap files (without the caller's cookie or authorization, which
+   * they do not need and the host would see), or anything when the fallback is explicitly on.
+   */
+  async function forwardPlaintext(req: IncomingMessage, res: ServerResponse, url: URL, bootstrap = false): Promise<number> {
     const headers = endToEndHeaders(req.headers);
+    if (bootstrap) {
+      delete headers.cookie;
+      delete headers.authorization;
+    }
     headers['x-forwarded-proto'] = 'http';
     try {
       // Always the configured upstream's origin: only the path and query come from the request.
@@ -168,15 +241,30 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
         done(200);
       } else if (url.pathname === '/healthz') {
         route = 'healthz';
-        sendJson(res, 200, { status: 'ok', nsm: { mode: nsm.kind, lastError: lastNsmError }, upstream: config.upstream, sessions: 0 });
+        sendJson(res, 200, { status: 'ok', nsm: { mode: nsm.kind, lastError: lastNsmError }, upstream: config.upstream, sessions: steve.sessions });
         done(200);
-      } else if (!attestationOnly && config.allowPlaintextFallback) {
+      } else if (attestationOnly) {
+        route = 'other';
+        sendJson(res, 404, { error: 'not_found' });
+        done(404);
+      } else if (steve.claims(req, url)) {
+        // specs/steve.md §6: E2P behaviour does not depend on the plaintext fallback.
+        route = 'steve';
+        steve.handle(req, res, url).then((result) => {
+          route = result.route;
+          done(result.status);
+        }, fail);
+      } else if (isBootstrap(req.method, url.pathname)) {
+        route = 'bootstrap';
+        forwardPlaintext(req, res, url, true).then(done, fail);
+      } else if (config.allowPlaintextFallback) {
         route = 'plaintext';
         forwardPlaintext(req, res, url).then(done, fail);
       } else {
-        route = 'steve';
-        sendJson(res, attestationOnly ? 404 : 503, { error: attestationOnly ? 'not_found' : 'steve_unavailable' });
-        done(attestationOnly ? 404 : 503);
+        // Fail closed (specs/steve.md §6): the app is not contacted.
+        route = 'e2e_required';
+        sendReply(res, SERVER_REPLIES.e2eRequired);
+        done(403);
       }
     };
   }
@@ -226,6 +314,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
           await closed;
         }
         clearTimeout(timer);
+        await steve.close();
         logger.info({}, 'stopped');
       })();
       return stopping;

@@ -749,8 +749,8 @@ describe('metrics', () => {
     expect((await call(`${agent.base}/.well-known/caution/health`)).status).toBe(200);
     expect((await call(`${agent.base}/healthz`)).status).toBe(200);
     const publicMetrics = await call(`${agent.base}/metrics`);
-    expect(publicMetrics.status).toBe(503);
-    expect(publicMetrics.text).toBe('{"error":"steve_unavailable"}');
+    expect(publicMetrics.status).toBe(403);
+    expect(publicMetrics.text).toBe('{"error":"e2e_required"}');
     expect(publicMetrics.text).not.toContain('enclave_agent');
 
     const scrape = await call(`${agent.internal}/metrics`);
@@ -762,7 +762,7 @@ describe('metrics', () => {
     expect(metrics.get('enclave_agent_http_requests_total{route="attestation",status="400"}')).toBe(1);
     expect(metrics.get('enclave_agent_http_requests_total{route="health",status="200"}')).toBe(1);
     expect(metrics.get('enclave_agent_http_requests_total{route="healthz",status="200"}')).toBe(1);
-    expect(metrics.get('enclave_agent_http_requests_total{route="steve",status="503"}')).toBe(1);
+    expect(metrics.get('enclave_agent_http_requests_total{route="e2e_required",status="403"}')).toBe(1);
     expect(metrics.get('enclave_agent_nsm_latency_seconds_count')).toBe(2);
     expect(metrics.get('enclave_agent_nsm_latency_seconds_bucket{le="+Inf"}')).toBe(2);
     expect(metrics.get('enclave_agent_nsm_latency_seconds_sum')).toBeGreaterThan(0);
@@ -805,19 +805,19 @@ describe('everything else on the public listener', () => {
     upstreamUrl = new URL(`http://127.0.0.1:${(upstream.address() as AddressInfo).port}`);
   });
 
-  it('without the fallback: 503 {"error":"steve_unavailable"} for any method and path, and the app is never called', async () => {
+  it('without the fallback: 403 {"error":"e2e_required"} for any method and path outside the bootstrap files, and the app is never called', async () => {
     const agent = await start({ config: { upstream: upstreamUrl.href } });
     const before = seen.length;
     for (const [method, path] of [
-      ['GET', '/'],
+      ['HEAD', '/'],
       ['GET', '/app/data?q=1'],
       ['POST', '/submit'],
       ['PUT', '/x'],
       ['DELETE', '/attestations'],
     ] as const) {
       const reply = await call(`${agent.base}${path}`, { method, body: method === 'GET' ? undefined : 'secret plaintext' });
-      expect(reply.status, `${method} ${path}`).toBe(503);
-      expect(reply.text).toBe('{"error":"steve_unavailable"}');
+      expect(reply.status, `${method} ${path}`).toBe(403);
+      if (method !== 'HEAD') expect(reply.text).toBe('{"error":"e2e_required"}');
       expect(reply.headers['cache-control']).toBe('no-store');
     }
     expect(seen.length).toBe(before);

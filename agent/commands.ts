@@ -16,6 +16,7 @@ import { startAgent } from './agent.js';
 import { loadConfig, settingFlags, SETTINGS } from './config.js';
 import { loadManifest } from './manifest.js';
 import { runVerifyCommand, VERIFY_OPTIONS, VERIFY_USAGE } from './verify-remote.js';
+import { FETCH_OPTIONS, FETCH_USAGE, runFetchCommand } from './fetch-command.js';
 import {
   NsmError,
   bytesToBase64,
@@ -343,7 +344,8 @@ const demo: Command = {
     const dir = await mkdtemp(join(tmpdir(), 'enclave-agent-demo-'));
     await writeMockPki(dir, createMockPki());
     await writeFile(join(dir, 'manifest.json'), DEMO_MANIFEST_JSON);
-    const app = createDemoApp();
+    // The demo page pins the mock root, so the browser's enclave worker can verify the mock documents.
+    const app = createDemoApp({ root: await readFile(join(dir, 'root.pem'), 'utf8') });
     app.listen(Number(match[2]), match[1]);
     await once(app, 'listening');
     process.stderr.write(`demo: app on ${appListen}; mock root ${join(dir, 'root.pem')}\n`);
@@ -367,4 +369,13 @@ const verify: Command = {
   run: (values) => runVerifyCommand(values),
 };
 
-export const commands: Command[] = [run, demo, mockPki, attest, verifyDocument, verify];
+const fetchCommand: Command = {
+  name: 'fetch',
+  summary: 'send one request to the app through STEVE, end-to-end encrypted to the attested enclave',
+  usage: FETCH_USAGE,
+  options: FETCH_OPTIONS,
+  positionals: { min: 1, max: 1 },
+  run: (values, positionals) => runFetchCommand(values, positionals),
+};
+
+export const commands: Command[] = [run, demo, mockPki, attest, verifyDocument, verify, fetchCommand];

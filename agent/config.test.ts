@@ -43,6 +43,8 @@ describe('loadConfig', () => {
     expect(config.nsmDevicePath).toBe('/dev/nsm');
     expect(config.corsOrigins).toEqual([]);
     expect(config.allowPlaintextFallback).toBe(false);
+    expect(config.keyExchange).toBe('X25519');
+    expect(config.maxSessions).toBe(10_000);
     expect(config.nsmConcurrency).toBe(4);
     expect(config.nsmQueueMax).toBe(256);
     expect(config.shutdownTimeoutMs).toBe(10_000);
@@ -64,6 +66,8 @@ describe('loadConfig', () => {
       nsmDevicePath: ['/dev/nsm0', '/dev/nsm0'],
       corsOrigins: ['https://a.example, http://b.example:8080', ['https://a.example', 'http://b.example:8080']],
       allowPlaintextFallback: ['true', true],
+      keyExchange: ['XWING-DRAFT10', 'XWING-DRAFT10'],
+      maxSessions: ['1', 1],
       nsmConcurrency: ['64', 64],
       nsmQueueMax: ['0', 0],
       nsmTimeoutMs: ['120000', 120_000],
@@ -155,6 +159,14 @@ describe('loadConfig', () => {
         read: (c) => c.allowPlaintextFallback,
         expected: [false, true, false],
       },
+      {
+        flag: 'key-exchange',
+        ours: 'ENCLAVE_AGENT_KEY_EXCHANGE',
+        legacy: 'STEVE_KEY_EXCHANGE',
+        values: ['X25519', 'XWING-DRAFT10', 'X25519'],
+        read: (c) => c.keyExchange,
+        expected: ['X25519', 'XWING-DRAFT10', 'X25519'],
+      },
     ];
 
     it.each(cases)('$flag: flag, then $ours, then $legacy, then the default', ({ flag, ours, legacy, values, read, expected }) => {
@@ -240,6 +252,10 @@ describe('loadConfig', () => {
       ['listen', '127.0.0.1:65536'],
       ['listen', '127.0.0.1:-1'],
       ['listen', 'http://127.0.0.1:80'],
+      ['key-exchange', 'x25519'],
+      ['key-exchange', 'ML-KEM-768'],
+      ['max-sessions', '0'],
+      ['max-sessions', '1000001'],
       ['nsm-concurrency', '65'],
       ['nsm-concurrency', '1.5'],
       ['nsm-concurrency', ' 4'],

@@ -29,6 +29,10 @@ export interface AgentConfig {
   mockPkiDir: string | null;
   corsOrigins: readonly string[];
   allowPlaintextFallback: boolean;
+  /** The STEVE suite this deployment pins (specs/steve.md §1: no negotiation). */
+  keyExchange: 'X25519' | 'XWING-DRAFT10';
+  /** Capacity of the STEVE session table (specs/steve.md §7). */
+  maxSessions: number;
   nsmConcurrency: number;
   nsmQueueMax: number;
   nsmTimeoutMs: number;
@@ -124,8 +128,10 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'metadataPath', flag: '--metadata', env: ['ENCLAVE_AGENT_METADATA'], default: null, parse: path, doc: 'operator metadata (JSON object) merged into `user_data`; re-read when it changes' },
   { key: 'mockPkiDir', flag: '--mock-pki', env: ['ENCLAVE_AGENT_MOCK_PKI'], default: null, parse: path, doc: 'mock PKI directory (from `enclave-agent mock-pki`); required with `--nsm mock`' },
   { key: 'nsmDevicePath', flag: '--nsm-device', env: ['ENCLAVE_AGENT_NSM_DEVICE'], default: '/dev/nsm', parse: path, doc: 'NSM device node' },
-  { key: 'corsOrigins', flag: '--cors-origins', env: ['ENCLAVE_AGENT_CORS_ORIGINS', 'STEVE_CORS_ORIGINS'], default: '', parse: origins, doc: 'comma-separated exact origins allowed to call `/attestation` from a browser; no wildcards' },
-  { key: 'allowPlaintextFallback', flag: '--allow-plaintext-fallback', env: ['ENCLAVE_AGENT_ALLOW_PLAINTEXT_FALLBACK', 'STEVE_ALLOW_PLAINTEXT_FALLBACK'], default: 'false', parse: bool, boolean: true, doc: 'forward ordinary requests to the app in plaintext instead of refusing them' },
+  { key: 'corsOrigins', flag: '--cors-origins', env: ['ENCLAVE_AGENT_CORS_ORIGINS', 'STEVE_CORS_ORIGINS'], default: '', parse: origins, doc: 'comma-separated exact origins allowed to call `/attestation` and `/e2p/v2/*` from a browser; no wildcards' },
+  { key: 'allowPlaintextFallback', flag: '--allow-plaintext-fallback', env: ['ENCLAVE_AGENT_ALLOW_PLAINTEXT_FALLBACK', 'STEVE_ALLOW_PLAINTEXT_FALLBACK'], default: 'false', parse: bool, boolean: true, doc: 'forward ordinary requests to the app in plaintext instead of refusing them with 403 `e2e_required`' },
+  { key: 'keyExchange', flag: '--key-exchange', env: ['ENCLAVE_AGENT_KEY_EXCHANGE', 'STEVE_KEY_EXCHANGE'], default: 'X25519', parse: oneOf('X25519', 'XWING-DRAFT10'), doc: 'the one STEVE suite this deployment pins: `X25519` or `XWING-DRAFT10` (no negotiation)' },
+  { key: 'maxSessions', flag: '--max-sessions', env: ['ENCLAVE_AGENT_MAX_SESSIONS'], default: '10000', parse: integer(1, 1_000_000), doc: 'STEVE sessions held at once; when full and none is idle, new sessions get 429' },
   { key: 'nsmConcurrency', flag: '--nsm-concurrency', env: ['ENCLAVE_AGENT_NSM_CONCURRENCY'], default: '4', parse: integer(1, 64), doc: 'NSM requests in flight at once (the driver serialises them anyway)' },
   { key: 'nsmQueueMax', flag: '--nsm-queue', env: ['ENCLAVE_AGENT_NSM_QUEUE'], default: '256', parse: integer(0, 100_000), doc: 'NSM requests waiting beyond those in flight; more get 429' },
   { key: 'nsmTimeoutMs', flag: '--nsm-timeout-ms', env: ['ENCLAVE_AGENT_NSM_TIMEOUT_MS'], default: '10000', parse: integer(1, 120_000), doc: 'an NSM call taking longer is answered 503 (the driver gives up after 120 s)' },

@@ -5,3 +5,5 @@
 
 export * from './protocol/index.js';
 export { STEVE_ERROR_CODES, SteveError, type SteveErrorCode } from './errors.js';
+/** The web-standard client (browser, service worker, Node): steve/client/index.ts. */
+export * from './client/index.js';

@@ -1,0 +1,15 @@
+/**
+ * The public surface of the Node STEVE server (specs/steve.md §2-§8): `createSteveServer` for the agent
+ * to route `/e2p/*` (and v1 protected requests) to, the node:crypto primitives it runs on (AES-256-GCM
+ * and X25519 behind the protocol's interfaces), and the answer table. Node-only: the browser-safe
+ * surface is steve/protocol (and steve/client); nothing there imports this.
+ */
+
+export { createSteveServer, CONFIRM_PATH, REQUEST_PATH, SESSION_PATH, DEFAULT_MAX_BUFFERED_BYTES, type SteveRoute, type SteveServer, type SteveServerOptions } from './server.js';
+export { nodeAesGcm, sealParts, type SealedParts } from './aead-node.js';
+export { nodeX25519Exchange, x25519PrivateKey, x25519PublicBytes, x25519SharedSecret } from './x25519-node.js';
+export { REPLY_FOR_CODE, SERVER_REPLIES, sendReply, type Reply } from './replies.js';
+export { DEFAULT_MAX_SESSIONS, IDLE_EVICTION_MS, PENDING_TTL_SECONDS, SESSION_LIFETIME_MS, createSessionTable, type Session, type SessionTable } from './session-table.js';
+export { DEFAULT_UPSTREAM_TIMEOUT_MS } from './upstream.js';
+export { V1_CREATE_PATH, V1_TOKEN_BYTES, V1_TOKEN_LIFETIME_MS } from './legacy-v1.js';
+export { appResponseHead, byteStringHead, envelopeHead } from './wire.js';

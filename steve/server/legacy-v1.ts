@@ -1,0 +1,229 @@
+/**
+ * Legacy STEVE v1 (specs/steve.md §8): the X25519 + Ed25519 design some deployed clients still speak.
+ *
+ * - `POST /e2p/v1/create_shared_key` `{"public_key_bytes":[32 ints],"nonce":[16 ints]}` answers
+ *   `{"public_key":[32],"signature":[64],"enclave_encrypted_shared_key":[...]}`: a fresh X25519 key, an
+ *   Ed25519 signature by the enclave's identity key (the `verifying_key` of /attestation's user_data)
+ *   over nonce(16) || server_public(32), and a token. key = HKDF-SHA256(ikm = X25519 secret, salt empty,
+ *   info "key", 32).
+ * - A protected request is a POST to the original URL with `Content-Type: application/octet-stream`,
+ *   `X-E2P-Key: base64(token)`, `X-E2P-Original-Method`, body IV(12) || GCM(CBOR {method, path, headers,
+ *   body}); the answer is IV(12) || GCM(CBOR {status, headers, body}).
+ *
+ * Decisions (ours, §8 leaves them open):
+ * - Token = 0x01 || iv(12) || AES-256-GCM(token key, iv, aad "steve-e2p-v1/token", u64be(expiry ms) ||
+ *   key(32)) || tag(16), 69 bytes. The token key is 32 random bytes drawn at start and kept only in the
+ *   enclave's memory, so only this process can recover the session key; a restart invalidates tokens.
+ *   Tokens expire 30 minutes after issue (the v2 session lifetime, §7). No server state per token.
+ * - The inner messages have v2's shapes and rules (§3): request headers a map of lower-case names, the
+ *   response headers [name, value] pairs; GCM without AAD (§8 names none); a random IV per answer.
+ * - The authenticated inner method and path are what is forwarded; `X-E2P-Original-Method` must equal
+ *   the inner method (a mismatch is 400), the outer URL is not trusted (the host may rewrite it).
+ * - v1 has no sequence numbers; a best-effort replay cache of recent GCM tags (bounded, entries live as
+ *   long as their token) answers a byte-identical replay 409.
+ * - Statuses as v2 (§7): bad token or record 401 session_invalid, malformed 400, over 32 MiB 413.
+ */
+
+import { createHmac, hkdfSync, sign, type KeyObject } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { MAX_REQUEST_ENVELOPE_BYTES, decodeAppRequest, encodeAppResponse } from '../protocol/index.js';
+import { SteveError } from '../errors.js';
+import { nodeAesGcm, sealParts } from './aead-node.js';
+import { readBody, type MemoryBudget } from './body.js';
+import type { Upstream, UpstreamAnswer } from './upstream.js';
+import { appResponseHead } from './wire.js';
+import { x25519PrivateKey, x25519PublicBytes, x25519SharedSecret } from './x25519-node.js';
+
+export const V1_CREATE_PATH = '/e2p/v1/create_shared_key';
+/** Ours: a create_shared_key body is about 250 bytes of JSON; 4 KiB as for the v2 session request. */
+const CREATE_BODY_MAX_BYTES = 4096;
+const CREATE_BODY_TIMEOUT_MS = 10_000;
+const REQUEST_BODY_TIMEOUT_MS = 30_000;
+/** Tokens live as long as a v2 session (§7). */
+export const V1_TOKEN_LIFETIME_MS = 30 * 60 * 1000;
+const TOKEN_VERSION = 0x01;
+const IV_BYTES = 12;
+const TAG_BYTES = 16;
+const KEY_BYTES = 32;
+/** version(1) + iv(12) + expiry(8) + key(32) + tag(16). */
+export const V1_TOKEN_BYTES = 1 + IV_BYTES + 8 + KEY_BYTES + TAG_BYTES;
+const TOKEN_AAD = new TextEncoder().encode('steve-e2p-v1/token');
+const NO_AAD = new Uint8Array(0);
+/** Ours: how many recent request tags the replay cache remembers (16 bytes + overhead each: a few MiB). */
+const REPLAY_CACHE_ENTRIES = 65_536;
+const BASE64_RE = /^[A-Za-z0-9+/]*={0,2}$/;
+
+export interface LegacyV1Options {
+  /** The enclave's Ed25519 identity key (private). */
+  identityKey: KeyObject;
+  random: (length: number) => Uint8Array;
+  now: () => number;
+  upstream: Upstream;
+  budget: MemoryBudget;
+}
+
+export interface LegacyV1 {
+  createSharedKey(req: IncomingMessage, res: ServerResponse, state: { bodyRead: boolean }): Promise<number>;
+  protectedRequest(req: IncomingMessage, res: ServerResponse, state: { bodyRead: boolean }): Promise<number>;
+}
+
+function protocol(message: string): SteveError {
+  return new SteveError('STEVE_PROTOCOL', `v1: ${message}`);
+}
+
+function byteArray(value: unknown, length: number, name: string): Uint8Array {
+  if (!Array.isArray(value) || value.length !== length) throw protocol(`"${name}" expected an array of ${length} integers`);
+  const out = new Uint8Array(length);
+  for (let i = 0; i < length; i++) {
+    const item: unknown = value[i];
+    if (typeof item !== 'number' || !Number.isInteger(item) || item < 0 || item > 255) throw protocol(`"${name}" holds a non-byte`);
+    out[i] = item;
+  }
+  return out;
+}
+
+function parseCreateRequest(body: Buffer): { publicKey: Uint8Array; nonce: Uint8Array } {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(body));
+  } catch {
+    throw protocol('create_shared_key body is not UTF-8 JSON');
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw protocol('create_shared_key body is not an object');
+  const keys = Object.keys(parsed);
+  if (keys.length !== 2 || !keys.includes('public_key_bytes') || !keys.includes('nonce')) throw protocol('create_shared_key expects exactly public_key_bytes and nonce');
+  const record = parsed as Record<string, unknown>;
+  return { publicKey: byteArray(record.public_key_bytes, 32, 'public_key_bytes'), nonce: byteArray(record.nonce, 16, 'nonce') };
+}
+
+function mediaType(req: IncomingMessage): string {
+  return (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+}
+
+export function createLegacyV1(options: LegacyV1Options): LegacyV1 {
+  const { identityKey, random, now, upstream, budget } = options;
+  const tokenKey = Uint8Array.from(random(KEY_BYTES));
+  // Tag (hex) -> expiry; Map order is insertion order, so the oldest entries are first.
+  const seenTags = new Map<string, number>();
+  // Tags are public (they travel on the wire), but keyed so the cache's strings are not chosen by a peer.
+  const tagKey = Uint8Array.from(random(KEY_BYTES));
+
+  function sealToken(key: Uint8Array, expiresAtMs: number): Uint8Array {
+    const iv = random(IV_BYTES);
+    const plaintext = new Uint8Array(8 + KEY_BYTES);
+    new DataView(plaintext.buffer).setBigUint64(0, BigInt(expiresAtMs));
+    plaintext.set(key, 8);
+    const sealed = nodeAesGcm.seal(tokenKey, iv, TOKEN_AAD, plaintext);
+    plaintext.fill(0);
+    const token = new Uint8Array(V1_TOKEN_BYTES);
+    token[0] = TOKEN_VERSION;
+    token.set(iv, 1);
+    token.set(sealed, 1 + IV_BYTES);
+    return token;
+  }
+
+  /** The session key a token carries; STEVE_SESSION_INVALID when it is not ours or has expired. */
+  function openToken(header: string | string[] | undefined): { key: Uint8Array; expiresAtMs: number } {
+    if (typeof header !== 'string' || !BASE64_RE.test(header)) throw new SteveError('STEVE_SESSION_INVALID', 'v1: X-E2P-Key missing or not base64');
+    const token = Buffer.from(header, 'base64');
+    if (token.length !== V1_TOKEN_BYTES || token.toString('base64') !== header || token[0] !== TOKEN_VERSION) {
+      throw new SteveError('STEVE_SESSION_INVALID', 'v1: token of the wrong form');
+    }
+    const plaintext = nodeAesGcm.open(tokenKey, token.subarray(1, 1 + IV_BYTES), TOKEN_AAD, token.subarray(1 + IV_BYTES));
+    if (plaintext === null) throw new SteveError('STEVE_SESSION_INVALID', 'v1: token did not open');
+    const view = new DataView(plaintext.buffer, plaintext.byteOffset, plaintext.byteLength);
+    const expiresAtMs = Number(view.getBigUint64(0));
+    const key = Uint8Array.from(plaintext.subarray(8));
+    plaintext.fill(0);
+    if (now() >= expiresAtMs) {
+      key.fill(0);
+      throw new SteveError('STEVE_SESSION_INVALID', 'v1: token expired');
+    }
+    return { key, expiresAtMs };
+  }
+
+  function rememberTag(tag: Uint8Array, expiresAtMs: number): void {
+    const id = createHmac('sha256', tagKey).update(tag).digest('base64');
+    const at = now();
+    for (const [old, expiry] of seenTags) {
+      if (expiry > at && seenTags.size < REPLAY_CACHE_ENTRIES) break;
+      seenTags.delete(old);
+    }
+    if (seenTags.has(id)) throw new SteveError('STEVE_REPLAY', 'v1: request replayed');
+    seenTags.set(id, expiresAtMs);
+  }
+
+  function sendSealed(res: ServerResponse, key: Uint8Array, answer: UpstreamAnswer): void {
+    const head =
+      answer.error !== undefined
+        ? encodeAppResponse({ status: answer.status, headers: answer.headers, body: null, error: answer.error })
+        : appResponseHead(answer.status, answer.headers, answer.bodyBytes);
+    const iv = random(IV_BYTES);
+    const { parts, tag } = sealParts(key, iv, NO_AAD, [head, ...answer.body]);
+    const total = IV_BYTES + head.length + answer.bodyBytes + TAG_BYTES;
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(total), 'cache-control': 'no-store' });
+    res.cork();
+    res.write(iv);
+    for (const part of parts) res.write(part);
+    res.end(tag);
+  }
+
+  return {
+    async createSharedKey(req, res, state) {
+      const { body, release } = await readBody(req, { maxBytes: CREATE_BODY_MAX_BYTES, timeoutMs: CREATE_BODY_TIMEOUT_MS, budget });
+      state.bodyRead = true;
+      try {
+        const { publicKey, nonce } = parseCreateRequest(body);
+        const scalar = Uint8Array.from(random(32));
+        const privateKey = x25519PrivateKey(scalar);
+        scalar.fill(0);
+        const serverPublic = x25519PublicBytes(privateKey);
+        const shared = x25519SharedSecret(privateKey, publicKey);
+        const key = new Uint8Array(hkdfSync('sha256', shared, new Uint8Array(0), 'key', KEY_BYTES));
+        shared.fill(0);
+        const signed = new Uint8Array(nonce.length + serverPublic.length);
+        signed.set(nonce, 0);
+        signed.set(serverPublic, nonce.length);
+        const signature = sign(null, signed, identityKey);
+        const token = sealToken(key, now() + V1_TOKEN_LIFETIME_MS);
+        key.fill(0);
+        const answer = Buffer.from(JSON.stringify({ public_key: [...serverPublic], signature: [...signature], enclave_encrypted_shared_key: [...token] }));
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': String(answer.length), 'cache-control': 'no-store' });
+        res.end(answer);
+        return 200;
+      } finally {
+        release();
+      }
+    },
+
+    async protectedRequest(req, res, state) {
+      if (req.method !== 'POST') throw protocol('a protected request is a POST');
+      if (mediaType(req) !== 'application/octet-stream') throw protocol('a protected request is application/octet-stream');
+      const originalMethod = req.headers['x-e2p-original-method'];
+      if (typeof originalMethod !== 'string') throw protocol('X-E2P-Original-Method missing');
+      const { key, expiresAtMs } = openToken(req.headers['x-e2p-key']);
+      try {
+        const { body, release } = await readBody(req, { maxBytes: MAX_REQUEST_ENVELOPE_BYTES, timeoutMs: REQUEST_BODY_TIMEOUT_MS, budget });
+        state.bodyRead = true;
+        let answer: UpstreamAnswer;
+        try {
+          if (body.length < IV_BYTES + TAG_BYTES) throw protocol('body shorter than IV and tag');
+          const sealed = body.subarray(IV_BYTES);
+          const plaintext = nodeAesGcm.open(key, body.subarray(0, IV_BYTES), NO_AAD, sealed);
+          if (plaintext === null) throw new SteveError('STEVE_DECRYPT', 'v1: request did not open');
+          // Only after the record authenticated: a forged body cannot fill the cache.
+          rememberTag(sealed.subarray(sealed.length - TAG_BYTES), expiresAtMs);
+          const request = decodeAppRequest(plaintext);
+          if (request.method !== originalMethod) throw protocol('X-E2P-Original-Method differs from the encrypted method');
+          answer = await upstream.forward(request);
+        } finally {
+          release();
+        }
+        sendSealed(res, key, answer);
+        return 200;
+      } finally {
+        key.fill(0);
+      }
+    },
+  };
+}

@@ -1,0 +1,206 @@
+/**
+ * The call from the proxy to the app on enclave loopback (specs/steve.md §3, §6, §7), over one
+ * keep-alive undici `Pool` to the configured origin. It takes the DECRYPTED application request and
+ * returns what the app answered, ready to be sealed; it never sees the outer HTTP request, so the outer
+ * request's cookies and authorization cannot reach the app (§7: only the ones inside the encrypted
+ * request).
+ *
+ * - Request headers: hop-by-hop ones dropped (connection, keep-alive, te, trailer, transfer-encoding,
+ *   upgrade, proxy-*, and every name the Connection header lists, RFC 9110 §7.6.1), and `host`,
+ *   `content-length` (undici sets it from the body) and `expect` (undici refuses it) too; `host` set to
+ *   the upstream's, `x-forwarded-proto` added.
+ * - Redirects are returned as they are, never followed (§3); undici's pool does not follow them.
+ * - The response body is capped at 33,554,432 bytes (§6, the authors' cap): a declared length over it
+ *   is refused before reading, a running count after. Headers stay [name, value] pairs, one per field
+ *   line, so repeated set-cookie survive (§3). Node's parser caps response headers at 16 KiB, so a
+ *   sealed answer stays under the clients' 33,619,968-byte cap (32 MiB + 64 KiB, §6).
+ * - Failures never throw: unreachable (refused, reset, bad answer, a body over the cap) is status 502
+ *   and timeout is 504, each with an `error` field, sealed like any answer (§7; the outer status stays
+ *   200). Ours: a request undici refuses to send (CONNECT, a header it rejects) is 405/400 the same way.
+ * - Deadlines: the headers within `timeoutMs` (default 25 s; clients give up at 30 s, §5) and no gap
+ *   longer than that between body chunks, on undici's own timers rather than one per request.
+ */
+
+import { Pool, type Dispatcher } from 'undici';
+import { MAX_UPSTREAM_BODY_BYTES, type AppRequest, type AppResponse } from '../protocol/index.js';
+
+/** Ours: the app gets this long for its headers, and again between body chunks; clients give up at 30 s (§5). */
+export const DEFAULT_UPSTREAM_TIMEOUT_MS = 25_000;
+/** Ours: at most this many connections to the app; more requests wait in the pool's queue. */
+const UPSTREAM_CONNECTIONS = 128;
+
+/** RFC 9110 §7.6.1 and specs/steve.md §7; `proxy-*` is matched by prefix. */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
+const NOT_FORWARDED = new Set(['host', 'content-length', 'expect']);
+// RFC 9110 §5.6.2 token and §5.5 field value; the same grammar the protocol's encoder enforces.
+const TOKEN_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const FIELD_VALUE_RE = /^[\t\x20-\x7e\x80-\xff]*$/;
+/** Methods undici cannot send as a plain request. */
+const REFUSED_METHODS = new Set(['CONNECT']);
+
+export interface UpstreamAnswer {
+  status: number;
+  headers: Array<readonly [string, string]>;
+  /** The body as received, in pieces (not joined: the sealer encrypts them one by one). */
+  body: Buffer[];
+  bodyBytes: number;
+  /** Set on the answers the proxy made up itself (502, 504, ...). */
+  error?: AppResponse['error'];
+}
+
+export interface UpstreamOptions {
+  /** The app's base URL (http://host:port/); only its origin is used. */
+  url: string;
+  timeoutMs?: number;
+  /** `x-forwarded-proto` sent to the app. */
+  forwardedProto: string;
+  /** Told the kind of every failed call (an error code), for metrics and the log. */
+  onError?: (kind: string, error: unknown) => void;
+}
+
+export interface Upstream {
+  forward(request: AppRequest): Promise<UpstreamAnswer>;
+  close(): Promise<void>;
+}
+
+function isHopByHop(name: string, listed: ReadonlySet<string>): boolean {
+  return HOP_BY_HOP.has(name) || name.startsWith('proxy-') || listed.has(name);
+}
+
+function connectionTokens(value: string | string[] | undefined): Set<string> {
+  const out = new Set<string>();
+  if (value === undefined) return out;
+  for (const line of Array.isArray(value) ? value : [value]) {
+    for (const token of line.split(',')) {
+      const name = token.trim().toLowerCase();
+      if (name !== '') out.add(name);
+    }
+  }
+  return out;
+}
+
+function made(status: number, error: string): UpstreamAnswer {
+  return { status, headers: [], body: [], bodyBytes: 0, error };
+}
+
+class TooLarge extends Error {}
+
+function errorCode(err: unknown): string | undefined {
+  return (err as { code?: string } | null)?.code;
+}
+
+export function createUpstream(options: UpstreamOptions): Upstream {
+  const origin = new URL(options.url);
+  const timeoutMs = options.timeoutMs ?? DEFAULT_UPSTREAM_TIMEOUT_MS;
+  // The deadlines are undici's own per-connection timers (no timer or AbortController per request):
+  // headers within timeoutMs, then no gap between body chunks longer than timeoutMs.
+  const pool = new Pool(origin.origin, {
+    connections: UPSTREAM_CONNECTIONS,
+    pipelining: 1,
+    headersTimeout: timeoutMs,
+    bodyTimeout: timeoutMs,
+    connect: { timeout: Math.min(timeoutMs, 10_000) },
+  });
+
+  function requestHeaders(request: AppRequest): Record<string, string> {
+    const listed = connectionTokens(request.headers.connection);
+    const out: Record<string, string> = Object.create(null) as Record<string, string>;
+    for (const name in request.headers) {
+      if (isHopByHop(name, listed) || NOT_FORWARDED.has(name)) continue;
+      out[name] = request.headers[name]!;
+    }
+    out.host = origin.host;
+    out['x-forwarded-proto'] = options.forwardedProto;
+    return out;
+  }
+
+  function responseHeaders(headers: Record<string, string | string[] | undefined>): Array<readonly [string, string]> {
+    const listed = connectionTokens(headers.connection);
+    const out: Array<readonly [string, string]> = [];
+    for (const name in headers) {
+      const value = headers[name];
+      if (value === undefined || isHopByHop(name, listed) || !TOKEN_RE.test(name)) continue;
+      if (typeof value === 'string') {
+        if (FIELD_VALUE_RE.test(value)) out.push([name, value]);
+      } else {
+        for (const item of value) if (FIELD_VALUE_RE.test(item)) out.push([name, item]);
+      }
+    }
+    return out;
+  }
+
+  function failed(err: unknown): UpstreamAnswer {
+    const code = errorCode(err);
+    if (err instanceof TooLarge) {
+      options.onError?.('too_large', err);
+      return made(502, 'upstream_response_too_large');
+    }
+    if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT') {
+      options.onError?.('timeout', err);
+      return made(504, 'upstream_timeout');
+    }
+    if (code === 'UND_ERR_INVALID_ARG' || code === 'UND_ERR_NOT_SUPPORTED') {
+      // A request undici will not send (a header or method it refuses): the client's, not the app's.
+      options.onError?.('refused_request', err);
+      return made(400, 'bad_request');
+    }
+    options.onError?.(code ?? 'error', err);
+    return made(502, 'upstream_unavailable');
+  }
+
+  return {
+    forward(request) {
+      if (REFUSED_METHODS.has(request.method)) return Promise.resolve(made(405, 'method_not_allowed'));
+      // A dispatch handler rather than pool.request(): the body arrives as chunks straight into the
+      // array the sealer encrypts from, with no stream or promise per chunk in between.
+      return new Promise<UpstreamAnswer>((resolve) => {
+        let status = 0;
+        let headers: Record<string, string | string[] | undefined> = {};
+        const body: Buffer[] = [];
+        let size = 0;
+        let settled = false;
+        const settle = (answer: UpstreamAnswer): void => {
+          if (settled) return;
+          settled = true;
+          resolve(answer);
+        };
+        const handler: Dispatcher.DispatchHandler = {
+          onRequestStart() {},
+          onResponseStart(controller, statusCode, received) {
+            // 1xx are interim (undici reports them too); none goes to a client (§3).
+            if (statusCode < 200) return;
+            status = statusCode;
+            headers = received;
+            const declared = received['content-length'];
+            if (typeof declared === 'string' && Number(declared) > MAX_UPSTREAM_BODY_BYTES) controller.abort(new TooLarge());
+          },
+          onResponseData(controller, chunk) {
+            size += chunk.length;
+            if (size > MAX_UPSTREAM_BODY_BYTES) controller.abort(new TooLarge());
+            else body.push(chunk);
+          },
+          onResponseEnd() {
+            // Anything outside 200..599 is not an HTTP answer we can pass on.
+            if (status > 599) {
+              options.onError?.('bad_status', null);
+              settle(made(502, 'upstream_bad_response'));
+              return;
+            }
+            settle({ status, headers: responseHeaders(headers), body, bodyBytes: size });
+          },
+          onResponseError(_controller, err) {
+            settle(failed(err));
+          },
+        };
+        try {
+          pool.dispatch({ path: request.path, method: request.method as Dispatcher.HttpMethod, headers: requestHeaders(request), body: request.body }, handler);
+        } catch (err) {
+          settle(failed(err));
+        }
+      });
+    },
+    close() {
+      return pool.close();
+    },
+  };
+}

@@ -11,6 +11,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { createDemoApp } from './demo/app.js';
 import { DEMO_MANIFEST_JSON } from './demo/manifest.js';
 import { AgentError } from './errors.js';
+import { loadRootFlag } from './root-flag.js';
 import { createLogger } from './log.js';
 import { startAgent } from './agent.js';
 import { loadConfig, settingFlags, SETTINGS } from './config.js';
@@ -25,7 +26,6 @@ import {
   hexToBytes,
   nodeP384Verifier,
   openNsm,
-  pemToCertificates,
   verifyAttestationDocument,
   writeMockPki,
   type NsmMode,
@@ -223,12 +223,7 @@ const verifyDocument: Command = {
     const expectedNonce = optionalHex(values.nonce, '--nonce');
     const pcrProfiles = parsePcrFlags((values.pcr as string[] | undefined) ?? []);
     const rootPath = str(values.root);
-    let root: Uint8Array | undefined;
-    if (rootPath !== undefined) {
-      const certificates = pemToCertificates(new TextDecoder().decode(await readInput(rootPath, 'root')), '--root');
-      if (certificates.length !== 1) throw usage('--root expected exactly one certificate');
-      root = certificates[0];
-    }
+    const root = rootPath === undefined ? undefined : await loadRootFlag(rootPath);
     const bytes = await readInput(positionals[0]!, 'document');
     const json = values.json === true;
     try {

@@ -14,11 +14,11 @@
  */
 
 import type { ParseArgsConfig } from 'node:util';
-import { readFile } from 'node:fs/promises';
-import { nodeP384Verifier, pemToCertificates, type PcrProfile } from '../nsm/index.js';
+import { nodeP384Verifier, type PcrProfile } from '../nsm/index.js';
 import { createSteveClient, isSuite, SteveClientError, type FetchFunction, type SteveReceipt, type Suite, type TofuStore } from '../steve/index.js';
 import { nodeAesGcm } from '../steve/server/index.js';
 import { AgentError } from './errors.js';
+import { loadRootFlag } from './root-flag.js';
 import { encodeTrustedState, loadTrustedStateFile, parseTrustedState, writeTrustedStateFile } from './trusted-state.js';
 import { printable } from './verify-remote.js';
 
@@ -161,18 +161,7 @@ export async function parseFetchFlags(values: FlagValues, positionals: string[])
   }
   const method = typeof values.request === 'string' ? values.request : body === null ? 'GET' : 'POST';
 
-  let root: Uint8Array | undefined;
-  if (typeof values.root === 'string') {
-    let pem: string;
-    try {
-      pem = await readFile(values.root, 'utf8');
-    } catch (cause) {
-      throw new AgentError('AGENT_IO', `cannot read root ${values.root}: ${(cause as NodeJS.ErrnoException).code ?? 'error'}`, { cause });
-    }
-    const certificates = pemToCertificates(pem, '--root');
-    if (certificates.length !== 1) throw usage('--root expected exactly one certificate');
-    root = certificates[0];
-  }
+  const root = typeof values.root === 'string' ? await loadRootFlag(values.root) : undefined;
   return {
     url,
     suite: suiteText,

@@ -12,7 +12,6 @@
  */
 
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import type { ParseArgsConfig } from 'node:util';
 import { Agent, request, type Dispatcher } from 'undici';
 import {
@@ -22,12 +21,12 @@ import {
   bytesToBase64,
   bytesToHex,
   nodeP384Verifier,
-  pemToCertificates,
   verifyAttestationDocument,
   type PcrProfile,
   type VerifiedDocument,
 } from '../nsm/index.js';
 import { AgentError } from './errors.js';
+import { loadRootFlag } from './root-flag.js';
 import { encodeTrustedState, IDENTITY_PCRS, loadTrustedStateFile, parseTrustedState, writeTrustedStateFile } from './trusted-state.js';
 
 /** specs/agent-http.md §2: clients send 32 random bytes. */
@@ -504,18 +503,7 @@ export async function parseVerifyFlags(values: FlagValues): Promise<{ options: R
     if (tofu.length === 0) throw usage('--tofu expected a file path');
     policy = { kind: 'tofu', path: tofu };
   }
-  let root: Uint8Array | undefined;
-  if (typeof values.root === 'string') {
-    let pem: string;
-    try {
-      pem = await readFile(values.root, 'utf8');
-    } catch (cause) {
-      throw new AgentError('AGENT_IO', `cannot read root ${values.root}: ${(cause as NodeJS.ErrnoException).code ?? 'error'}`, { cause });
-    }
-    const certificates = pemToCertificates(pem, '--root');
-    if (certificates.length !== 1) throw usage('--root expected exactly one certificate');
-    root = certificates[0];
-  }
+  const root = typeof values.root === 'string' ? await loadRootFlag(values.root) : undefined;
   return {
     options: { url, policy, allowDebug: values['allow-debug'] === true, ...(root !== undefined ? { root } : {}) },
     json: values.json === true,

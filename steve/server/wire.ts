@@ -10,7 +10,7 @@
  */
 
 import { encodeCbor } from '../../cbor/index.js';
-import { SESSION_ID_BYTES, SEQUENCE_BYTES, VERSION, type AppResponse } from '../protocol/index.js';
+import { SESSION_ID_BYTES, SEQUENCE_BYTES, VERSION, concatBytes, type AppResponse } from '../protocol/index.js';
 import { SteveError } from '../errors.js';
 
 /** The CBOR head of a byte string (major type 2) of `length` bytes, in its shortest form (§2). */
@@ -23,20 +23,8 @@ export function byteStringHead(length: number): Uint8Array {
   throw new SteveError('STEVE_BAD_ARGUMENT', 'byte string over 4 GiB');
 }
 
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  let length = 0;
-  for (const part of parts) length += part.length;
-  const out = new Uint8Array(length);
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
-}
-
 // {version: 2, session_id: h'<16>', sequence: h'<8>', ciphertext: ...} in the §3 table order.
-const ENVELOPE_TEMPLATE = concat([
+const ENVELOPE_TEMPLATE = concatBytes(
   Uint8Array.of(0xa4),
   encodeCbor('version'),
   encodeCbor(VERSION),
@@ -47,7 +35,7 @@ const ENVELOPE_TEMPLATE = concat([
   byteStringHead(SEQUENCE_BYTES),
   new Uint8Array(SEQUENCE_BYTES),
   encodeCbor('ciphertext'),
-]);
+);
 const SEQUENCE_OFFSET = ENVELOPE_TEMPLATE.length - encodeCbor('ciphertext').length - SEQUENCE_BYTES;
 const SESSION_ID_OFFSET = SEQUENCE_OFFSET - encodeCbor('sequence').length - 1 - SESSION_ID_BYTES;
 

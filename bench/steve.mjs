@@ -25,7 +25,7 @@
  */
 
 import { randomBytes } from 'node:crypto';
-import { fork } from 'node:child_process';
+import { execFileSync, fork } from 'node:child_process';
 import { createServer } from 'node:http';
 import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -45,6 +45,12 @@ const { values: args } = parseArgs({
     'warmup-s': { type: 'string', default: '3' },
     /** Write a V8 CPU profile of the agent process (node --cpu-prof) into this directory. */
     profile: { type: 'string' },
+    /**
+     * auto: with taskset(1) and at least 2 CPUs, this load generator runs on CPU 0 and the servers
+     * (app, proxy, agent) on the others, so the client's own crypto is not charged to the proxy under
+     * test; off: every process floats over every CPU.
+     */
+    pin: { type: 'string', default: 'auto' },
   },
   strict: true,
 });
@@ -62,6 +68,30 @@ function positive(text, flag) {
     process.exit(2);
   }
   return value;
+}
+
+/**
+ * CPU sets for --pin auto: the load generator on CPU 0, the servers on the rest; null when pinning is
+ * off or impossible (no taskset, one CPU). `taskset -a` moves every thread (libuv's pool, V8's helpers).
+ */
+function cpuLayout(mode) {
+  if (mode === 'off') return null;
+  if (mode !== 'auto') {
+    process.stderr.write(`bench/steve: --pin expected auto or off, got ${JSON.stringify(mode)}\n`);
+    process.exit(2);
+  }
+  const count = availableParallelism();
+  if (count < 2) return null;
+  try {
+    execFileSync('taskset', ['-p', String(process.pid)], { stdio: 'ignore' });
+  } catch {
+    return null;
+  }
+  return { client: '0', servers: count === 2 ? '1' : `1-${count - 1}` };
+}
+
+function pin(pid, cpus) {
+  execFileSync('taskset', ['-a', '-p', '-c', cpus, String(pid)], { stdio: 'ignore' });
 }
 
 /** Child processes: answer the parent's questions over IPC and die with it. */
@@ -203,6 +233,7 @@ async function runMain() {
   function spawnRole(role, extra = [], execArgv = []) {
     const child = fork(self, ['--role', role, ...extra], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv });
     children.push(child);
+    if (layout !== null) pin(child.pid, layout.servers);
     return new Promise((resolve, reject) => {
       child.once('message', (message) => resolve({ child, ...message }));
       child.once('exit', (code) => reject(new Error(`${role} exited with ${code}`)));
@@ -216,9 +247,11 @@ async function runMain() {
   }
 
   const loadAtStart = loadavg()[0];
+  const layout = cpuLayout(args.pin);
   const app = await spawnRole('app');
   const proxy = await spawnRole('proxy', ['--upstream', `http://${app.address}/`]);
   const agent = await spawnRole('agent', ['--upstream', `http://${app.address}/`, '--suite', args.suite], args.profile === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', args.profile]);
+  if (layout !== null) pin(process.pid, layout.client);
   const pools = [];
   const poolFor = (address, connections = CLIENTS) => {
     const pool = new Pool(`http://${address}`, { connections, pipelining: 1, headersTimeout: REQUEST_TIMEOUT_MS, bodyTimeout: REQUEST_TIMEOUT_MS });
@@ -425,7 +458,9 @@ async function runMain() {
     process.stdout.write(`  (b) plain proxy: upload ${big.bUp.toFixed(0)} MB/s, download ${big.bDown.toFixed(0)} MB/s\n`);
     process.stdout.write(`  (c) STEVE:       upload ${big.cUp.toFixed(0)} MB/s, download ${big.cDown.toFixed(0)} MB/s   (c/b ${(big.cUp / big.bUp).toFixed(2)} up, ${(big.cDown / big.bDown).toFixed(2)} down)\n`);
     const cpu = cpus()[0]?.model?.trim() ?? 'unknown CPU';
-    process.stdout.write(`machine: node ${process.version}, ${cpu}, ${availableParallelism()} cores, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, ${process.platform}/${process.arch}, load average ${loadAtStart.toFixed(2)} at start, ${loadavg()[0].toFixed(2)} at end\n`);
+    const cores = cpus().length;
+    process.stdout.write(`machine: node ${process.version}, ${cpu}, ${cores} cores, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, ${process.platform}/${process.arch}, load average ${loadAtStart.toFixed(2)} at start, ${loadavg()[0].toFixed(2)} at end\n`);
+    process.stdout.write(layout === null ? 'cpus: not pinned (every process on every CPU)\n' : `cpus: load generator on CPU ${layout.client}, app + proxies on CPU ${layout.servers} (--pin off to share)\n`);
     if (Object.values(results).some((r) => r.errors > 0)) exitCode = 1;
   } catch (err) {
     process.stderr.write(`bench/steve: ${err.stack ?? err}\n`);

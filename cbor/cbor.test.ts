@@ -632,6 +632,32 @@ describe('properties', () => {
     );
   });
 
+  // The decoder builds short pure-ASCII text without TextDecoder (decode.ts ASCII_FAST_PATH_MAX_BYTES):
+  // for every byte content around that size, the answer must be exactly the validating decoder's.
+  it('(e) text strings of 0-80 bytes decode exactly as a fatal TextDecoder says, ASCII or not', () => {
+    const reference = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+    const contentArbitrary = fc.oneof(
+      fc.uint8Array({ maxLength: 80 }),
+      fc.uint8Array({ maxLength: 80 }).map((bytes) => bytes.map((byte) => byte & 0x7f)),
+      fc.string({ unit: 'grapheme', maxLength: 30 }).map((text) => new TextEncoder().encode(text)),
+    );
+    fc.assert(
+      fc.property(contentArbitrary, (content) => {
+        const head = content.length < 24 ? [0x60 | content.length] : [0x78, content.length];
+        const bytes = Uint8Array.from([...head, ...content]);
+        let expected: string | null;
+        try {
+          expected = reference.decode(content);
+        } catch {
+          expected = null;
+        }
+        if (expected === null) expect(codeOf(() => decodeCbor(bytes))).toBe('CBOR_INVALID_UTF8');
+        else expect(decodeCbor(bytes)).toBe(expected);
+      }),
+      { seed: 42, numRuns: 3000 },
+    );
+  });
+
   it('(d) inputs up to 64 KiB finish decoding', () => {
     const KIB_64 = 64 * 1024;
     // Large well-formed items (long strings, wide arrays and maps, deep-ish indefinite nesting), then

@@ -33,6 +33,22 @@ const DEFAULT_MAX_DEPTH = 16;
 const MAX_DEPTH_LIMIT = 512;
 const BREAK = 0xff;
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+/**
+ * Short text strings that are pure ASCII (header names, methods, paths, STEVE's map keys) are built
+ * without TextDecoder, whose per-call cost dominates at these sizes; ASCII is always valid UTF-8, so
+ * the result is the same. Longer ones, or any byte >= 0x80, go through the validating decoder.
+ */
+const ASCII_FAST_PATH_MAX_BYTES = 64;
+
+function readAscii(bytes: Uint8Array, offset: number, length: number): string | null {
+  let text = '';
+  for (let i = offset; i < offset + length; i++) {
+    const byte = bytes[i]!;
+    if (byte >= 0x80) return null;
+    text += String.fromCharCode(byte);
+  }
+  return text;
+}
 
 interface State {
   readonly bytes: Uint8Array;
@@ -143,6 +159,13 @@ function readItem(state: State, depth: number): CborValue {
       const length = readArgument(state, info);
       if (length < 0) fail(state, 'CBOR_UNSUPPORTED', 'indefinite-length strings are not accepted');
       need(state, length);
+      if (major === 3 && length <= ASCII_FAST_PATH_MAX_BYTES) {
+        const text = readAscii(state.bytes, state.offset, length);
+        if (text !== null) {
+          state.offset += length;
+          return text;
+        }
+      }
       const chunk = state.bytes.subarray(state.offset, state.offset + length);
       state.offset += length;
       if (major === 2) return chunk;

@@ -20,6 +20,7 @@ import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bytesToHex, createMockPki, defaultMockPcrs, openMockNsm, writeMockPki, type MockPki, type Nsm } from '../nsm/index.js';
 import { silentLogger } from '../test/mock-documents.js';
+import { testAgentConfig } from '../test/agent-config.js';
 import { startAgent, type RunningAgent } from './agent.js';
 import { DEMO_MANIFEST_JSON } from './demo/manifest.js';
 import { parseManifest, type Manifest } from './manifest.js';
@@ -60,20 +61,7 @@ const OTHER_PCRS = new Map([0, 1, 2].map((i) => [i, new Uint8Array(48).fill(0x11
 const METADATA = { tls: { mode: 'tls', domain: 'enclave.example', certfp: 'ab'.repeat(32) } };
 
 function agentConfig(metadataPath: string | null) {
-  return {
-    listen: { host: '127.0.0.1', port: 0 },
-    attestationListen: null,
-    internalListen: { host: '127.0.0.1', port: 0 },
-    upstream: 'http://127.0.0.1:9/',
-    metadataPath,
-    corsOrigins: [],
-    allowPlaintextFallback: false,
-    nsmConcurrency: 4,
-    nsmQueueMax: 64,
-    nsmTimeoutMs: 10_000,
-    shutdownTimeoutMs: 2000,
-    nsm: 'mock' as const,
-  };
+  return testAgentConfig({ metadataPath, nsmQueueMax: 64 });
 }
 
 async function startMockAgent(pcrs?: Map<number, Uint8Array>, metadataPath: string | null = null): Promise<RunningAgent> {

@@ -30,7 +30,7 @@ import { createMetrics, type Metrics } from './metrics.js';
 import { createUserDataSource } from './user-data.js';
 
 export interface AgentOptions {
-  config: Pick<AgentConfig, 'listen' | 'attestationListen' | 'internalListen' | 'upstream' | 'metadataPath' | 'corsOrigins' | 'allowPlaintextFallback' | 'nsmConcurrency' | 'nsmQueueMax' | 'nsmTimeoutMs' | 'shutdownTimeoutMs' | 'nsm'> &
+  config: Pick<AgentConfig, 'listen' | 'attestationListen' | 'internalListen' | 'upstream' | 'metadataPath' | 'corsOrigins' | 'allowPlaintextFallback' | 'nsmConcurrency' | 'nsmQueueMax' | 'nsmTimeoutMs' | 'shutdownTimeoutMs' | 'nsm' | 'deployment'> &
     Partial<Pick<AgentConfig, 'keyExchange' | 'maxSessions'>>;
   nsm: Nsm;
   manifest: Manifest;
@@ -115,6 +115,10 @@ async function listen(server: Server, address: HostPort): Promise<string> {
 
 export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const { config, nsm, manifest, logger } = options;
+  // Fail closed twice: loadConfig refuses the combination, and so does the one place that wires an NSM in.
+  if (config.deployment !== 'test' && nsm.kind !== 'device') {
+    throw new AgentError('AGENT_CONFIG', `a production deployment refuses the ${nsm.kind} NSM (set deployment to test for tests and demos)`);
+  }
   const metrics = createMetrics();
   const { privateKey, verifyingKey } = identityKey();
   const queue = createBoundedQueue({ concurrency: config.nsmConcurrency, maxQueued: config.nsmQueueMax });

@@ -37,6 +37,7 @@ import {
   type VerifiedDocument,
 } from '../nsm/index.js';
 import { silentLogger } from '../test/mock-documents.js';
+import { testAgentConfig } from '../test/agent-config.js';
 import { startAgent, type AgentOptions, type RunningAgent } from './agent.js';
 import { AgentError } from './errors.js';
 import { parseManifest, type Manifest } from './manifest.js';
@@ -94,22 +95,8 @@ afterAll(async () => {
 });
 
 function config(overrides: Partial<AgentConfigOptions> = {}): AgentConfigOptions {
-  return {
-    listen: { host: '127.0.0.1', port: 0 },
-    attestationListen: null,
-    internalListen: { host: '127.0.0.1', port: 0 },
-    // Nothing listens on port 1; only the fallback tests point this at a real server.
-    upstream: 'http://127.0.0.1:1/',
-    metadataPath: null,
-    corsOrigins: [],
-    allowPlaintextFallback: false,
-    nsmConcurrency: 4,
-    nsmQueueMax: 256,
-    nsmTimeoutMs: 10_000,
-    shutdownTimeoutMs: 5000,
-    nsm: 'mock',
-    ...overrides,
-  };
+  // Nothing listens on port 1; only the fallback tests point this at a real server.
+  return testAgentConfig({ upstream: 'http://127.0.0.1:1/', shutdownTimeoutMs: 5000, ...overrides });
 }
 
 function mockNsm(): Nsm {

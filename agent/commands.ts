@@ -312,7 +312,7 @@ const run: Command = {
   name: 'run',
   summary: 'run the agent (configuration from flags and environment)',
   usage:
-    'Usage: enclave-agent run --nsm device|mock --manifest FILE [options]\n\n' +
+    'Usage: enclave-agent run --nsm device|mock|mock-signed-device --manifest FILE [options]\n\n' +
     'Every setting is a flag and an environment variable (flags win):\n' +
     SETTINGS.map((s) => `  ${`${s.flag} ${s.boolean ? 'true|false' : 'VALUE'}`.padEnd(34)} ${s.env.join(', ')}${s.default ? ` (default ${s.default})` : s.default === undefined ? ' (required)' : ''}`).join('\n') +
     '\n\nThe whole configuration is checked at start; every problem is reported at once (exit 2).',
@@ -346,6 +346,7 @@ const demo: Command = {
     process.stderr.write(`demo: app on ${appListen}; mock root ${join(dir, 'root.pem')}\n`);
     const flags = {
       nsm: 'mock',
+      deployment: 'test',
       'mock-pki': dir,
       manifest: join(dir, 'manifest.json'),
       listen: str(values.listen) ?? '127.0.0.1:8080',

@@ -56,6 +56,7 @@ describe('loadConfig', () => {
   it('reads every setting from its flag and from each of its environment names', () => {
     const values: Record<string, [string, unknown]> = {
       nsm: ['mock', 'mock'],
+      deployment: ['test', 'test'],
       manifestPath: ['/m.json', '/m.json'],
       listen: ['127.0.0.1:1', { host: '127.0.0.1', port: 1 }],
       attestationListen: ['[::1]:49502', { host: '::1', port: 49502 }],
@@ -75,7 +76,7 @@ describe('loadConfig', () => {
       logLevel: ['trace', 'trace'],
     };
     expect(Object.keys(values).sort()).toEqual(SETTINGS.map((s) => s.key).sort());
-    const base = { nsm: 'mock', 'mock-pki': '/pki', manifest: '/m.json' };
+    const base = { nsm: 'mock', deployment: 'test', 'mock-pki': '/pki', manifest: '/m.json' };
     for (const setting of SETTINGS) {
       const [raw, expected] = values[setting.key]!;
       const read = (config: ReturnType<typeof loadConfig>) => {
@@ -188,7 +189,7 @@ describe('loadConfig', () => {
   });
 
   describe('security switches', () => {
-    it('the NSM mode has no default and takes only device or mock', () => {
+    it('the NSM mode has no default and takes only device, mock or mock-signed-device', () => {
       const missing = configError({ manifest: '/m.json' }, {});
       expect(missing.problems).toHaveLength(1);
       expect(missing.problems[0]).toMatch(/^--nsm \(or ENCLAVE_AGENT_NSM\) is required/);
@@ -198,11 +199,28 @@ describe('loadConfig', () => {
       }
     });
 
-    it('the mock needs a mock PKI, and a mock PKI goes with the mock only', () => {
-      expect(configError({ nsm: 'mock', manifest: '/m.json' }).problems).toEqual(['--nsm mock needs --mock-pki DIR (create one with: enclave-agent mock-pki --out DIR)']);
-      expect(loadConfig({ nsm: 'mock', manifest: '/m.json', 'mock-pki': '/pki' }, {}).mockPkiDir).toBe('/pki');
-      expect(loadConfig({ nsm: 'mock', manifest: '/m.json' }, { ENCLAVE_AGENT_MOCK_PKI: '/pki' }).mockPkiDir).toBe('/pki');
+    it('the mocks need a mock PKI, and a mock PKI goes with the mocks only', () => {
+      const test = { deployment: 'test', manifest: '/m.json' };
+      expect(configError({ nsm: 'mock', ...test }).problems).toEqual(['--nsm mock needs --mock-pki DIR (create one with: enclave-agent mock-pki --out DIR)']);
+      expect(configError({ nsm: 'mock-signed-device', ...test }).problems).toEqual([
+        '--nsm mock-signed-device needs --mock-pki DIR (create one with: enclave-agent mock-pki --out DIR)',
+      ]);
+      expect(loadConfig({ nsm: 'mock', ...test, 'mock-pki': '/pki' }, {}).mockPkiDir).toBe('/pki');
+      expect(loadConfig({ nsm: 'mock-signed-device', ...test, 'mock-pki': '/pki' }, {}).nsm).toBe('mock-signed-device');
+      expect(loadConfig({ nsm: 'mock', ...test }, { ENCLAVE_AGENT_MOCK_PKI: '/pki' }).mockPkiDir).toBe('/pki');
       expect(configError({ ...REQUIRED, 'mock-pki': '/pki' }).problems).toEqual(['--mock-pki goes with --nsm mock only']);
+    });
+
+    it('a production deployment (the default) refuses every mock NSM, named in the problem', () => {
+      expect(loadConfig(REQUIRED, {}).deployment).toBe('production');
+      for (const nsm of ['mock', 'mock-signed-device']) {
+        const problem = `--nsm ${nsm} is refused in a production deployment: its documents prove nothing (set --deployment test for tests and demos)`;
+        expect(configError({ nsm, 'mock-pki': '/pki', manifest: '/m.json' }).problems, nsm).toEqual([problem]);
+        expect(configError({ nsm, 'mock-pki': '/pki', manifest: '/m.json', deployment: 'production' }).problems, nsm).toEqual([problem]);
+        expect(configError({ nsm, 'mock-pki': '/pki', manifest: '/m.json' }, { ENCLAVE_AGENT_DEPLOYMENT: 'production' }).problems, nsm).toEqual([problem]);
+      }
+      expect(loadConfig({ ...REQUIRED, deployment: 'production' }, {}).nsm).toBe('device');
+      expect(configError({ ...REQUIRED, deployment: 'staging' }).problems).toEqual(['--deployment: expected one of production, test, got "staging"']);
     });
 
     it.each(['*', 'https://*.example', 'https://app.example,*', '*://app.example'])('refuses the wildcard CORS origin %j', (value) => {

@@ -24,7 +24,9 @@ export interface AgentConfig {
   upstream: string;
   manifestPath: string;
   metadataPath: string | null;
-  nsm: 'device' | 'mock';
+  /** `production` accepts only the real device; `test` also the mock NSMs (tests, demos, the QEMU rig). */
+  deployment: 'production' | 'test';
+  nsm: 'device' | 'mock' | 'mock-signed-device';
   nsmDevicePath: string;
   mockPkiDir: string | null;
   corsOrigins: readonly string[];
@@ -119,14 +121,15 @@ function origins(value: string): string[] {
 }
 
 export const SETTINGS: readonly Setting[] = [
-  { key: 'nsm', flag: '--nsm', env: ['ENCLAVE_AGENT_NSM'], default: undefined, parse: oneOf('device', 'mock'), doc: 'NSM implementation: `device` (/dev/nsm) or `mock` (tests only; logs a warning). No default.' },
+  { key: 'nsm', flag: '--nsm', env: ['ENCLAVE_AGENT_NSM'], default: undefined, parse: oneOf('device', 'mock', 'mock-signed-device'), doc: 'NSM implementation: `device` (/dev/nsm), `mock` (no device; documents signed by a mock PKI) or `mock-signed-device` (the device answers, a mock PKI re-signs its documents: rigs whose device cannot sign, such as QEMU). The mocks log a warning and need `--deployment test`. No default.' },
+  { key: 'deployment', flag: '--deployment', env: ['ENCLAVE_AGENT_DEPLOYMENT'], default: 'production', parse: oneOf('production', 'test'), doc: '`production` refuses every mock NSM; `test` allows them (tests, demos, the QEMU rig)' },
   { key: 'manifestPath', flag: '--manifest', env: ['ENCLAVE_AGENT_MANIFEST'], default: undefined, parse: path, doc: 'the build manifest (JSON) served with every document; its SHA-256 is signed into `user_data`' },
   { key: 'listen', flag: '--listen', env: ['ENCLAVE_AGENT_LISTEN', 'STEVE_LISTEN_ADDR'], default: '0.0.0.0:8080', parse: hostPort, doc: 'public listener: `/attestation`, health, and the STEVE proxy' },
   { key: 'attestationListen', flag: '--attestation-listen', env: ['ENCLAVE_AGENT_ATTESTATION_LISTEN', 'BOOTPROOFD_LISTEN_ADDR'], default: null, parse: hostPort, doc: 'optional second listener with only `/attestation` and health' },
   { key: 'internalListen', flag: '--internal-listen', env: ['ENCLAVE_AGENT_INTERNAL_LISTEN'], default: '127.0.0.1:9090', parse: hostPort, doc: 'internal listener: `/metrics` (never bridged)' },
   { key: 'upstream', flag: '--upstream', env: ['ENCLAVE_AGENT_UPSTREAM', 'STEVE_APP_UPSTREAM'], default: 'http://127.0.0.1:8083', parse: httpUrl, doc: 'the app, on enclave loopback' },
   { key: 'metadataPath', flag: '--metadata', env: ['ENCLAVE_AGENT_METADATA'], default: null, parse: path, doc: 'operator metadata (JSON object) merged into `user_data`; re-read when it changes' },
-  { key: 'mockPkiDir', flag: '--mock-pki', env: ['ENCLAVE_AGENT_MOCK_PKI'], default: null, parse: path, doc: 'mock PKI directory (from `enclave-agent mock-pki`); required with `--nsm mock`' },
+  { key: 'mockPkiDir', flag: '--mock-pki', env: ['ENCLAVE_AGENT_MOCK_PKI'], default: null, parse: path, doc: 'mock PKI directory (from `enclave-agent mock-pki`); required with `--nsm mock` and `--nsm mock-signed-device`' },
   { key: 'nsmDevicePath', flag: '--nsm-device', env: ['ENCLAVE_AGENT_NSM_DEVICE'], default: '/dev/nsm', parse: path, doc: 'NSM device node' },
   { key: 'corsOrigins', flag: '--cors-origins', env: ['ENCLAVE_AGENT_CORS_ORIGINS', 'STEVE_CORS_ORIGINS'], default: '', parse: origins, doc: 'comma-separated exact origins allowed to call `/attestation` and `/e2p/v2/*` from a browser; no wildcards' },
   { key: 'allowPlaintextFallback', flag: '--allow-plaintext-fallback', env: ['ENCLAVE_AGENT_ALLOW_PLAINTEXT_FALLBACK', 'STEVE_ALLOW_PLAINTEXT_FALLBACK'], default: 'false', parse: bool, boolean: true, doc: 'forward ordinary requests to the app in plaintext instead of refusing them with 403 `e2e_required`' },
@@ -173,8 +176,12 @@ export function loadConfig(flags: Record<string, unknown>, env: Record<string, s
       problems.push(`${source ?? `${setting.flag} default`}: ${err.message}${shown}`);
     }
   }
-  if (config.nsm === 'mock' && config.mockPkiDir === null) problems.push('--nsm mock needs --mock-pki DIR (create one with: enclave-agent mock-pki --out DIR)');
+  const mock = config.nsm === 'mock' || config.nsm === 'mock-signed-device';
+  if (mock && config.mockPkiDir === null) problems.push(`--nsm ${String(config.nsm)} needs --mock-pki DIR (create one with: enclave-agent mock-pki --out DIR)`);
   if (config.nsm === 'device' && config.mockPkiDir !== null && config.mockPkiDir !== undefined) problems.push('--mock-pki goes with --nsm mock only');
+  if (mock && config.deployment === 'production') {
+    problems.push(`--nsm ${String(config.nsm)} is refused in a production deployment: its documents prove nothing (set --deployment test for tests and demos)`);
+  }
   if (problems.length > 0) {
     throw new AgentError('AGENT_CONFIG', `invalid configuration:\n  - ${problems.join('\n  - ')}`, { problems });
   }

@@ -77,6 +77,7 @@ const agent = await startAgent({
     nsmQueueMax: 256,
     shutdownTimeoutMs: 2000,
     nsm: 'mock',
+    deployment: 'test',
   },
   nsm,
   manifest,

@@ -189,6 +189,7 @@ async function runAgent() {
       nsmTimeoutMs: 10_000,
       shutdownTimeoutMs: 2000,
       nsm: 'mock',
+      deployment: 'test',
       keyExchange: args.suite,
       maxSessions: 10_000,
     },

@@ -13,3 +13,4 @@ export { createMockTransport, openMockNsm, defaultMockPcrs, type MockNsmOptions,
 export { createMockPki, renewMockLeaf, writeMockPki, loadMockPki, MOCK_LEAF_LIFETIME_MS, type MockPki, type MockCertificate } from './mock-pki.js';
 export { nodeP384Verifier } from './ecdsa-node.js';
 export { openNsm, type NsmMode } from './open.js';
+export { createMockSignedDeviceTransport, type MockSignedDeviceOptions } from './mock-signed-device.js';

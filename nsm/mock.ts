@@ -19,7 +19,7 @@ import {
   type NsmRequest,
   type NsmResponse,
 } from './codec.js';
-import { encodeAttestationDocument, encodeDocumentPayload, encodeSigStructure, ES384_PROTECTED_HEADER } from './document.js';
+import { encodeAttestationDocument, encodeDocumentPayload, encodeSigStructure, ES384_PROTECTED_HEADER, type DocumentFields } from './document.js';
 import { NsmError } from './errors.js';
 import { MOCK_LEAF_LIFETIME_MS, renewMockLeaf, type MockPki } from './mock-pki.js';
 import { PCR_BYTES, PCR_COUNT, type Nsm, type NsmTransport } from './types.js';
@@ -56,16 +56,40 @@ function extendValue(old: Uint8Array, data: Uint8Array): Uint8Array {
   return new Uint8Array(createHash('sha384').update(old).update(data).digest());
 }
 
-const stderrLogger: MockNsmLogger = {
+export const stderrLogger: MockNsmLogger = {
   warn(details, message) {
     process.stderr.write(`${JSON.stringify({ level: 40, time: Date.now(), ...details, msg: message })}\n`);
   },
 };
 
+/** What a document says besides its signature and chain. */
+export type MockDocumentFields = Omit<DocumentFields, 'certificate' | 'cabundle'>;
+
+export interface MockSigner {
+  /** An ES384 COSE_Sign1 document over `fields`, with the current mock leaf and its chain. */
+  sign(fields: MockDocumentFields): Uint8Array;
+}
+
+/** Signs documents with a mock PKI's leaf, renewing the leaf (in memory) before it runs out. */
+export function createMockSigner(initial: MockPki): MockSigner {
+  let pki = initial;
+  return {
+    sign(fields) {
+      if (fields.timestamp > pki.leaf.notAfter.getTime() - LEAF_RENEW_MARGIN_MS) {
+        pki = renewMockLeaf(pki, { now: new Date(fields.timestamp), leafLifetimeMs: MOCK_LEAF_LIFETIME_MS });
+      }
+      const payload = encodeDocumentPayload({ ...fields, certificate: pki.leaf.der, cabundle: [pki.root.der, ...pki.intermediates.map((c) => c.der)] });
+      const toSign = encodeSigStructure(ES384_PROTECTED_HEADER, payload);
+      const signature = sign('sha384', toSign, { key: pki.leaf.privateKey, dsaEncoding: 'ieee-p1363' });
+      return encodeAttestationDocument(ES384_PROTECTED_HEADER, payload, new Uint8Array(signature));
+    },
+  };
+}
+
 /** The mock at the byte level: what `openDeviceTransport` is for the device. */
 export function createMockTransport(options: MockNsmOptions): NsmTransport {
   const now = options.now ?? Date.now;
-  let pki = options.pki;
+  const pki = options.pki;
   const values: Uint8Array[] = [];
   const locked: boolean[] = [];
   for (let i = 0; i < PCR_COUNT; i++) {
@@ -81,26 +105,13 @@ export function createMockTransport(options: MockNsmOptions): NsmTransport {
     'MOCK NSM IN USE: attestation documents are signed by a mock PKI and prove nothing about this machine',
   );
 
+  const signer = createMockSigner(options.pki);
+
   function attest(request: Extract<NsmRequest, { type: 'Attestation' }>): NsmResponse {
-    const atMs = now();
-    if (atMs > pki.leaf.notAfter.getTime() - LEAF_RENEW_MARGIN_MS) {
-      pki = renewMockLeaf(pki, { now: new Date(atMs), leafLifetimeMs: MOCK_LEAF_LIFETIME_MS });
-    }
     const pcrs = new Map<number, Uint8Array>();
     for (let i = 0; i < PCR_COUNT; i++) if (locked[i]) pcrs.set(i, values[i]!);
-    const payload = encodeDocumentPayload({
-      moduleId: pki.moduleId,
-      timestamp: atMs,
-      pcrs,
-      certificate: pki.leaf.der,
-      cabundle: [pki.root.der, ...pki.intermediates.map((c) => c.der)],
-      publicKey: request.publicKey,
-      userData: request.userData,
-      nonce: request.nonce,
-    });
-    const toSign = encodeSigStructure(ES384_PROTECTED_HEADER, payload);
-    const signature = sign('sha384', toSign, { key: pki.leaf.privateKey, dsaEncoding: 'ieee-p1363' });
-    return { type: 'Attestation', document: encodeAttestationDocument(ES384_PROTECTED_HEADER, payload, new Uint8Array(signature)) };
+    const document = signer.sign({ moduleId: pki.moduleId, timestamp: now(), pcrs, publicKey: request.publicKey, userData: request.userData, nonce: request.nonce });
+    return { type: 'Attestation', document };
   }
 
   function handle(request: NsmRequest): NsmResponse {

@@ -7,17 +7,22 @@
 import { createNsm } from './client.js';
 import { DEFAULT_NSM_DEVICE_PATH, openDeviceTransport } from './device.js';
 import { NsmError } from './errors.js';
-import { openMockNsm, type MockNsmLogger } from './mock.js';
+import { openMockNsm, stderrLogger, type MockNsmLogger } from './mock.js';
+import { createMockSignedDeviceTransport } from './mock-signed-device.js';
 import { loadMockPki } from './mock-pki.js';
 import type { Nsm } from './types.js';
 
-export type NsmMode = 'device' | 'mock';
+/**
+ * `mock-signed-device`: the device answers and a mock PKI re-signs its documents (test rigs whose
+ * device cannot sign, such as QEMU's; mock-signed-device.ts). Like `mock`, never for production.
+ */
+export type NsmMode = 'device' | 'mock' | 'mock-signed-device';
 
 export interface OpenNsmOptions {
   mode: NsmMode;
   /** Device path (mode `device`); default /dev/nsm. */
   devicePath?: string;
-  /** Mock PKI directory written by `enclave-agent mock-pki` (mode `mock`, required). */
+  /** Mock PKI directory written by `enclave-agent mock-pki` (modes `mock` and `mock-signed-device`, required). */
   mockPkiDir?: string;
   logger?: MockNsmLogger;
 }
@@ -31,7 +36,13 @@ export async function openNsm(options: OpenNsmOptions): Promise<Nsm> {
       const pki = await loadMockPki(options.mockPkiDir);
       return openMockNsm({ pki, ...(options.logger ? { logger: options.logger } : {}) });
     }
+    case 'mock-signed-device': {
+      if (options.mockPkiDir === undefined) throw new NsmError('NSM_BAD_ARGUMENT', 'the mock-signed device needs a mock PKI directory');
+      const pki = await loadMockPki(options.mockPkiDir);
+      const device = openDeviceTransport(options.devicePath ?? DEFAULT_NSM_DEVICE_PATH);
+      return createNsm(createMockSignedDeviceTransport({ device, pki, logger: options.logger ?? stderrLogger }));
+    }
     default:
-      throw new NsmError('NSM_BAD_ARGUMENT', `"mode" expected device or mock, got ${JSON.stringify(options.mode)}`);
+      throw new NsmError('NSM_BAD_ARGUMENT', `"mode" expected device, mock or mock-signed-device, got ${JSON.stringify(options.mode)}`);
   }
 }

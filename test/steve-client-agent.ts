@@ -5,6 +5,7 @@
 
 import { pino } from 'pino';
 import { startAgent, type RunningAgent } from '../agent/agent.js';
+import { testAgentConfig } from './agent-config.js';
 import { DEMO_MANIFEST_JSON } from '../agent/demo/manifest.js';
 import { parseManifest } from '../agent/manifest.js';
 import { openMockNsm, type MockPki, type Nsm } from '../nsm/index.js';
@@ -23,21 +24,7 @@ export interface TestAgent {
 export async function startTestAgent(options: { pki: MockPki; suite: Suite; upstream: string; pcrs?: ReadonlyMap<number, Uint8Array> }): Promise<TestAgent> {
   const nsm = openMockNsm({ pki: options.pki, logger: { warn() {} }, ...(options.pcrs !== undefined ? { pcrs: options.pcrs } : {}) });
   const agent = await startAgent({
-    config: {
-      listen: { host: '127.0.0.1', port: 0 },
-      attestationListen: null,
-      internalListen: { host: '127.0.0.1', port: 0 },
-      upstream: options.upstream,
-      metadataPath: null,
-      corsOrigins: [],
-      allowPlaintextFallback: false,
-      nsmConcurrency: 4,
-      nsmQueueMax: 64,
-      nsmTimeoutMs: 10_000,
-      shutdownTimeoutMs: 2000,
-      nsm: 'mock',
-      keyExchange: options.suite,
-    },
+    config: testAgentConfig({ upstream: options.upstream, nsmQueueMax: 64, keyExchange: options.suite }),
     nsm,
     manifest: parseManifest(new TextEncoder().encode(DEMO_MANIFEST_JSON), 'test manifest'),
     logger: pino({ level: 'silent' }),

@@ -3,14 +3,20 @@
 # vsock loopback (CID 1), by default the guest vitest suites (test/qemu/*.guest.test.ts), and exits with
 # the guest command's status (specs/qemu-rig.md step 7).
 #
-#   run.sh [--timeout SECONDS] [-- GUEST COMMAND...]
+#   run.sh [--timeout SECONDS] [--initrd FILE] [--hostfwd HOST_PORT:GUEST_PORT]... [-- GUEST COMMAND...]
+#
+# --initrd boots a ready initramfs (for example `make initramfs`'s, whose /init is the agent's init) instead
+# of building the test one; the guest command is then ignored. --hostfwd adds a virtio NIC on QEMU's
+# user-mode network with `restrict=on` (the guest reaches nothing outside) and forwards
+# 127.0.0.1:HOST_PORT on this machine to GUEST_PORT on the guest's 10.0.2.15.
 #
 # It runs setup.sh (cached) and build-initramfs.sh, boots the guest under `timeout`, streams the serial
 # console to stdout and to .cache/qemu-logs/, and exits non-zero if the guest's `QEMU-GUEST-EXIT` marker is
 # missing or QEMU ran out of time. It does not run `npm ci`: node_modules and the built addon must exist.
 #
-# It must not: give QEMU any vhost-vsock or vhost-user device or a network (this machine's /dev/vsock
-# leads out of the machine; vsock is used only inside the guest), or open vsock sockets on this machine.
+# It must not: give QEMU any vhost-vsock or vhost-user device, or a network beyond the restricted user-mode
+# NIC of --hostfwd (this machine's /dev/vsock leads out of the machine; vsock is used only inside the
+# guest), or open vsock sockets on this machine.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -28,8 +34,22 @@ die() { printf '[qemu-run] error: %s\n' "$*" >&2; exit 2; }
 
 timeout_seconds=$DEFAULT_TIMEOUT_SECONDS
 guest_command=()
+initrd=
+nic=(-nic none)
+forwards=
 while [ $# -gt 0 ]; do
   case $1 in
+    --initrd)
+      [ $# -ge 2 ] || die "--initrd needs a file"
+      initrd=$2
+      shift 2
+      ;;
+    --hostfwd)
+      [ $# -ge 2 ] || die "--hostfwd needs HOST_PORT:GUEST_PORT"
+      [[ $2 =~ ^[1-9][0-9]{0,4}:[1-9][0-9]{0,4}$ ]] || die "--hostfwd expects HOST_PORT:GUEST_PORT, got $2"
+      forwards+=",hostfwd=tcp:127.0.0.1:${2%%:*}-:${2##*:}"
+      shift 2
+      ;;
     --timeout)
       [ $# -ge 2 ] || die "--timeout needs a number of seconds"
       timeout_seconds=$2
@@ -37,11 +57,13 @@ while [ $# -gt 0 ]; do
       ;;
     --timeout=*) timeout_seconds=${1#--timeout=}; shift ;;
     --) shift; guest_command=("$@"); break ;;
-    -h | --help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) die "unknown argument $1 (usage: run.sh [--timeout SECONDS] [-- GUEST COMMAND...])" ;;
+    -h | --help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown argument $1 (usage: run.sh [--timeout SECONDS] [--initrd FILE] [--hostfwd H:G]... [-- GUEST COMMAND...])" ;;
   esac
 done
 [[ $timeout_seconds =~ ^[1-9][0-9]*$ ]] || die "--timeout expects a positive whole number of seconds, got $timeout_seconds"
+[ -z "$initrd" ] || [ -s "$initrd" ] || die "--initrd $initrd is missing or empty"
+if [ -n "$forwards" ]; then nic=(-nic "user,model=virtio-net-pci,restrict=on$forwards"); fi
 
 [ -f "$ADDON" ] || die "$ADDON is missing: run \`npm ci\` in $REPO_ROOT first (it builds the addon)"
 
@@ -59,8 +81,12 @@ if ! flock -n 9; then
   flock 9
 fi
 
-INITRD=$CACHE/initramfs/guest.cpio
-bash "$HERE/build-initramfs.sh" "$INITRD" "${guest_command[@]}"
+if [ -n "$initrd" ]; then
+  INITRD=$initrd
+else
+  INITRD=$CACHE/initramfs/guest.cpio
+  bash "$HERE/build-initramfs.sh" "$INITRD" "${guest_command[@]}"
+fi
 
 LOG=$CACHE/qemu-logs/run-$(date -u +%Y%m%dT%H%M%SZ).log
 ln -sfn "$(basename "$LOG")" "$CACHE/qemu-logs/latest.log"
@@ -74,7 +100,7 @@ timeout --kill-after="$KILL_AFTER_SECONDS" "$timeout_seconds" \
   -accel tcg,thread=multi -cpu max -m 2048 -smp 2 \
   -nographic -vga none -no-reboot \
   -kernel "$GUEST_KERNEL" -initrd "$INITRD" -append "console=ttyS0 panic=-1 quiet" \
-  -nic none -device virtio-nsm-pci < /dev/null 2>&1 | tee "$LOG"
+  "${nic[@]}" -device virtio-nsm-pci < /dev/null 2>&1 | tee "$LOG"
 qemu_status=${PIPESTATUS[0]}
 set -e
 elapsed=$((SECONDS - start))

@@ -20,13 +20,14 @@ BACKPORTS=bookworm-backports
 # Host packages. meson comes from backports: QEMU 10 needs meson >= 1.5 and bookworm has 1.0.
 HOST_PACKAGES=(
   build-essential pkgconf ninja-build python3 python3-venv python3-pycotap flex bison
-  libcbor-dev libgnutls28-dev libglib2.0-dev libpixman-1-dev libfdt-dev
+  libcbor-dev libgnutls28-dev libglib2.0-dev libpixman-1-dev libfdt-dev libslirp-dev
   seabios qemu-system-data
   cpio xz-utils
 )
 BACKPORTS_PACKAGES=(meson)
-# Guest kernel modules, in load order (vsock first; nsm has no dependencies).
-GUEST_MODULES=(vsock vmw_vsock_virtio_transport_common vsock_loopback nsm)
+# Guest kernel modules, in load order (vsock first; nsm has no dependencies; virtio_net needs
+# net_failover, which needs failover). The NIC is only for run.sh --hostfwd (user-mode networking).
+GUEST_MODULES=(vsock vmw_vsock_virtio_transport_common vsock_loopback nsm failover net_failover virtio_net)
 
 log() { printf '[setup] %s\n' "$*"; }
 die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
@@ -53,6 +54,14 @@ retry() {
 }
 
 [ "$(id -u)" -eq 0 ] || die "run as root (it installs Debian packages)"
+
+# One setup at a time: two runs of the rig starting together would otherwise build into the same tree.
+mkdir -p "$CACHE"
+exec 8> "$CACHE/qemu-setup.lock"
+if ! flock -n 8; then
+  log "waiting for another setup to finish"
+  flock 8
+fi
 [ -r "$SYSTEM_SOURCES" ] || die "$SYSTEM_SOURCES is missing: this script expects Debian 12's deb822 sources"
 
 # The private apt configuration: the system's sources plus bookworm-backports (deb and deb-src) on the
@@ -122,7 +131,9 @@ QEMU_VERSION=$(private_apt_cache showsrc qemu | awk '/^Version:/ { print $2 }' |
 [ -n "$QEMU_VERSION" ] || die "no qemu source package in $BACKPORTS"
 QEMU_UPSTREAM=${QEMU_VERSION%-*}        # 1:10.0.2+ds-1~bpo12+1 -> 1:10.0.2+ds
 QEMU_UPSTREAM=${QEMU_UPSTREAM#*:}      # -> 10.0.2+ds
-QEMU_CACHE=$CACHE/qemu/$QEMU_UPSTREAM
+# The build's features are part of the cache key, so a cache built with fewer is rebuilt, not reused.
+QEMU_FEATURES=nsm-slirp
+QEMU_CACHE=$CACHE/qemu/$QEMU_UPSTREAM-$QEMU_FEATURES
 QEMU_BIN=$QEMU_CACHE/qemu-system-x86_64
 QEMU_SRC_DIR=$CACHE/qemu-src/$QEMU_UPSTREAM
 QEMU_TARBALL=$QEMU_SRC_DIR/qemu_$QEMU_UPSTREAM.orig.tar.xz
@@ -154,15 +165,19 @@ build_qemu() {
   # In QEMU 10.0 VIRTIO_NSM has no `default y`: only the nitro-enclave machine selects it, and that machine
   # depends on VHOST_USER (hw/i386/Kconfig), which --without-default-features turns off. Hence
   # --enable-vhost-user; it only compiles the vhost-user code, the rig never passes a vhost device.
+  # --enable-slirp: user-mode networking, for run.sh --hostfwd (a loopback port forward into the guest;
+  # no host network is reachable from the guest, `restrict=on`).
   (
     cd "$tree/build"
     ../configure --python=/usr/bin/python3 --target-list=x86_64-softmmu --without-default-features \
-      --enable-libcbor --enable-gnutls --enable-tcg --enable-fdt=system --enable-vhost-user \
+      --enable-libcbor --enable-gnutls --enable-tcg --enable-fdt=system --enable-vhost-user --enable-slirp \
       --disable-docs --disable-werror --disable-install-blobs
     ninja qemu-system-x86_64
   )
   "$tree/build/qemu-system-x86_64" -device help 2>/dev/null | grep -q '"virtio-nsm-pci"' ||
     die "the built QEMU does not list virtio-nsm-pci in -device help (libcbor missing?)"
+  "$tree/build/qemu-system-x86_64" -netdev help 2>/dev/null | grep -qx 'user' ||
+    die "the built QEMU has no user-mode networking in -netdev help (libslirp-dev missing?)"
   mkdir -p "$QEMU_CACHE"
   cp "$tree/build/qemu-system-x86_64" "$QEMU_BIN.tmp"
   mv "$QEMU_BIN.tmp" "$QEMU_BIN"
@@ -216,7 +231,12 @@ fetch_kernel() {
   mv "$tmp" "$KERNEL_CACHE"
 }
 
-step "guest kernel $KERNEL_PACKAGE $KERNEL_VERSION" '[ -s "$KERNEL_CACHE/vmlinuz" ] && [ -s "$KERNEL_CACHE/modules/nsm.ko" ]' fetch_kernel
+kernel_cached() {
+  local module
+  [ -s "$KERNEL_CACHE/vmlinuz" ] || return 1
+  for module in "${GUEST_MODULES[@]}"; do [ -s "$KERNEL_CACHE/modules/$module.ko" ] || return 1; done
+}
+step "guest kernel $KERNEL_PACKAGE $KERNEL_VERSION" kernel_cached fetch_kernel
 
 GUEST_TOOLS=$CACHE/guest-tools
 # Guest tools are unpacked (not installed) so the host stays as it was; socat's libraries are resolved

@@ -16,6 +16,7 @@ import { connect, type AddressInfo } from 'node:net';
 import { pino, type Logger } from 'pino';
 import { Agent as UndiciAgent, request, type Dispatcher } from 'undici';
 import { startAgent, type AgentOptions, type RunningAgent } from '../../agent/agent.js';
+import { testAgentConfig } from '../agent-config.js';
 import { DEMO_MANIFEST_JSON } from '../../agent/demo/manifest.js';
 import { parseManifest } from '../../agent/manifest.js';
 import { createMockPki, nodeP384Verifier, openMockNsm, verifyAttestationDocument, type MockPki, type Nsm } from '../../nsm/index.js';
@@ -170,23 +171,7 @@ export async function startStack(
   const clock: Clock = { offsetMs: 0 };
   const suite = options.suite ?? 'X25519';
   const agent = await startAgent({
-    config: {
-      listen: { host: '127.0.0.1', port: 0 },
-      attestationListen: null,
-      internalListen: { host: '127.0.0.1', port: 0 },
-      upstream: options.upstream,
-      metadataPath: null,
-      corsOrigins: [],
-      allowPlaintextFallback: false,
-      nsmConcurrency: 4,
-      nsmQueueMax: 256,
-      nsmTimeoutMs: 10_000,
-      shutdownTimeoutMs: 2000,
-      nsm: 'mock',
-      keyExchange: suite,
-      maxSessions: 10_000,
-      ...options.config,
-    },
+    config: testAgentConfig({ upstream: options.upstream, keyExchange: suite, maxSessions: 10_000, ...options.config }),
     nsm,
     manifest: parseManifest(utf8(DEMO_MANIFEST_JSON), 'demo'),
     logger: options.logger ?? pino({ level: 'silent' }),

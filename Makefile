@@ -1,6 +1,9 @@
-# Entry points; each target is a thin wrapper over an npm script so CI and people run the same thing.
-.PHONY: build test test-qemu clean
+# Entry points; each target is a thin wrapper over an npm script or a script in image/, so CI and people
+# run the same thing. image/README.md describes the image targets.
+.PHONY: build test test-qemu bench initramfs reproduce image clean
 
+# Dependencies, the native addon (node-gyp against local headers) and dist/: npm ci runs `prepare`, which is
+# `npm run build`.
 build:
 	npm ci
 
@@ -10,6 +13,22 @@ test:
 # The real-device rig: QEMU with virtio-nsm and the kernel's nsm driver, vsock loopback (test/qemu/).
 test-qemu:
 	npm run test:qemu
+
+# The STEVE benchmark over the built dist/ (run `make build` first).
+bench:
+	node bench/steve.mjs
+
+# dist/image/: the agent bundle with the addon, and initramfs.cpio (INIT_CONFIG=file.json, EXTRA_DIR=dir).
+initramfs:
+	INIT_CONFIG="$(INIT_CONFIG)" EXTRA_DIR="$(EXTRA_DIR)" bash image/build-initramfs.sh
+
+# Builds bundle, addon and initramfs twice in two differing temporary trees; fails on any difference.
+reproduce:
+	bash image/reproduce.sh
+
+# The OCI image from Containerfile (podman or docker with buildx); exits 1 without a container engine.
+image:
+	bash image/build-image.sh
 
 clean:
 	rm -rf dist build node_modules

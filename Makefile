@@ -1,6 +1,6 @@
 # Entry points; each target is a thin wrapper over an npm script or a script in image/, so CI and people
 # run the same thing. image/README.md describes the image targets.
-.PHONY: build test test-qemu bench initramfs reproduce image clean
+.PHONY: build test test-reliability test-qemu bench initramfs reproduce image clean
 
 # Dependencies, the native addon (node-gyp against local headers) and dist/: npm ci runs `prepare`, which is
 # `npm run build`.
@@ -10,13 +10,18 @@ build:
 test:
 	npm test
 
+# Fuzzing, fault injection under load, the soak run and mock safety (test/reliability/README.md); about 3 minutes.
+test-reliability:
+	npm run test:reliability
+
 # The real-device rig: QEMU with virtio-nsm and the kernel's nsm driver, vsock loopback (test/qemu/).
 test-qemu:
 	npm run test:qemu
 
-# The STEVE benchmark over the built dist/ (run `make build` first).
+# The comparison benchmarks over the built dist/ (run `make build` first; bench/setup.sh installs Caddy, nginx
+# and gnuplot from Debian when missing): a table on stdout, results and chart.png in dist/bench/.
 bench:
-	node bench/steve.mjs
+	bash bench/setup.sh && node bench/compare.mjs $(BENCH_FLAGS)
 
 # dist/image/: the agent bundle with the addon, and initramfs.cpio (INIT_CONFIG=file.json, EXTRA_DIR=dir).
 initramfs:

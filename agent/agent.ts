@@ -19,6 +19,7 @@ import { request as upstreamRequest } from 'undici';
 import type { Nsm } from '../nsm/index.js';
 import { SteveError } from '../steve/index.js';
 import { createSteveServer, DEFAULT_MAX_SESSIONS, SERVER_REPLIES, sendReply, type SteveServerOptions } from '../steve/server/index.js';
+import { appState } from './app-state.js';
 import { createAttestationHandler } from './attestation.js';
 import { createBoundedQueue } from './bounded-queue.js';
 import type { AgentConfig, HostPort } from './config.js';
@@ -27,6 +28,7 @@ import { sendJson } from './http-util.js';
 import type { Logger } from './log.js';
 import type { Manifest } from './manifest.js';
 import { createMetrics, type Metrics } from './metrics.js';
+import { nsmCall } from './nsm-call.js';
 import { createUserDataSource } from './user-data.js';
 
 export interface AgentOptions {
@@ -91,14 +93,6 @@ function originFormTarget(target: string | undefined): URL | null {
 }
 
 /** Rejects with an NSM_TIMEOUT-coded error when `promise` takes longer than `ms`. */
-function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(Object.assign(new Error(`NSM gave no answer in ${ms} ms`), { code: 'NSM_TIMEOUT' })), ms);
-  });
-  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
-}
-
 function identityKey(): { privateKey: KeyObject; verifyingKey: Uint8Array } {
   const { publicKey, privateKey } = generateKeyPairSync('ed25519');
   const jwk = publicKey.export({ format: 'jwk' });
@@ -152,16 +146,10 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
    */
   async function steveAttest(nonce: Uint8Array, sessionUserData: Uint8Array): Promise<Uint8Array> {
     try {
-      return await queue.run(async () => {
-        const started = performance.now();
-        try {
-          const document = await withDeadline(nsm.attest({ nonce, userData: sessionUserData }), config.nsmTimeoutMs);
-          metrics.observeNsm((performance.now() - started) / 1000, 'ok');
-          return document;
-        } catch (err) {
-          metrics.observeNsm((performance.now() - started) / 1000, 'error');
-          throw err;
-        }
+      return await nsmCall(() => nsm.attest({ nonce, userData: sessionUserData }), {
+        queue,
+        timeoutMs: config.nsmTimeoutMs,
+        observe: (seconds, outcome) => metrics.observeNsm(seconds, outcome),
       });
     } catch (err) {
       if (err instanceof AgentError && err.code === 'AGENT_BUSY') throw new SteveError('STEVE_BUSY', 'the NSM queue is full', { cause: err });
@@ -245,7 +233,9 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
         done(200);
       } else if (url.pathname === '/healthz') {
         route = 'healthz';
-        sendJson(res, 200, { status: 'ok', nsm: { mode: nsm.kind, lastError: lastNsmError }, upstream: config.upstream, sessions: steve.sessions });
+        // `app` only under init (agent/app-state.ts): the app's supervisor state, restarts and last exit.
+        const app = appState.current();
+        sendJson(res, 200, { status: 'ok', nsm: { mode: nsm.kind, lastError: lastNsmError }, upstream: config.upstream, sessions: steve.sessions, ...(app !== null ? { app } : {}) });
         done(200);
       } else if (attestationOnly) {
         route = 'other';

@@ -13,6 +13,7 @@ import { AgentError } from './errors.js';
 import { HttpError, readBody, sendBytes, sendJson } from './http-util.js';
 import type { Manifest } from './manifest.js';
 import type { Metrics } from './metrics.js';
+import { nsmCall } from './nsm-call.js';
 import type { UserDataSource } from './user-data.js';
 
 /** specs/agent-http.md §2: clients send 32 bytes; we accept 1..512. */
@@ -66,18 +67,12 @@ export function createAttestationHandler(options: AttestationOptions) {
   async function attest(nonce: Uint8Array, res: ServerResponse): Promise<Uint8Array> {
     const userData = await options.userData.current();
     try {
-      return await options.queue.run(async () => {
+      return await nsmCall(() => options.nsm.attest({ nonce, userData }), {
+        queue: options.queue,
+        timeoutMs: options.nsmTimeoutMs,
+        observe: (seconds, outcome) => options.metrics.observeNsm(seconds, outcome),
         // A caller who left while waiting in the queue gets no document: skip the NSM call.
-        if (res.destroyed) throw new HttpError(499, 'client went away');
-        const started = performance.now();
-        try {
-          const document = await withDeadline(options.nsm.attest({ nonce, userData }), options.nsmTimeoutMs);
-          options.metrics.observeNsm((performance.now() - started) / 1000, 'ok');
-          return document;
-        } catch (err) {
-          options.metrics.observeNsm((performance.now() - started) / 1000, 'error');
-          throw err;
-        }
+        abandoned: () => (res.destroyed ? new HttpError(499, 'client went away') : null),
       });
     } catch (err) {
       if (err instanceof HttpError) throw err;
@@ -131,13 +126,4 @@ export function createAttestationHandler(options: AttestationOptions) {
       return err.status;
     }
   };
-}
-
-/** Rejects with an NSM_TIMEOUT-coded error when `promise` takes longer than `ms`. */
-function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(Object.assign(new Error(`NSM gave no answer in ${ms} ms`), { code: 'NSM_TIMEOUT' })), ms);
-  });
-  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
 }

@@ -19,6 +19,17 @@ import { loadManifest } from './manifest.js';
 import { runVerifyCommand, VERIFY_OPTIONS, VERIFY_USAGE } from './verify-remote.js';
 import { FETCH_OPTIONS, FETCH_USAGE, runFetchCommand } from './fetch-command.js';
 import {
+  BridgeError,
+  ENCLAVE_BRIDGE_OPTIONS,
+  ENCLAVE_BRIDGE_USAGE,
+  HOST_BRIDGE_OPTIONS,
+  HOST_BRIDGE_USAGE,
+  runEnclaveBridgeCommand,
+  runHostBridgeCommand,
+  type BridgeCommandIo,
+} from '../bridge/index.js';
+import { INIT_OPTIONS, INIT_USAGE, runInitCommand } from '../init/index.js';
+import {
   NsmError,
   bytesToBase64,
   bytesToHex,
@@ -299,8 +310,10 @@ async function runAgent(flags: Record<string, unknown>, env: Record<string, stri
     ...(config.mockPkiDir !== null ? { mockPkiDir: config.mockPkiDir } : {}),
     logger,
   });
+  // Listening for the signals before the agent starts: a supervisor may send SIGTERM the moment it is ready.
+  const stopSignal = Promise.race([once(process, 'SIGINT').then(() => 'SIGINT'), once(process, 'SIGTERM').then(() => 'SIGTERM')]);
   const agent = await startAgent({ config, nsm, manifest, logger });
-  const signal = await Promise.race([once(process, 'SIGINT').then(() => 'SIGINT'), once(process, 'SIGTERM').then(() => 'SIGTERM')]);
+  const signal = await stopSignal;
   logger.info({ signal }, 'signal received');
   await agent.stop();
   await beforeStop?.();
@@ -374,4 +387,44 @@ const fetchCommand: Command = {
   run: (values, positionals) => runFetchCommand(values, positionals),
 };
 
-export const commands: Command[] = [run, demo, mockPki, attest, verifyDocument, verify, fetchCommand];
+const initCommand: Command = {
+  name: 'init',
+  summary: 'boot the enclave and supervise the agent and the app (the target of a minimal PID 1)',
+  usage: INIT_USAGE,
+  options: INIT_OPTIONS,
+  // The agent child runs this same CLI (`run`), with the same Node and Node flags.
+  run: (values) => runInitCommand(values, { cli: [process.execPath, ...process.execArgv, process.argv[1]!] }),
+};
+
+/**
+ * The bridges (bridge/command.ts) in the CLI's terms: bad flags are usage errors (exit 2, every problem
+ * listed), a listener that cannot be opened is a failure (exit 1, its code printed).
+ */
+async function runBridge(name: string, run: (io: BridgeCommandIo) => Promise<number>): Promise<number> {
+  try {
+    return await run({ createLogger: (level) => createLogger({ level }) });
+  } catch (err) {
+    if (!(err instanceof BridgeError)) throw err;
+    if (err.code === 'BRIDGE_CONFIG_INVALID') throw new AgentError('AGENT_USAGE', err.problems.join('\n'), { cause: err });
+    process.stderr.write(`enclave-agent ${name}: ${err.code}: ${err.message}\n`);
+    return 1;
+  }
+}
+
+const hostBridge: Command = {
+  name: 'host-bridge',
+  summary: 'on the parent instance: TCP -> enclave vsock (ingress), or the egress CONNECT bridge (--egress)',
+  usage: HOST_BRIDGE_USAGE,
+  options: HOST_BRIDGE_OPTIONS,
+  run: (values) => runBridge('host-bridge', (io) => runHostBridgeCommand(values, io)),
+};
+
+const enclaveBridge: Command = {
+  name: 'enclave-bridge',
+  summary: 'inside the enclave: vsock -> 127.0.0.1 ingress ports, and the egress CONNECT proxy for the app',
+  usage: ENCLAVE_BRIDGE_USAGE,
+  options: ENCLAVE_BRIDGE_OPTIONS,
+  run: (values) => runBridge('enclave-bridge', (io) => runEnclaveBridgeCommand(values, process.env, io)),
+};
+
+export const commands: Command[] = [run, demo, mockPki, attest, verifyDocument, verify, fetchCommand, initCommand, hostBridge, enclaveBridge];

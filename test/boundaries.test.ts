@@ -4,7 +4,8 @@
  *   steve/client/index.ts) imports no Node builtin and names neither `process` nor `Buffer`;
  * - cbor/ imports nothing from nsm/, agent/ or steve/; nsm/ nothing from agent/ or steve/; steve/ nothing
  *   from agent/ or nsm/ (it takes an `attest` function), except that steve/client/ may import the
- *   browser-safe verifier surface nsm/verifier.ts (and nothing else from nsm/);
+ *   browser-safe verifier surface nsm/verifier.ts (and nothing else from nsm/); bridge/ nothing from
+ *   agent/, cbor/, init/, nsm/ or steve/ (only vsock/); init/ nothing from agent/ or steve/;
  * - outside test files, a file outside a folder imports that folder only through its index.ts (top-level
  *   folders always; subfolders once they have an index.ts; nsm/verifier.ts is the one documented extra).
  * The scan is textual (comments and string contents are blanked first) and covers the project's own
@@ -18,8 +19,8 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
 const REPO = dirname(dirname(fileURLToPath(import.meta.url)));
-/** The project's top-level source folders (STYLE.md "Layout"; vsock/ is the native binding's part). */
-const PROJECT_FOLDERS = ['agent', 'cbor', 'init', 'nsm', 'steve', 'vsock'].filter((f) => existsSync(join(REPO, f)));
+/** The project's top-level source folders (STYLE.md "Layout"; vsock/ is the native binding's part, bridge/ the enclave's doors). */
+const PROJECT_FOLDERS = ['agent', 'bridge', 'cbor', 'init', 'nsm', 'steve', 'vsock'].filter((f) => existsSync(join(REPO, f)));
 const SKIPPED_DIRS = new Set(['node_modules', 'dist', 'build']);
 /** Roots of the browser-safe closure; the optional ones are checked once they exist. */
 const PURE_ENTRIES = ['nsm/verifier.ts', 'cbor/index.ts', 'steve/client/index.ts'];
@@ -29,6 +30,10 @@ const FORBIDDEN_LAYERS: Record<string, readonly string[]> = {
   cbor: ['nsm', 'agent', 'steve'],
   nsm: ['agent', 'steve'],
   steve: ['agent', 'nsm'],
+  // The bridges move bytes over vsock and TCP; they never see documents, keys or the agent's wiring.
+  bridge: ['agent', 'cbor', 'init', 'nsm', 'steve'],
+  // init/ runs the agent as a child process and is wired in by agent/commands.ts, never the reverse.
+  init: ['agent', 'steve'],
 };
 /**
  * The one exception to FORBIDDEN_LAYERS: the web client verifies attestation documents itself, so files

@@ -20,6 +20,7 @@
 
 #include <node_api.h>
 
+#include "../../init/native/init.h"
 #include "../../vsock/native/vsock.h"
 
 /*
@@ -481,5 +482,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
        napi_enumerable, NULL},
   };
   NAPI_CALL(env, napi_define_properties(env, exports, sizeof(properties) / sizeof(properties[0]), properties));
-  return vsock_register(env, exports); /* exports.vsock: vsock/native/vsock.c */
+  /* exports.vsock (vsock/native/vsock.c) and exports.init (init/native/init.c): one addon, one init. */
+  if (vsock_register(env, exports) == NULL) return NULL;
+  return init_register(env, exports);
 }

@@ -1,0 +1,176 @@
+/**
+ * The four bridges of an enclave deployment, each a forwarder over the right pair of transports:
+ * - enclave ingress: vsock port P -> TCP 127.0.0.1:P, one per ingress port (default 8080);
+ * - host ingress: TCP HOST:PORT -> vsock CID:PORT (`enclave-agent host-bridge`);
+ * - enclave egress: TCP 127.0.0.1:3128 (the app's HTTP(S)_PROXY) -> CONNECT checked -> vsock parent CID;
+ * - host egress: vsock port -> CONNECT checked again -> TCP target (`enclave-agent host-bridge --egress`).
+ * The `dial`/`listen` seams default to the production transports; tests inject TCP on loopback.
+ */
+
+import type { Logger } from 'pino';
+
+import type { Allowlist } from './connect-head.js';
+import { CONNECT_TIMEOUT_MS, createEgressProxyOpen, createEgressUpstreamOpen } from './egress.js';
+import { BridgeError } from './errors.js';
+import { startForwarder, type Forwarder, type OpenTarget } from './forwarder.js';
+import { dialWithin, listenTcp, listenVsockStreams, tcpDialer, vsockDialer, type Dial, type StreamListener } from './transports.js';
+
+/** Connections each bridge holds at once (two fds each; Node raises its soft fd limit to the hard one). */
+export const DEFAULT_MAX_CONNECTIONS = 1024;
+/** A connection with no byte either way for 5 minutes is closed: longer than common load balancers' 60 s. */
+export const DEFAULT_IDLE_TIMEOUT_MS = 300_000;
+/** Setup deadline: a CONNECT head, the dial and the host's answer each have their own, shorter ones. */
+export const OPEN_TIMEOUT_MS = 30_000;
+/** The parent instance's CID, as an enclave sees it (AWS Nitro Enclaves: the parent is always CID 3). */
+export const PARENT_CID = 3;
+/** The default ingress port: the agent's public listener (specs/agent-http.md §1). */
+export const DEFAULT_INGRESS_PORTS: readonly number[] = [8080];
+/** The default egress proxy address inside the enclave (the conventional proxy port). */
+export const DEFAULT_EGRESS_LISTEN = { host: '127.0.0.1', port: 3128 } as const;
+
+export interface Limits {
+  readonly maxConnections: number;
+  readonly idleTimeoutMs: number;
+}
+
+const DEFAULT_LIMITS: Limits = { maxConnections: DEFAULT_MAX_CONNECTIONS, idleTimeoutMs: DEFAULT_IDLE_TIMEOUT_MS };
+
+/** The plain bridge: every client gets one dial, bounded by `connectTimeoutMs`. */
+export function dialOpen(dial: Dial, connectTimeoutMs = CONNECT_TIMEOUT_MS): OpenTarget {
+  return (_client, signal) => dialWithin(dial, connectTimeoutMs, signal);
+}
+
+/** Closes every forwarder, each with the same grace period for its open connections. */
+export async function closeAll(forwarders: readonly Forwarder[], graceMs = 0): Promise<void> {
+  await Promise.all(forwarders.map((forwarder) => forwarder.close({ graceMs })));
+}
+
+export interface HostIngressOptions extends Partial<Limits> {
+  readonly listen: { readonly host: string; readonly port: number };
+  readonly cid: number;
+  readonly vsockPort: number;
+  readonly connectTimeoutMs?: number;
+  readonly logger: Logger;
+  /** Tests: another transport than vsock. */
+  readonly dial?: Dial;
+}
+
+/** TCP `listen` -> vsock `cid:vsockPort`. */
+export async function startHostIngress(options: HostIngressOptions): Promise<Forwarder> {
+  const listener = await listenTcp(options.listen);
+  return startForwarder({
+    name: 'host-ingress',
+    listener,
+    open: dialOpen(options.dial ?? vsockDialer({ cid: options.cid, port: options.vsockPort }), options.connectTimeoutMs),
+    maxConnections: options.maxConnections ?? DEFAULT_LIMITS.maxConnections,
+    idleTimeoutMs: options.idleTimeoutMs ?? DEFAULT_LIMITS.idleTimeoutMs,
+    openTimeoutMs: OPEN_TIMEOUT_MS,
+    logger: options.logger,
+  });
+}
+
+export interface EnclaveIngressOptions extends Partial<Limits> {
+  /** Each port P is bridged vsock P -> 127.0.0.1:P. */
+  readonly ports: readonly number[];
+  readonly logger: Logger;
+  /** Tests: other transports (defaults: vsock listener, TCP to 127.0.0.1:P). */
+  readonly listen?: (port: number) => Promise<StreamListener>;
+  readonly dial?: (port: number) => Dial;
+}
+
+/** vsock P -> TCP 127.0.0.1:P for every port; on a failure the ones already started are closed. */
+export async function startEnclaveIngress(options: EnclaveIngressOptions): Promise<Forwarder[]> {
+  const listen = options.listen ?? ((port: number) => listenVsockStreams({ port }));
+  const dial = options.dial ?? ((port: number) => tcpDialer({ host: '127.0.0.1', port }));
+  const forwarders: Forwarder[] = [];
+  try {
+    for (const port of options.ports) {
+      forwarders.push(
+        startForwarder({
+          name: 'enclave-ingress',
+          listener: await listen(port),
+          open: dialOpen(dial(port)),
+          maxConnections: options.maxConnections ?? DEFAULT_LIMITS.maxConnections,
+          idleTimeoutMs: options.idleTimeoutMs ?? DEFAULT_LIMITS.idleTimeoutMs,
+          openTimeoutMs: OPEN_TIMEOUT_MS,
+          logger: options.logger,
+        }),
+      );
+    }
+  } catch (error) {
+    await closeAll(forwarders);
+    throw error;
+  }
+  return forwarders;
+}
+
+export interface EnclaveEgressOptions extends Partial<Limits> {
+  readonly listen: { readonly host: string; readonly port: number };
+  readonly allowlist: Allowlist;
+  /** Where the host's egress bridge listens: vsock `cid:vsockPort` (cid defaults to PARENT_CID). */
+  readonly cid?: number;
+  readonly vsockPort: number;
+  readonly logger: Logger;
+  /** Tests: another transport than vsock. */
+  readonly dialHost?: Dial;
+}
+
+/** The app's CONNECT proxy on TCP `listen` -> vsock to the host's egress bridge. */
+export async function startEnclaveEgress(options: EnclaveEgressOptions): Promise<Forwarder> {
+  if (options.allowlist.entries.length === 0) throw new BridgeError('BRIDGE_CONFIG_INVALID', 'the egress allowlist is empty');
+  const listener = await listenTcp(options.listen);
+  return startForwarder({
+    name: 'enclave-egress',
+    listener,
+    open: createEgressProxyOpen({
+      allowlist: options.allowlist,
+      dialHost: options.dialHost ?? vsockDialer({ cid: options.cid ?? PARENT_CID, port: options.vsockPort }),
+    }),
+    maxConnections: options.maxConnections ?? DEFAULT_LIMITS.maxConnections,
+    idleTimeoutMs: options.idleTimeoutMs ?? DEFAULT_LIMITS.idleTimeoutMs,
+    openTimeoutMs: OPEN_TIMEOUT_MS,
+    logger: options.logger,
+  });
+}
+
+export interface HostEgressOptions extends Partial<Limits> {
+  /** The host's own allowlist, or null for any target the enclave asks for. */
+  readonly allowlist: Allowlist | null;
+  readonly vsockPort: number;
+  /** Only connections from this vsock CID are served (others are closed unanswered); null or absent: any. */
+  readonly fromCid?: number | null;
+  readonly connectTimeoutMs?: number;
+  readonly logger: Logger;
+  /** Tests: other transports (defaults: a vsock listener on any CID, TCP to the target). */
+  readonly listener?: StreamListener;
+  readonly dialTarget?: (target: { host: string; port: number }) => Dial;
+}
+
+/** vsock `vsockPort` -> the CONNECT target over TCP. */
+export async function startHostEgress(options: HostEgressOptions): Promise<Forwarder> {
+  const listener = options.listener ?? (await listenVsockStreams({ port: options.vsockPort }));
+  if (options.allowlist === null) options.logger.warn({ vsockPort: options.vsockPort }, 'egress bridge has no allowlist: any target the enclave names is connected');
+  const upstreamOpen = createEgressUpstreamOpen({
+    allowlist: options.allowlist,
+    dialTarget: options.dialTarget ?? tcpDialer,
+    ...(options.connectTimeoutMs !== undefined ? { connectTimeoutMs: options.connectTimeoutMs } : {}),
+  });
+  const { fromCid } = options;
+  const open: OpenTarget =
+    fromCid === undefined || fromCid === null
+      ? upstreamOpen
+      : async (client, signal) => {
+          const peerCid = (client as { remoteCid?: unknown }).remoteCid;
+          if (peerCid !== fromCid) throw new BridgeError('BRIDGE_CONNECT_DENIED', `peer CID ${String(peerCid)} is not the enclave's`);
+          return upstreamOpen(client, signal);
+        };
+  return startForwarder({
+    name: 'host-egress',
+    listener,
+    open,
+    maxConnections: options.maxConnections ?? DEFAULT_LIMITS.maxConnections,
+    idleTimeoutMs: options.idleTimeoutMs ?? DEFAULT_LIMITS.idleTimeoutMs,
+    openTimeoutMs: OPEN_TIMEOUT_MS,
+    logger: options.logger,
+  });
+}

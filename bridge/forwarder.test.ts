@@ -1,0 +1,266 @@
+/**
+ * startForwarder over TCP on 127.0.0.1 (the production transports are vsock on one side; the forwarder
+ * does not know): echo through it, the connection cap, a target that refuses (one dial per connection, no
+ * busy loop), a dial that never finishes, the idle timeout, close() with and without a grace period, and
+ * its logs (constant messages, never payload bytes).
+ */
+
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { createServer, connect, type AddressInfo, type Server, type Socket } from 'node:net';
+import { Writable, type Duplex } from 'node:stream';
+
+import { pino } from 'pino';
+import { afterAll, describe, expect, it } from 'vitest';
+
+import { dialOpen } from './bridges.js';
+import { startForwarder } from './forwarder.js';
+import { listenTcp, tcpDialer, type Dial } from './transports.js';
+
+const MiB = 1024 * 1024;
+const silent = pino({ level: 'silent' });
+const cleanups: Array<() => unknown> = [];
+
+afterAll(async () => {
+  for (const cleanup of cleanups.reverse()) await cleanup();
+});
+
+/** An echo server on loopback, half-open capable: it answers what it reads and ends when the client ends. */
+async function echoServer(): Promise<{ port: number; server: Server }> {
+  const server = createServer({ allowHalfOpen: true }, (socket) => {
+    socket.on('error', () => {});
+    socket.pipe(socket);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  cleanups.push(() => server.close());
+  return { port: (server.address() as AddressInfo).port, server };
+}
+
+/** A port with nothing listening (bound, then closed). */
+async function deadPort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+async function forwarder(dial: Dial, options: { maxConnections?: number; idleTimeoutMs?: number; openTimeoutMs?: number; connectTimeoutMs?: number; logger?: typeof silent } = {}) {
+  const listener = await listenTcp({ host: '127.0.0.1', port: 0 });
+  const started = startForwarder({
+    name: 'test',
+    listener,
+    open: dialOpen(dial, options.connectTimeoutMs),
+    maxConnections: options.maxConnections ?? 16,
+    idleTimeoutMs: options.idleTimeoutMs ?? 0,
+    openTimeoutMs: options.openTimeoutMs ?? 5_000,
+    logger: options.logger ?? silent,
+  });
+  cleanups.push(() => started.close());
+  return { forwarder: started, port: listener.port };
+}
+
+function client(port: number): Promise<Socket> {
+  const socket = connect({ port, host: '127.0.0.1' });
+  return once(socket, 'connect').then(() => socket);
+}
+
+function readAll(stream: Duplex): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+  return once(stream, 'end').then(() => Buffer.concat(chunks));
+}
+
+function closed(stream: Duplex): Promise<void> {
+  return new Promise((resolve) => (stream.closed ? resolve() : stream.once('close', () => resolve())));
+}
+
+/** Waits until `predicate` holds, polling; fails after `ms`. */
+async function until(predicate: () => boolean, ms = 5_000): Promise<void> {
+  const deadline = performance.now() + ms;
+  while (!predicate()) {
+    if (performance.now() > deadline) throw new Error('condition not reached in time');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+/** A dialer that counts its calls. */
+function counting(dial: Dial): { dial: Dial; calls: () => number } {
+  let calls = 0;
+  return {
+    dial: (signal) => {
+      calls += 1;
+      return dial(signal);
+    },
+    calls: () => calls,
+  };
+}
+
+/** The outcome a client sees of a connection the bridge refuses or drops: end or reset, never data. */
+async function refusedOutcome(socket: Socket): Promise<string> {
+  let outcome = 'open';
+  socket.on('error', (error: NodeJS.ErrnoException) => (outcome = error.code ?? 'error'));
+  const data: Buffer[] = [];
+  socket.on('data', (chunk: Buffer) => data.push(chunk));
+  socket.on('end', () => (outcome = outcome === 'open' ? 'end' : outcome));
+  await closed(socket);
+  expect(Buffer.concat(data).length).toBe(0);
+  return outcome;
+}
+
+describe('startForwarder', () => {
+  it('forwards bytes exactly both ways and counts them', async () => {
+    const echo = await echoServer();
+    const { forwarder: fwd, port } = await forwarder(tcpDialer({ host: '127.0.0.1', port: echo.port }));
+    const data = randomBytes(4 * MiB + 3);
+    const socket = await client(port);
+    const back = readAll(socket);
+    socket.end(data);
+    expect((await back).equals(data)).toBe(true);
+    await closed(socket);
+    await until(() => fwd.stats().completed === 1);
+    expect(fwd.stats()).toMatchObject({ active: 0, accepted: 1, refused: 0, openFailures: 0, bytesIn: data.length, bytesOut: data.length });
+  });
+
+  it('closes connections beyond maxConnections at once and counts them, then accepts again', async () => {
+    const echo = await echoServer();
+    const { forwarder: fwd, port } = await forwarder(tcpDialer({ host: '127.0.0.1', port: echo.port }), { maxConnections: 2 });
+    const held = [await client(port), await client(port)];
+    for (const socket of held) {
+      const echoed = once(socket, 'data');
+      socket.write('hold');
+      expect(String((await echoed)[0])).toBe('hold');
+    }
+    const extra = await client(port);
+    expect(['end', 'ECONNRESET']).toContain(await refusedOutcome(extra));
+    expect(fwd.stats()).toMatchObject({ active: 2, accepted: 3, refused: 1 });
+
+    held[0]!.end();
+    held[0]!.resume();
+    await closed(held[0]!);
+    await until(() => fwd.stats().active === 1);
+    const again = await client(port);
+    const back = readAll(again);
+    again.end('again');
+    expect((await back).toString()).toBe('again');
+    held[1]!.destroy();
+    await until(() => fwd.stats().active === 0);
+    expect(fwd.stats()).toMatchObject({ accepted: 4, refused: 1 });
+  });
+
+  it('dials once per connection when the target refuses, and then does nothing (no busy loop)', async () => {
+    const target = counting(tcpDialer({ host: '127.0.0.1', port: await deadPort() }));
+    const { forwarder: fwd, port } = await forwarder(target.dial);
+    const outcomes = await Promise.all(
+      Array.from({ length: 20 }, async () => {
+        const socket = await client(port);
+        socket.write('never forwarded');
+        return refusedOutcome(socket);
+      }),
+    );
+    for (const outcome of outcomes) expect(['end', 'ECONNRESET']).toContain(outcome);
+    await until(() => fwd.stats().openFailures === 20);
+    expect(target.calls()).toBe(20);
+    const cpuBefore = process.cpuUsage();
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const cpu = process.cpuUsage(cpuBefore);
+    console.log(`refused target: 20 connections, ${target.calls()} dials, ${((cpu.user + cpu.system) / 1000).toFixed(1)} ms CPU in the next 500 ms`);
+    expect(target.calls()).toBe(20);
+    expect((cpu.user + cpu.system) / 1000).toBeLessThan(100);
+    expect(fwd.stats()).toMatchObject({ active: 0, accepted: 20, openFailures: 20, completed: 0 });
+  });
+
+  it('gives up on a dial that never finishes after the connect timeout', async () => {
+    let aborted = 0;
+    const hanging: Dial = (signal) =>
+      new Promise((_, reject) =>
+        signal.addEventListener('abort', () => {
+          aborted += 1;
+          reject(signal.reason);
+        }),
+      );
+    const { forwarder: fwd, port } = await forwarder(hanging, { connectTimeoutMs: 100 });
+    const start = performance.now();
+    const socket = await client(port);
+    expect(['end', 'ECONNRESET']).toContain(await refusedOutcome(socket));
+    expect(performance.now() - start).toBeGreaterThanOrEqual(90);
+    await until(() => fwd.stats().openFailures === 1);
+    expect(aborted).toBe(1);
+  });
+
+  it('closes a connection idle for idleTimeoutMs', async () => {
+    const echo = await echoServer();
+    const { forwarder: fwd, port } = await forwarder(tcpDialer({ host: '127.0.0.1', port: echo.port }), { idleTimeoutMs: 150 });
+    const socket = await client(port);
+    socket.on('error', () => {});
+    const echoed = once(socket, 'data');
+    socket.write('x');
+    await echoed;
+    await closed(socket);
+    await until(() => fwd.stats().idleTimeouts === 1);
+    expect(fwd.stats()).toMatchObject({ active: 0, completed: 1, bytesIn: 1, bytesOut: 1 });
+  });
+
+  it('close() stops accepting and waits for open connections within the grace period', async () => {
+    const echo = await echoServer();
+    const { forwarder: fwd, port } = await forwarder(tcpDialer({ host: '127.0.0.1', port: echo.port }));
+    const socket = await client(port);
+    const back = readAll(socket);
+    socket.write('first');
+    await until(() => fwd.stats().active === 1);
+    const closing = fwd.close({ graceMs: 5_000 });
+    // No new connections once closing.
+    const late = connect({ port, host: '127.0.0.1' });
+    const lateError = await once(late, 'error').then(([error]) => (error as NodeJS.ErrnoException).code);
+    expect(lateError).toBe('ECONNREFUSED');
+    // The open one still finishes its exchange.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    socket.end('second');
+    expect((await back).toString()).toBe('firstsecond');
+    const stats = await closing;
+    expect(stats).toMatchObject({ active: 0, completed: 1 });
+  });
+
+  it('close() without a grace period cuts open connections', async () => {
+    const echo = await echoServer();
+    const { forwarder: fwd, port } = await forwarder(tcpDialer({ host: '127.0.0.1', port: echo.port }));
+    const socket = await client(port);
+    socket.on('error', () => {});
+    socket.resume();
+    socket.write('x');
+    await until(() => fwd.stats().active === 1);
+    const stats = await fwd.close();
+    expect(stats.active).toBe(0);
+    await closed(socket);
+  });
+
+  it('logs constant messages with data in the object and never payload bytes', async () => {
+    const records: Array<Record<string, unknown>> = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _encoding, callback) {
+        for (const line of chunk.toString('utf8').split('\n')) if (line !== '') records.push(JSON.parse(line) as Record<string, unknown>);
+        callback();
+      },
+    });
+    const logger = pino({ level: 'debug' }, sink);
+    const echo = await echoServer();
+    const { forwarder: fwd, port } = await forwarder(tcpDialer({ host: '127.0.0.1', port: echo.port }), { logger, maxConnections: 1 });
+    const marker = `PAYLOAD-${randomBytes(8).toString('hex')}`;
+    const socket = await client(port);
+    const back = readAll(socket);
+    socket.write(marker);
+    await until(() => fwd.stats().active === 1);
+    const refused = await client(port);
+    await refusedOutcome(refused);
+    socket.end();
+    expect((await back).toString()).toBe(marker);
+    await fwd.close();
+    const messages = records.map((record) => record.msg);
+    expect(messages).toEqual(['bridge listening', 'bridge connection refused at the cap', 'bridge connection closed', 'bridge closed']);
+    expect(records[0]).toMatchObject({ bridge: 'test', tcp: `127.0.0.1:${port}`, maxConnections: 1 });
+    expect(records[2]).toMatchObject({ end: 'ended', bytesIn: marker.length, bytesOut: marker.length });
+    expect(JSON.stringify(records)).not.toContain(marker);
+  });
+});

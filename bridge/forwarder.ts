@@ -1,0 +1,215 @@
+/**
+ * startForwarder: for every stream a listener accepts, opens a target stream (`open`: a plain dial, or the
+ * egress proxy's CONNECT handling) and joins the two (pipe.ts). It holds the limits every bridge shares:
+ * - a connection cap: at `maxConnections` open connections a new one is closed at once and counted, never
+ *   queued;
+ * - a setup deadline (`openTimeoutMs`) for `open`, and the idle timeout for the join;
+ * - no retries and no loops: one accepted connection causes at most one `open`, and accept errors only
+ *   count and log (the listeners themselves back off: vsock/server.ts pauses, libuv's EMFILE reserve fd);
+ * - `close()`: stop accepting, let open connections finish for a grace period, then destroy the rest.
+ * Logs are pino records with constant messages; per-connection records are debug level, repeated warnings
+ * are rate limited, and no payload byte is ever logged.
+ */
+
+import type { Duplex } from 'node:stream';
+
+import type { Logger } from 'pino';
+
+import { BridgeError, errorCode } from './errors.js';
+import { joinStreams, type Join } from './pipe.js';
+import type { StreamListener } from './transports.js';
+
+/** Opens the target for one accepted stream; rejects when it will not (it may have answered the client first). */
+export type OpenTarget = (client: Duplex, signal: AbortSignal) => Promise<Duplex>;
+
+/** How long a client that was answered and refused may take to close its side before it is destroyed. */
+export const LINGER_MS = 1_000;
+
+/** Repeated warnings of one kind (refusals at the cap, failed dials) are logged at most this often. */
+export const WARN_INTERVAL_MS = 10_000;
+
+export interface ForwarderOptions {
+  /** For logs: 'ingress', 'egress', ... */
+  readonly name: string;
+  readonly listener: StreamListener;
+  readonly open: OpenTarget;
+  readonly maxConnections: number;
+  readonly idleTimeoutMs: number;
+  /** Deadline for `open` (dial, CONNECT exchange). */
+  readonly openTimeoutMs: number;
+  readonly logger: Logger;
+}
+
+export interface ForwarderStats {
+  /** Connections being opened or joined now. */
+  readonly active: number;
+  /** Connections accepted, refusals included. */
+  readonly accepted: number;
+  /** Closed at once because `maxConnections` were open, or because the forwarder was closing. */
+  readonly refused: number;
+  /** `open` failed or timed out. */
+  readonly openFailures: number;
+  /** Joins that ended (cleanly or not). */
+  readonly completed: number;
+  readonly idleTimeouts: number;
+  readonly acceptErrors: number;
+  /** Bytes from accepted clients to targets, over finished connections. */
+  readonly bytesIn: number;
+  /** Bytes from targets to accepted clients, over finished connections. */
+  readonly bytesOut: number;
+}
+
+export interface Forwarder {
+  readonly name: string;
+  readonly description: StreamListener['description'];
+  stats(): ForwarderStats;
+  /** Stops accepting, waits up to `graceMs` (default 0) for open connections, destroys the rest. */
+  close(options?: { graceMs?: number }): Promise<ForwarderStats>;
+}
+
+type Counters = { -readonly [K in keyof ForwarderStats]: ForwarderStats[K] };
+
+function assertLimit(name: string, value: number, min: number): void {
+  if (!Number.isInteger(value) || value < min) throw new BridgeError('BRIDGE_CONFIG_INVALID', `"${name}" expected an integer >= ${min}, got ${String(value)}`);
+}
+
+/** Resolves on 'close', whether or not an error came first. */
+function closed(stream: Duplex): Promise<void> {
+  return new Promise((resolve) => (stream.closed ? resolve() : stream.once('close', () => resolve())));
+}
+
+export function startForwarder(options: ForwarderOptions): Forwarder {
+  const { name, listener, open, maxConnections, idleTimeoutMs, openTimeoutMs } = options;
+  assertLimit('maxConnections', maxConnections, 1);
+  assertLimit('idleTimeoutMs', idleTimeoutMs, 0);
+  assertLimit('openTimeoutMs', openTimeoutMs, 1);
+  const logger = options.logger.child({ bridge: name, ...listener.description });
+  const counters: Counters = { active: 0, accepted: 0, refused: 0, openFailures: 0, completed: 0, idleTimeouts: 0, acceptErrors: 0, bytesIn: 0, bytesOut: 0 };
+  const setups = new Set<AbortController>();
+  const joins = new Set<Join>();
+  const idleWaiters = new Set<() => void>();
+  let closing = false;
+  let closedStats: Promise<ForwarderStats> | undefined;
+
+  const lastWarnMs = new Map<string, number>();
+  const suppressed = new Map<string, number>();
+  /** A warning at most once per WARN_INTERVAL_MS per kind, carrying how many were held back. */
+  const warn = (kind: string, data: Record<string, unknown>, message: string): void => {
+    const now = performance.now();
+    const last = lastWarnMs.get(kind);
+    if (last !== undefined && now - last < WARN_INTERVAL_MS) {
+      suppressed.set(kind, (suppressed.get(kind) ?? 0) + 1);
+      return;
+    }
+    lastWarnMs.set(kind, now);
+    logger.warn({ ...data, suppressed: suppressed.get(kind) ?? 0 }, message);
+    suppressed.set(kind, 0);
+  };
+
+  const release = (): void => {
+    counters.active -= 1;
+    if (counters.active === 0) for (const wake of idleWaiters) wake();
+  };
+
+  const handle = async (client: Duplex): Promise<void> => {
+    const controller = new AbortController();
+    setups.add(controller);
+    const timer = setTimeout(() => controller.abort(new BridgeError('BRIDGE_SETUP_TIMEOUT', `not connected within ${openTimeoutMs} ms`)), openTimeoutMs);
+    const onClientClose = (): void => controller.abort(new BridgeError('BRIDGE_PEER_CLOSED', 'the client closed during setup'));
+    client.once('close', onClientClose);
+    let target: Duplex;
+    try {
+      target = await open(client, controller.signal);
+    } catch (error) {
+      counters.openFailures += 1;
+      warn('open', { code: errorCode(error), causeCode: errorCode((error as { cause?: unknown })?.cause) }, 'bridge connection not opened');
+      if (client.writableEnded) {
+        // The handler answered (a CONNECT status) and ended its side: read and drop whatever the client
+        // still sends, so closing with unread bytes does not turn into a reset that loses the answer.
+        client.resume();
+        const linger = setTimeout(() => client.destroy(), LINGER_MS);
+        await closed(client);
+        clearTimeout(linger);
+      } else {
+        client.destroy();
+        await closed(client);
+      }
+      return;
+    } finally {
+      clearTimeout(timer);
+      client.off('close', onClientClose);
+      setups.delete(controller);
+    }
+    target.on('error', () => {}); // the join reports errors; this covers the gap until it listens
+    const join = joinStreams(client, target, { idleTimeoutMs });
+    joins.add(join);
+    const result = await join.done;
+    joins.delete(join);
+    counters.completed += 1;
+    counters.bytesIn += result.bytesAToB;
+    counters.bytesOut += result.bytesBToA;
+    if (result.end === 'idle-timeout') counters.idleTimeouts += 1;
+    logger.debug({ end: result.end, code: result.error === undefined ? undefined : errorCode(result.error), bytesIn: result.bytesAToB, bytesOut: result.bytesBToA }, 'bridge connection closed');
+  };
+
+  listener.events.on('connection', (client: Duplex) => {
+    counters.accepted += 1;
+    client.on('error', () => {}); // errors surface through open() or the join; never as an uncaught 'error'
+    if (closing || counters.active >= maxConnections) {
+      counters.refused += 1;
+      client.destroy();
+      if (!closing) warn('cap', { maxConnections, refused: counters.refused }, 'bridge connection refused at the cap');
+      return;
+    }
+    counters.active += 1;
+    handle(client).then(release, (error: unknown) => {
+      logger.error({ err: error }, 'bridge connection handler failed');
+      client.destroy();
+      release();
+    });
+  });
+  listener.events.on('error', (error: Error) => {
+    counters.acceptErrors += 1;
+    warn('accept', { code: errorCode(error) }, 'bridge accept failed');
+  });
+  logger.info({ maxConnections, idleTimeoutMs }, 'bridge listening');
+
+  const stats = (): ForwarderStats => ({ ...counters });
+
+  const close = async (graceMs: number): Promise<ForwarderStats> => {
+    closing = true;
+    await listener.close();
+    if (counters.active > 0 && graceMs > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, graceMs);
+        function done(): void {
+          clearTimeout(timer);
+          idleWaiters.delete(done);
+          resolve();
+        }
+        idleWaiters.add(done);
+      });
+    }
+    if (counters.active > 0) {
+      const reason = new BridgeError('BRIDGE_CLOSED', 'the bridge is closing');
+      for (const controller of setups) controller.abort(reason);
+      for (const join of joins) join.destroy(reason);
+      await new Promise<void>((resolve) => {
+        if (counters.active === 0) resolve();
+        else idleWaiters.add(resolve);
+      });
+    }
+    logger.info(stats(), 'bridge closed');
+    return stats();
+  };
+
+  return {
+    name,
+    description: listener.description,
+    stats,
+    close(closeOptions = {}) {
+      closedStats ??= close(closeOptions.graceMs ?? 0);
+      return closedStats;
+    },
+  };
+}

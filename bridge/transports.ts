@@ -1,0 +1,158 @@
+/**
+ * The two transports a bridge joins, behind one small interface each, so the forwarder and the CONNECT
+ * handlers run the same over TCP and vsock (host tests use TCP on loopback only; the QEMU guest uses both):
+ * - a StreamListener hands out accepted streams (`listenTcp`, `listenVsockStreams`);
+ * - a Dial opens one stream to a fixed target (`tcpDialer`, `vsockDialer`); `dialWithin` bounds any Dial
+ *   in time and turns its failures into BRIDGE_DIAL_FAILED / BRIDGE_DIAL_TIMEOUT.
+ * Every stream is half-open capable (allowHalfOpen: true); TCP sockets have Nagle off, since a bridge
+ * forwards chunks as they come and must not add a delayed-ACK round to request/response traffic.
+ * Nothing here opens a socket at import time; vsock is only touched when a vsock function is called.
+ */
+
+import { EventEmitter } from 'node:events';
+import { createServer, connect as connectTcp, type AddressInfo, type Server, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+
+import { connectVsock, listenVsock, type VsockServer } from '../vsock/index.js';
+import { BridgeError } from './errors.js';
+
+/** Opens one stream to the dialer's target; rejects (and leaves nothing open) when `signal` aborts. */
+export type Dial = (signal: AbortSignal) => Promise<Duplex>;
+
+export interface StreamListener {
+  /** Where it listens, for logs: `{ tcp: '127.0.0.1:8080' }` or `{ vsockPort: 8080 }`. */
+  readonly description: Readonly<Record<string, string | number>>;
+  /** 'connection' with each accepted Duplex; 'error' for an accept failure, after which it keeps listening. */
+  readonly events: EventEmitter;
+  /** Stops accepting; connections already handed out are not touched. */
+  close(): Promise<void>;
+}
+
+export interface TcpListener extends StreamListener {
+  /** The bound port (the one the kernel chose for port 0). */
+  readonly port: number;
+}
+
+/** listen(2) backlog for TCP listeners: libuv's default would be 511; an enclave's bridges see few peers. */
+const TCP_BACKLOG = 128;
+
+/**
+ * Listens on TCP `host:port`. Accept errors (EMFILE when the fd table is full) come out as 'error' events;
+ * libuv answers EMFILE by accepting and closing the pending connection with its reserve fd, so a full table
+ * does not spin. Rejects with BRIDGE_LISTEN_FAILED (EADDRINUSE, EACCES, ...).
+ */
+export async function listenTcp(options: { host: string; port: number }): Promise<TcpListener> {
+  const server: Server = createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true });
+  const events = new EventEmitter();
+  await new Promise<void>((resolve, reject) => {
+    const onError = (cause: Error): void => {
+      reject(new BridgeError('BRIDGE_LISTEN_FAILED', `cannot listen on ${options.host}:${options.port}: ${(cause as NodeJS.ErrnoException).code ?? 'error'}`, { cause }));
+    };
+    server.once('error', onError);
+    server.listen({ host: options.host, port: options.port, backlog: TCP_BACKLOG }, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+  server.on('connection', (socket: Socket) => events.emit('connection', socket));
+  server.on('error', (error) => events.emit('error', error));
+  const address = server.address() as AddressInfo;
+  return {
+    description: { tcp: `${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}` },
+    port: address.port,
+    events,
+    close: () => {
+      // server.close()'s callback waits for every accepted connection; stopping to accept is immediate.
+      if (server.listening) server.close();
+      return Promise.resolve();
+    },
+  };
+}
+
+/** Dials TCP `host:port`. */
+export function tcpDialer(target: { host: string; port: number }): Dial {
+  return (signal) =>
+    new Promise<Duplex>((resolve, reject) => {
+      if (signal.aborted) {
+        reject(signal.reason);
+        return;
+      }
+      const socket = connectTcp({ host: target.host, port: target.port, allowHalfOpen: true, noDelay: true });
+      const cleanup = (): void => {
+        socket.off('connect', onConnect);
+        socket.off('error', onError);
+        signal.removeEventListener('abort', onAbort);
+      };
+      const onConnect = (): void => {
+        cleanup();
+        resolve(socket);
+      };
+      const onError = (cause: Error): void => {
+        cleanup();
+        socket.destroy();
+        reject(cause);
+      };
+      const onAbort = (): void => {
+        cleanup();
+        socket.destroy();
+        reject(signal.reason);
+      };
+      socket.once('connect', onConnect);
+      socket.once('error', onError);
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
+}
+
+/** Listens on vsock `port` (any local CID unless `cid` is given). Rejects with BRIDGE_LISTEN_FAILED. */
+export async function listenVsockStreams(options: { port: number; cid?: number }): Promise<StreamListener> {
+  let server: VsockServer;
+  try {
+    server = await listenVsock({ port: options.port, allowHalfOpen: true, ...(options.cid !== undefined ? { cid: options.cid } : {}) });
+  } catch (cause) {
+    throw new BridgeError('BRIDGE_LISTEN_FAILED', `cannot listen on vsock port ${options.port}: ${(cause as { code?: string }).code ?? 'error'}`, { cause });
+  }
+  // VsockServer already emits 'connection' and 'error' (it pauses accepting ACCEPT_RETRY_MS after resource errors).
+  return { description: { vsockPort: server.address().port }, events: server, close: () => server.close() };
+}
+
+/** Dials vsock `cid:port`. A connect cannot be cancelled; one that completes after an abort is destroyed. */
+export function vsockDialer(target: { cid: number; port: number }): Dial {
+  return async (signal) => {
+    if (signal.aborted) throw signal.reason;
+    const socket = await connectVsock({ cid: target.cid, port: target.port, allowHalfOpen: true });
+    if (signal.aborted) {
+      socket.destroy();
+      throw signal.reason;
+    }
+    return socket;
+  };
+}
+
+/**
+ * Runs `dial` for at most `timeoutMs` (and no longer than `signal` allows). Resolves with the stream or
+ * rejects with BRIDGE_DIAL_TIMEOUT, BRIDGE_DIAL_FAILED (the dialer's error as `cause`) or the parent
+ * signal's reason; a stream that arrives after the race was lost is destroyed.
+ */
+export async function dialWithin(dial: Dial, timeoutMs: number, signal: AbortSignal): Promise<Duplex> {
+  if (signal.aborted) throw signal.reason;
+  const controller = new AbortController();
+  const timeout = new BridgeError('BRIDGE_DIAL_TIMEOUT', `no connection within ${timeoutMs} ms`);
+  const timer = setTimeout(() => controller.abort(timeout), timeoutMs);
+  const onParentAbort = (): void => controller.abort(signal.reason);
+  signal.addEventListener('abort', onParentAbort, { once: true });
+  const aborted = new Promise<never>((_, reject) => controller.signal.addEventListener('abort', () => reject(controller.signal.reason), { once: true }));
+  const dialing = dial(controller.signal);
+  try {
+    return await Promise.race([dialing, aborted]);
+  } catch (error) {
+    // A dial that settles later must not leak its stream.
+    dialing.then((late) => late.destroy(), () => {});
+    if (controller.signal.aborted) throw controller.signal.reason;
+    throw new BridgeError('BRIDGE_DIAL_FAILED', `connect failed: ${(error as { code?: string }).code ?? 'error'}`, { cause: error });
+  } finally {
+    clearTimeout(timer);
+    signal.removeEventListener('abort', onParentAbort);
+    aborted.catch(() => {});
+    controller.abort();
+  }
+}

@@ -1,0 +1,406 @@
+/**
+ * The vsock bridges inside the QEMU guest, over real vsock loopback (CID 1), wired exactly as in
+ * production: the enclave ingress bridge (vsock V -> TCP 127.0.0.1:V) and the host ingress bridge (TCP
+ * 127.0.0.1:Q -> vsock 1:V), so a request to Q crosses both; the egress chain (the app's CONNECT proxy on
+ * TCP -> vsock 1:E -> the host's egress bridge -> a TCP target) used by undici's ProxyAgent. On the same
+ * path it measures our bridges against socat (`TCP-LISTEN -> VSOCK-CONNECT` and `VSOCK-LISTEN -> TCP`):
+ * throughput of one 64 MiB transfer and sequential short connections per second, printed as ratios (no
+ * timing assertions: the guest is emulated and shares the host's CPUs).
+ *
+ * It must run only inside the guest (see vsock.guest.test.ts: on the build machine /dev/vsock leads out of
+ * the machine). It connects only to CID 1 and listens on fixed ports from PORT_BASE (never 2024, 5001, 5002).
+ */
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
+import { createServer, connect, type AddressInfo, type Server, type Socket } from 'node:net';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { build } from 'esbuild';
+import { pino } from 'pino';
+import { Agent, ProxyAgent, request } from 'undici';
+import { afterAll, describe, expect, it } from 'vitest';
+
+import {
+  createAllowlist,
+  startEnclaveEgress,
+  startEnclaveIngress,
+  startHostEgress,
+  startHostIngress,
+  type Forwarder,
+} from '../../bridge/index.js';
+
+function guestHasVsockLoopback(): boolean {
+  try {
+    return /^vsock_loopback\s/m.test(readFileSync('/proc/modules', 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+const IN_GUEST = process.env.ENCLAVE_QEMU_GUEST === '1' && guestHasVsockLoopback();
+
+/** vsock ports (and, for the enclave ingress, the same TCP port numbers) from here; vsock.guest.test.ts uses 41_000+. */
+const PORT_BASE = 43_000;
+let nextPort = PORT_BASE;
+const freshPort = (): number => (nextPort += 1);
+
+const REPO = dirname(dirname(dirname(fileURLToPath(import.meta.url))));
+const MiB = 1024 * 1024;
+const BENCH_BYTES = 64 * MiB;
+const BENCH_ROUNDS = 2;
+const CONNECTIONS = 150;
+
+/**
+ * A bridge in a process of its own, as in production (and as socat runs): bundled with esbuild from the
+ * sources at test time (the guest has no dist/), packages left to /project/node_modules.
+ * `node bundle enclave V` runs the enclave ingress bridge for port V; `node bundle host V` the host ingress
+ * bridge to vsock 1:V on a free TCP port. Each prints `{"ready": tcpPortOrV}` once listening.
+ */
+const BRIDGE_PROCESS_ENTRY = `
+import { pino } from 'pino';
+import { startEnclaveIngress, startHostIngress } from './bridge/index.ts';
+const [role, portText] = process.argv.slice(2);
+const port = Number(portText);
+const logger = pino({ level: 'warn' }, pino.destination(2));
+if (role === 'enclave') {
+  await startEnclaveIngress({ ports: [port], logger });
+  process.stdout.write(JSON.stringify({ ready: port }) + '\\n');
+} else {
+  const host = await startHostIngress({ listen: { host: '127.0.0.1', port: 0 }, cid: 1, vsockPort: port, logger });
+  process.stdout.write(JSON.stringify({ ready: Number(String(host.description.tcp).split(':').pop()) }) + '\\n');
+}
+`;
+const SOCAT = '/usr/bin/socat';
+const silent = pino({ level: 'silent' });
+
+const forwarders: Forwarder[] = [];
+const servers: Server[] = [];
+const children: ChildProcess[] = [];
+
+afterAll(async () => {
+  for (const child of children) child.kill('SIGTERM');
+  await Promise.all(forwarders.map((forwarder) => forwarder.close()));
+  for (const server of servers) server.close();
+});
+
+async function listenTcpServer(server: Server, port: number): Promise<number> {
+  servers.push(server);
+  server.listen(port, '127.0.0.1');
+  await once(server, 'listening');
+  return (server.address() as AddressInfo).port;
+}
+
+/** Counts bytes until the client's FIN, then answers the count and ends. */
+function sinkServer(): Server {
+  return createServer({ allowHalfOpen: true }, (socket) => {
+    let count = 0;
+    socket.on('error', () => {});
+    socket.on('data', (chunk: Buffer) => (count += chunk.length));
+    socket.on('end', () => socket.end(String(count)));
+  });
+}
+
+/** Echoes, half-open capable (ends after the client does). */
+function echoServer(): Server {
+  return createServer({ allowHalfOpen: true }, (socket) => {
+    socket.on('error', () => {});
+    socket.pipe(socket);
+  });
+}
+
+/** Both ingress bridges for one enclave port V, with the target already listening on TCP 127.0.0.1:V. */
+async function ingressPath(port: number): Promise<{ hostPort: number; enclave: Forwarder; host: Forwarder }> {
+  const [enclave] = await startEnclaveIngress({ ports: [port], logger: silent });
+  const host = await startHostIngress({ listen: { host: '127.0.0.1', port: 0 }, cid: 1, vsockPort: port, logger: silent });
+  forwarders.push(enclave!, host);
+  return { hostPort: Number(String(host.description.tcp).split(':').pop()), enclave: enclave!, host };
+}
+
+/** The socat equivalent: TCP-LISTEN:Q -> VSOCK-CONNECT:1:V' and VSOCK-LISTEN:V' -> TCP:127.0.0.1:target. */
+async function socatPath(targetPort: number): Promise<{ hostPort: number }> {
+  const vsockPort = freshPort();
+  const hostPort = freshPort();
+  const block = ['-b', String(64 * 1024)];
+  for (const args of [
+    [...block, `VSOCK-LISTEN:${vsockPort},reuseaddr,fork`, `TCP:127.0.0.1:${targetPort}`],
+    [...block, `TCP-LISTEN:${hostPort},bind=127.0.0.1,reuseaddr,fork`, `VSOCK-CONNECT:1:${vsockPort}`],
+  ]) {
+    const child = spawn(SOCAT, args, { stdio: ['ignore', 'ignore', 'inherit'] });
+    children.push(child);
+  }
+  return { hostPort };
+}
+
+/** Bundles BRIDGE_PROCESS_ENTRY once; returns the bundle's path. */
+let bundled: Promise<string> | undefined;
+function bridgeProcessBundle(): Promise<string> {
+  bundled ??= (async () => {
+    const outfile = join(REPO, 'test-output', 'bridge-process.mjs');
+    mkdirSync(dirname(outfile), { recursive: true });
+    await build({
+      stdin: { contents: BRIDGE_PROCESS_ENTRY, resolveDir: REPO, sourcefile: 'bridge-process.ts', loader: 'ts' },
+      bundle: true,
+      platform: 'node',
+      format: 'esm',
+      target: 'node20',
+      packages: 'external',
+      outfile,
+      logLevel: 'warning',
+    });
+    return outfile;
+  })();
+  return bundled;
+}
+
+/** Starts a bridge process and resolves with the port it reports once ready. */
+async function bridgeProcess(role: 'enclave' | 'host', port: number): Promise<number> {
+  const child = spawn(process.execPath, [await bridgeProcessBundle(), role, String(port)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  children.push(child);
+  let output = '';
+  child.stdout!.setEncoding('utf8');
+  return new Promise<number>((resolve, reject) => {
+    child.stdout!.on('data', (chunk: string) => {
+      output += chunk;
+      const match = /\{"ready":(\d+)\}/.exec(output);
+      if (match !== null) resolve(Number(match[1]));
+    });
+    child.once('exit', (code) => reject(new Error(`bridge process ${role} exited ${code}`)));
+  });
+}
+
+/** Our two ingress bridges, each in its own process (enclave V -> TCP 127.0.0.1:V, host TCP -> vsock 1:V). */
+async function processPath(targetPort: number): Promise<{ hostPort: number }> {
+  await bridgeProcess('enclave', targetPort);
+  return { hostPort: await bridgeProcess('host', targetPort) };
+}
+
+function closed(stream: Socket): Promise<void> {
+  return new Promise((resolve) => (stream.closed ? resolve() : stream.once('close', () => resolve())));
+}
+
+function readAll(stream: Socket): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+  return once(stream, 'end').then(() => Buffer.concat(chunks));
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Sends `total` bytes through `port` to a sink, returns the sink's count and the milliseconds it took. */
+async function sendThrough(port: number, total: number): Promise<{ count: number; ms: number }> {
+  const block = Buffer.alloc(MiB);
+  const start = performance.now();
+  const socket = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+  socket.on('error', () => {});
+  await once(socket, 'connect');
+  const reply = readAll(socket);
+  for (let sent = 0; sent < total; sent += block.length) {
+    const piece = total - sent >= block.length ? block : block.subarray(0, total - sent);
+    if (!socket.write(piece)) await once(socket, 'drain');
+  }
+  socket.end();
+  const count = Number((await reply).toString() || '-1');
+  const ms = performance.now() - start;
+  await closed(socket);
+  return { count, ms };
+}
+
+/** Waits until a zero-byte transfer through `port` reaches the sink (socat listeners start asynchronously). */
+async function waitForPath(port: number): Promise<void> {
+  for (let attempt = 0; ; attempt += 1) {
+    const result = await sendThrough(port, 0).catch(() => ({ count: -1, ms: 0 }));
+    if (result.count === 0) return;
+    if (attempt === 100) throw new Error(`path through ${port} never came up`);
+    await sleep(100);
+  }
+}
+
+/** `n` sequential short connections (connect, one byte there and back, close); returns connections per second. */
+async function connectionsPerSecond(port: number, n: number): Promise<number> {
+  const start = performance.now();
+  for (let i = 0; i < n; i += 1) {
+    const socket = connect({ port, host: '127.0.0.1' });
+    await once(socket, 'connect');
+    const echoed = once(socket, 'data');
+    socket.write('x');
+    const [data] = await echoed;
+    expect(String(data)).toBe('x');
+    socket.end();
+    await closed(socket);
+  }
+  return n / ((performance.now() - start) / 1000);
+}
+
+describe.skipIf(!IN_GUEST)('vsock bridges in the QEMU guest', () => {
+  it('carries HTTP requests across both ingress bridges (TCP -> vsock -> TCP)', async () => {
+    const port = freshPort();
+    const app = createHttpServer((req, res) => {
+      const hash = createHash('sha256');
+      let length = 0;
+      req.on('data', (chunk: Buffer) => {
+        hash.update(chunk);
+        length += chunk.length;
+      });
+      req.on('end', () => res.end(JSON.stringify({ method: req.method, url: req.url, length, sha256: hash.digest('hex') })));
+    });
+    await listenTcpServer(app, port);
+    const { hostPort, enclave, host } = await ingressPath(port);
+
+    // A pool of our own, closed at the end: a kept-alive connection closing seconds later would show up as
+    // CPU in the idle measurements below.
+    const client = new Agent();
+    const small = await request(`http://127.0.0.1:${hostPort}/hello?x=1`, { dispatcher: client });
+    expect(small.statusCode).toBe(200);
+    expect(await small.body.json()).toEqual({ method: 'GET', url: '/hello?x=1', length: 0, sha256: createHash('sha256').digest('hex') });
+
+    const body = randomBytes(4 * MiB + 1);
+    const big = await request(`http://127.0.0.1:${hostPort}/upload`, { method: 'POST', body, dispatcher: client });
+    expect(await big.body.json()).toEqual({ method: 'POST', url: '/upload', length: body.length, sha256: createHash('sha256').update(body).digest('hex') });
+    console.log(`ingress: requests crossed host bridge (TCP ${hostPort}) -> vsock 1:${port} -> enclave bridge -> TCP ${port}; ` + `${enclave.stats().accepted} connection(s) at the enclave bridge`);
+    expect(host.stats().accepted).toBeGreaterThanOrEqual(1);
+    expect(enclave.stats().openFailures).toBe(0);
+    await client.close();
+    for (let i = 0; i < 100 && (host.stats().active > 0 || enclave.stats().active > 0); i += 1) await sleep(50);
+    expect({ host: host.stats().active, enclave: enclave.stats().active }).toEqual({ host: 0, enclave: 0 });
+  }, 120_000);
+
+  it('half-closes across both bridges: the app sees end, answers, the client reads it', async () => {
+    const port = freshPort();
+    const app = createServer({ allowHalfOpen: true }, (socket) => {
+      void readAll(socket).then((request) => socket.end(`pong:${request.toString()}`));
+    });
+    await listenTcpServer(app, port);
+    const { hostPort } = await ingressPath(port);
+    const socket = connect({ port: hostPort, host: '127.0.0.1', allowHalfOpen: true });
+    await once(socket, 'connect');
+    const reply = readAll(socket);
+    socket.end('ping');
+    expect((await reply).toString()).toBe('pong:ping');
+    socket.end();
+    await closed(socket);
+  });
+
+  it('closes the client when nothing listens on the enclave port, one dial each, then stays idle', async () => {
+    const port = freshPort();
+    const host = await startHostIngress({ listen: { host: '127.0.0.1', port: 0 }, cid: 1, vsockPort: port, logger: silent });
+    forwarders.push(host);
+    const hostPort = Number(String(host.description.tcp).split(':').pop());
+    for (let i = 0; i < 5; i += 1) {
+      const socket = connect({ port: hostPort, host: '127.0.0.1' });
+      socket.on('error', () => {});
+      socket.resume();
+      await closed(socket);
+    }
+    expect(host.stats()).toMatchObject({ accepted: 5, openFailures: 5, active: 0 });
+    // Let the collector and the JIT settle after the earlier transfers, then the process must be idle.
+    await sleep(1000);
+    const cpuBefore = process.cpuUsage();
+    await sleep(1000);
+    const cpu = process.cpuUsage(cpuBefore);
+    const cpuMs = (cpu.user + cpu.system) / 1000;
+    console.log(`refused vsock target: stats ${JSON.stringify(host.stats())}, ${cpuMs.toFixed(1)} ms CPU in the second after the next one`);
+    expect(host.stats().accepted).toBe(5);
+    expect(cpuMs).toBeLessThan(50);
+  });
+
+  it('carries the egress chain over vsock: undici ProxyAgent -> CONNECT proxy -> vsock 1:E -> host bridge -> target', async () => {
+    const target = createHttpServer((req, res) => res.end(`target saw ${req.method} ${req.url}`));
+    const targetPort = await listenTcpServer(target, 0);
+    const egressPort = freshPort();
+    const allow = createAllowlist([`127.0.0.1:${targetPort}`]);
+    const host = await startHostEgress({ allowlist: allow, vsockPort: egressPort, logger: silent });
+    const enclave = await startEnclaveEgress({ listen: { host: '127.0.0.1', port: 0 }, allowlist: allow, cid: 1, vsockPort: egressPort, logger: silent });
+    forwarders.push(enclave, host);
+    const proxyPort = Number(String(enclave.description.tcp).split(':').pop());
+
+    const agent = new ProxyAgent(`http://127.0.0.1:${proxyPort}`);
+    const response = await request(`http://127.0.0.1:${targetPort}/through?egress=1`, { dispatcher: agent });
+    expect(response.statusCode).toBe(200);
+    expect(await response.body.text()).toBe('target saw GET /through?egress=1');
+    await agent.close();
+
+    // A target outside the allowlist: the exact 403, and the host never hears of it.
+    const socket = connect({ port: proxyPort, host: '127.0.0.1' });
+    await once(socket, 'connect');
+    const answer = readAll(socket);
+    socket.write('CONNECT 127.0.0.1:1 HTTP/1.1\r\n\r\n');
+    expect((await answer).toString()).toBe('HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+    console.log(`egress: enclave ${JSON.stringify(enclave.stats())}, host ${JSON.stringify(host.stats())}`);
+    expect(host.stats().accepted).toBe(1);
+  }, 120_000);
+
+  it('measures throughput and connections/s against socat on the same path', async () => {
+    // Three paths to the same sink and echo servers: our bridges in their own processes (as deployed, and
+    // as socat runs), our bridges in this test's process (sharing a CPU with the client and the sink), socat.
+    const sinkPort = freshPort();
+    await listenTcpServer(sinkServer(), sinkPort);
+    const echoPort = freshPort();
+    await listenTcpServer(echoServer(), echoPort);
+    const inProcessSinkPort = freshPort();
+    await listenTcpServer(sinkServer(), inProcessSinkPort);
+    const inProcessEchoPort = freshPort();
+    await listenTcpServer(echoServer(), inProcessEchoPort);
+
+    const paths = {
+      ours: { sink: (await processPath(sinkPort)).hostPort, echo: (await processPath(echoPort)).hostPort },
+      oursInProcess: { sink: (await ingressPath(inProcessSinkPort)).hostPort, echo: (await ingressPath(inProcessEchoPort)).hostPort },
+      socat: { sink: (await socatPath(sinkPort)).hostPort, echo: (await socatPath(echoPort)).hostPort },
+    };
+    type Name = keyof typeof paths;
+    const names = Object.keys(paths) as Name[];
+    for (const name of names) await waitForPath(paths[name].sink);
+
+    const bestMs = Object.fromEntries(names.map((name) => [name, Number.POSITIVE_INFINITY])) as Record<Name, number>;
+    for (let round = 0; round < BENCH_ROUNDS; round += 1) {
+      for (const name of names) {
+        const { count, ms } = await sendThrough(paths[name].sink, BENCH_BYTES);
+        expect(count).toBe(BENCH_BYTES);
+        bestMs[name] = Math.min(bestMs[name], ms);
+      }
+    }
+    const rate = (name: Name): number => BENCH_BYTES / MiB / (bestMs[name] / 1000);
+
+    // One warm-up connection each (the socat listeners may still be starting).
+    for (const name of names) {
+      for (let attempt = 0; ; attempt += 1) {
+        try {
+          await connectionsPerSecond(paths[name].echo, 1);
+          break;
+        } catch (error) {
+          if (attempt === 50) throw error;
+          await sleep(100);
+        }
+      }
+    }
+    const connRate = Object.fromEntries(names.map((name) => [name, 0])) as Record<Name, number>;
+    for (let round = 0; round < BENCH_ROUNDS; round += 1) {
+      for (const name of names) connRate[name] = Math.max(connRate[name], await connectionsPerSecond(paths[name].echo, CONNECTIONS));
+    }
+    const line = (label: string, value: (name: Name) => number, unit: string): string =>
+      `${label}: ours ${value('ours').toFixed(1)} ${unit}, socat ${value('socat').toFixed(1)} ${unit}, ratio ${(value('ours') / value('socat')).toFixed(2)}; ` +
+      `ours in the test process ${value('oursInProcess').toFixed(1)} ${unit}, ratio ${(value('oursInProcess') / value('socat')).toFixed(2)}`;
+    console.log(
+      [
+        line(`bridge throughput, ${BENCH_BYTES / MiB} MiB TCP -> host bridge -> vsock 1 -> enclave bridge -> TCP sink`, rate, 'MiB/s'),
+        line(`bridge connections/s, ${CONNECTIONS} sequential connections (1 byte there and back), same path`, (name) => connRate[name], '/s'),
+        `(best of ${BENCH_ROUNDS} interleaved rounds; "ours" is each bridge in its own Node process, socat two processes forking per connection)`,
+      ].join('\n'),
+    );
+  }, 900_000);
+
+  it('uses no CPU once everything is closed (no busy loop)', async () => {
+    await Promise.all(forwarders.map((forwarder) => forwarder.close()));
+    await sleep(200);
+    const before = process.cpuUsage();
+    await sleep(1000);
+    const used = process.cpuUsage(before);
+    const usedMs = (used.user + used.system) / 1000;
+    console.log(`idle after close: ${usedMs.toFixed(1)} ms CPU in 1 s`);
+    expect(usedMs).toBeLessThan(50);
+  });
+});

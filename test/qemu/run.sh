@@ -63,7 +63,8 @@ while [ $# -gt 0 ]; do
 done
 [[ $timeout_seconds =~ ^[1-9][0-9]*$ ]] || die "--timeout expects a positive whole number of seconds, got $timeout_seconds"
 [ -z "$initrd" ] || [ -s "$initrd" ] || die "--initrd $initrd is missing or empty"
-if [ -n "$forwards" ]; then nic=(-nic "user,model=virtio-net-pci,restrict=on$forwards"); fi
+# romfile= : no PXE option ROM (the guest boots with -kernel; the +ds QEMU build ships no efi-virtio.rom).
+if [ -n "$forwards" ]; then nic=(-netdev "user,id=net0,restrict=on$forwards" -device virtio-net-pci,netdev=net0,romfile=); fi
 
 [ -f "$ADDON" ] || die "$ADDON is missing: run \`npm ci\` in $REPO_ROOT first (it builds the addon)"
 

@@ -1,0 +1,147 @@
+/**
+ * The server roles the benchmarks fork (bench/steve.mjs, bench/compare.mjs): the app, the plain reverse
+ * proxy baseline and the real agent, each a child process on 127.0.0.1 port 0 that reports its address
+ * over IPC, answers CPU queries and dies with its parent. Run as a script, it becomes the role named by
+ * --role; imported, it exports the sizes the roles serve and `runRole` for a script that forks itself.
+ *
+ * It must not listen anywhere but loopback, and it never opens vsock.
+ */
+
+import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:http';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+export const SMALL_BYTES = 1024;
+/** specs/steve.md §6: the authors' upstream cap; a request envelope is at most 32 MiB, so uploads leave 4 KiB for framing. */
+export const BIG_DOWNLOAD_BYTES = 33_554_432;
+export const BIG_UPLOAD_BYTES = 33_554_432 - 4096;
+/** The largest answer of POST /echo/N: sized requests and responses stay small-message benchmarks. */
+export const MAX_ECHO_BYTES = 1_048_576;
+
+/** This file, for fork(). */
+export const ROLE_SCRIPT = fileURLToPath(import.meta.url);
+
+/** Child processes: answer the parent's questions over IPC and die with it. */
+function serveRole(address, extra = {}) {
+  process.on('disconnect', () => process.exit(0));
+  process.on('message', (message) => {
+    // A normal exit, so that --cpu-prof writes its profile.
+    if (message === 'exit') process.exit(0);
+    if (message === 'cpu') {
+      const usage = process.cpuUsage();
+      process.send({ cpuMs: (usage.user + usage.system) / 1000 });
+    }
+  });
+  process.send({ address, ...extra });
+}
+
+async function listen(server) {
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return `127.0.0.1:${server.address().port}`;
+}
+
+/**
+ * POST /echo answers 1 KiB; POST /echo/N answers N bytes (N <= MAX_ECHO_BYTES); POST /upload answers
+ * the byte count; GET /download/N answers N bytes. Request bodies are read and counted, never kept.
+ */
+async function runApp() {
+  const big = randomBytes(BIG_DOWNLOAD_BYTES);
+  const send = (res, status, type, body) => {
+    res.writeHead(status, { 'content-type': type, 'content-length': String(body.length) });
+    res.end(body);
+  };
+  const server = createServer((req, res) => {
+    let bytes = 0;
+    req.on('data', (chunk) => (bytes += chunk.length));
+    req.on('end', () => {
+      if (req.url === '/echo') {
+        send(res, 200, 'application/octet-stream', big.subarray(0, SMALL_BYTES));
+      } else if (req.url.startsWith('/echo/')) {
+        const length = Number(req.url.slice('/echo/'.length));
+        if (Number.isInteger(length) && length >= 0 && length <= MAX_ECHO_BYTES) send(res, 200, 'application/octet-stream', big.subarray(0, length));
+        else send(res, 400, 'text/plain', Buffer.from('bad length'));
+      } else if (req.url === '/upload') {
+        send(res, 200, 'application/json', Buffer.from(JSON.stringify({ bytes })));
+      } else if (req.url.startsWith('/download/')) {
+        const length = Math.min(Number(req.url.slice('/download/'.length)), big.length);
+        send(res, 200, 'application/octet-stream', big.subarray(0, length));
+      } else {
+        res.writeHead(404);
+        res.end();
+      }
+    });
+  });
+  server.keepAliveTimeout = 60_000;
+  serveRole(await listen(server));
+}
+
+/** The baseline: what a reverse proxy costs with the same HTTP stack and no encryption. */
+async function runProxy({ upstream: upstreamText }) {
+  const { Pool } = await import('undici');
+  const upstream = new URL(upstreamText);
+  const pool = new Pool(upstream.origin, { connections: 128, pipelining: 1 });
+  const HOP = new Set(['connection', 'keep-alive', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'proxy-connection', 'proxy-authorization', 'host']);
+  const strip = (headers) => Object.fromEntries(Object.entries(headers).filter(([name]) => !HOP.has(name)));
+  const server = createServer(async (req, res) => {
+    try {
+      const answer = await pool.request({ path: req.url, method: req.method, headers: { ...strip(req.headers), host: upstream.host }, body: req.method === 'GET' || req.method === 'HEAD' ? null : req });
+      res.writeHead(answer.statusCode, strip(answer.headers));
+      for await (const chunk of answer.body) res.write(chunk);
+      res.end();
+    } catch {
+      res.writeHead(502);
+      res.end();
+    }
+  });
+  server.keepAliveTimeout = 60_000;
+  serveRole(await listen(server));
+}
+
+/** The real agent (startAgent, mock NSM, fresh mock PKI) in front of the app; reports the mock root. */
+async function runAgent({ upstream, suite }) {
+  const { pino } = await import('pino');
+  const { startAgent } = await import('../../dist/agent/agent.js');
+  const { parseManifest } = await import('../../dist/agent/manifest.js');
+  const { DEMO_MANIFEST_JSON } = await import('../../dist/agent/demo/manifest.js');
+  const { createMockPki, openMockNsm } = await import('../../dist/nsm/index.js');
+  const pki = createMockPki();
+  const nsm = openMockNsm({ pki, logger: { warn() {} } });
+  const agent = await startAgent({
+    config: {
+      listen: { host: '127.0.0.1', port: 0 },
+      attestationListen: null,
+      internalListen: { host: '127.0.0.1', port: 0 },
+      upstream,
+      metadataPath: null,
+      corsOrigins: [],
+      allowPlaintextFallback: false,
+      // The shipped defaults (README "Configuration").
+      nsmConcurrency: 4,
+      nsmQueueMax: 256,
+      nsmTimeoutMs: 10_000,
+      shutdownTimeoutMs: 2000,
+      nsm: 'mock',
+      deployment: 'test',
+      keyExchange: suite,
+      maxSessions: 10_000,
+    },
+    nsm,
+    manifest: parseManifest(new TextEncoder().encode(DEMO_MANIFEST_JSON), 'demo manifest'),
+    logger: pino({ level: 'silent' }),
+  });
+  serveRole(agent.addresses.public, { rootDer: Buffer.from(pki.root.der).toString('base64') });
+}
+
+/** Becomes the role: app, proxy (options.upstream) or agent (options.upstream, options.suite). */
+export async function runRole(role, options = {}) {
+  if (role === 'app') await runApp();
+  else if (role === 'proxy') await runProxy(options);
+  else if (role === 'agent') await runAgent({ upstream: options.upstream, suite: options.suite ?? 'X25519' });
+  else throw new Error(`unknown role ${JSON.stringify(role)}`);
+}
+
+if (process.argv[1] === ROLE_SCRIPT) {
+  const { values } = parseArgs({ options: { role: { type: 'string' }, upstream: { type: 'string' }, suite: { type: 'string' } }, strict: true });
+  await runRole(values.role, { upstream: values.upstream, suite: values.suite });
+}

@@ -1,4 +1,4 @@
-# Entry points; each target is a thin wrapper over an npm script or a script in image/, so CI and people
+# Entry points; each target is a thin wrapper over an npm script or a script in image/ or bench/, so CI and people
 # run the same thing. image/README.md describes the image targets.
 .PHONY: build test test-reliability test-qemu bench initramfs reproduce image clean
 

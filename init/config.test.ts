@@ -302,3 +302,14 @@ describe('loadInitConfig', () => {
     expect(missing).toMatchObject({ code: 'INIT_CONFIG_INVALID', message: expect.stringMatching(/cannot read config file .*nope.json: ENOENT/) });
   });
 });
+
+describe("the image's example configuration (image/init.example.json)", () => {
+  it('is a valid production configuration: what `make initramfs` ships by default must boot', async () => {
+    const path = join(new URL('..', import.meta.url).pathname, 'image/init.example.json');
+    const config = await loadInitConfig(path);
+    expect(config.deployment).toBe('production');
+    expect(config.nsm).toBe('device');
+    expect(config.pcr).toEqual({ index: 16, lock: true });
+    expect(config.services.map((s) => s.name)).toEqual(['bridges']);
+  });
+});

@@ -76,7 +76,8 @@ async function runMain() {
   const MAX_REQUESTS = positive(args['max-requests'], '--max-requests');
   const CLIENTS = positive(args.clients, '--clients');
   const SESSIONS = positive(args.sessions, '--sessions');
-  const BIG_COUNT = positive(args['big-count'], '--big-count');
+  // 0 skips the 32 MiB phases (for --profile of the 1 KiB path alone).
+  const BIG_COUNT = args['big-count'] === '0' ? 0 : positive(args['big-count'], '--big-count');
   const ROUNDS = positive(args.rounds, '--rounds');
   const WARMUP_MS = positive(args['warmup-s'], '--warmup-s') * 1000;
   if (args.suite !== 'X25519' && args.suite !== 'XWING-DRAFT10') {
@@ -145,12 +146,12 @@ async function runMain() {
       for (const [key, server] of paths) rounds[key].push(await loadPhase({ run: small[key], clients: CLIENTS, durationMs: DURATION_MS, maxRequests: MAX_REQUESTS, cpu: { server: server.cpuMs } }));
     }
     const results = Object.fromEntries(Object.entries(rounds).map(([key, list]) => [key, summarise(list)]));
-    const upload = new Uint8Array(randomBytes(BIG_UPLOAD_BYTES));
+    const upload = new Uint8Array(randomBytes(BIG_COUNT === 0 ? 0 : BIG_UPLOAD_BYTES));
     const bigPlain = poolFor(proxy.address, 1);
     const bigSteve = poolFor(agent.address, 1);
     const bigSession = await client.establish(bigSteve, false);
     const uploaded = (bytes) => check(JSON.parse(new TextDecoder().decode(bytes)).bytes === upload.length);
-    const big = {
+    const big = BIG_COUNT === 0 ? null : {
       bUp: await bulk(async () => uploaded(await post(bigPlain, '/upload', upload, 'application/octet-stream')), upload.length),
       cUp: await bulk(async () => uploaded((await client.call(bigSteve, bigSession, { method: 'POST', path: '/upload', headers: {}, body: upload })).body), upload.length),
       bDown: await bulk(async () => {
@@ -172,9 +173,11 @@ async function runMain() {
     }
     const perRound = results.c.perRound.map((c, i) => (c / results.b.perRound[i]).toFixed(2)).join(', ');
     process.stdout.write(`ratio c/b: ${(results.c.reqPerS / results.b.reqPerS).toFixed(2)} (requests/s over ${ROUNDS} rounds of ${DURATION_MS / 1000} s; per round ${perRound}; target >= 0.6); proxy CPU per request c/b: ${(results.c.cpuMs.server / results.b.cpuMs.server).toFixed(2)}\n`);
-    process.stdout.write(`32 MiB bodies, ${BIG_COUNT} each way, one at a time:\n`);
-    process.stdout.write(`  (b) plain proxy: upload ${big.bUp.toFixed(0)} MB/s, download ${big.bDown.toFixed(0)} MB/s\n`);
-    process.stdout.write(`  (c) STEVE:       upload ${big.cUp.toFixed(0)} MB/s, download ${big.cDown.toFixed(0)} MB/s   (c/b ${(big.cUp / big.bUp).toFixed(2)} up, ${(big.cDown / big.bDown).toFixed(2)} down)\n`);
+    if (big !== null) {
+      process.stdout.write(`32 MiB bodies, ${BIG_COUNT} each way, one at a time:\n`);
+      process.stdout.write(`  (b) plain proxy: upload ${big.bUp.toFixed(0)} MB/s, download ${big.bDown.toFixed(0)} MB/s\n`);
+      process.stdout.write(`  (c) STEVE:       upload ${big.cUp.toFixed(0)} MB/s, download ${big.cDown.toFixed(0)} MB/s   (c/b ${(big.cUp / big.bUp).toFixed(2)} up, ${(big.cDown / big.bDown).toFixed(2)} down)\n`);
+    }
     const machine = describeMachine();
     process.stdout.write(`machine: node ${machine.node}, ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB.toFixed(1)} GiB, ${machine.platform}, load average ${loadAtStart.toFixed(2)} at start, ${machine.loadAverage.toFixed(2)} at end\n`);
     process.stdout.write(layout === null ? 'cpus: not pinned (every process on every CPU)\n' : `cpus: load generator on CPU ${layout.client}, app + proxies on CPU ${layout.servers} (--pin off to share)\n`);

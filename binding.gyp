@@ -5,9 +5,12 @@
   "targets": [
     {
       "target_name": "enclave_native",
-      "sources": ["nsm/native/nsm.c", "vsock/native/vsock.c", "init/native/init.c"],
+      # native/common.c: the helpers the three share (coded errors, argument checks).
+      "sources": ["nsm/native/nsm.c", "vsock/native/vsock.c", "init/native/init.c", "native/common.c"],
       "defines": ["NAPI_VERSION=8"],
-      "cflags": ["-Wall", "-Wextra"],
+      # Hidden by default: only N-API's entry points (NAPI_MODULE_EXPORT) leave the .node, so the shared
+      # helpers' plain names cannot bind to a same-named symbol in the node binary.
+      "cflags": ["-Wall", "-Wextra", "-fvisibility=hidden"],
       "cflags_c": ["-std=gnu11"],
       "configurations": {
         # node's common.gypi asks for -O3; blocking ioctls gain nothing from it.

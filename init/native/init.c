@@ -21,7 +21,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <math.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <stdbool.h>
@@ -40,8 +39,10 @@
 
 #include <linux/random.h>
 
-#include "../../vsock/native/vsock.h"
+#include "../../native/common.h"
 
+/* Errors are coded INIT_E<ERRNO> (native/common.h) or, for arguments, INIT_BAD_ARGUMENT. */
+#define CODE_PART "INIT"
 #define CODE_BAD_ARGUMENT "INIT_BAD_ARGUMENT"
 
 /* include/uapi/linux/random.h: _IOW('R', 0x03, int[2]). */
@@ -58,6 +59,7 @@ _Static_assert(RNDADDENTROPY == 0x40085203, "RNDADDENTROPY must be _IOW('R', 0x0
 
 /* Room for an error message's prefix; paths in it are cut at 1024 bytes. */
 #define PREFIX_BYTES 1400
+_Static_assert(PREFIX_BYTES + 256 <= ERRNO_MESSAGE_BYTES, "a prefix and its strerror text must fit one message");
 
 /* Orphans reaped per reapOrphans() call; more wait for the next call (init/reaper.ts calls again). */
 #define MAX_REAP_PER_CALL 64
@@ -66,110 +68,10 @@ _Static_assert(RNDADDENTROPY == 0x40085203, "RNDADDENTROPY must be _IOW('R', 0x0
 #define MAX_OWN_PIDS 1024
 
 /* ------------------------------------------------------------------------------------------------ */
-/* Errors */
-
-/* The errno name ("EPERM"); glibc >= 2.32 has them all, elsewhere (musl) the number. */
-static const char *errno_name(int err, char *buf, size_t buf_len) {
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))
-  const char *name = strerrorname_np(err);
-  if (name != NULL) return name;
-#endif
-  snprintf(buf, buf_len, "%d", err);
-  return buf;
-}
-
-/* After a failed N-API call: make sure something is thrown. */
-static void throw_napi_failure(napi_env env) {
-  bool pending = false;
-  const napi_extended_error_info *info = NULL;
-  napi_is_exception_pending(env, &pending);
-  if (pending) return;
-  napi_get_last_error_info(env, &info);
-  napi_throw_error(env, NULL,
-                   info != NULL && info->error_message != NULL ? info->error_message : "N-API call failed");
-}
-
-/* Throws an Error coded INIT_E<NAME> with `errno` <NAME>, message "<prefix>: <strerror>". Returns NULL. */
-static napi_value throw_errno(napi_env env, const char *prefix, int err) {
-  char name_buf[16];
-  char code[64];
-  char message[PREFIX_BYTES + 256];
-  const char *name = errno_name(err, name_buf, sizeof(name_buf));
-  napi_value code_value, message_value, errno_value, error;
-
-  snprintf(code, sizeof(code), "INIT_E%s", name[0] == 'E' ? name + 1 : name);
-  snprintf(message, sizeof(message), "%s: %s", prefix, strerror(err));
-  if (napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &code_value) != napi_ok ||
-      napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &message_value) != napi_ok ||
-      napi_create_error(env, code_value, message_value, &error) != napi_ok ||
-      napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &errno_value) != napi_ok ||
-      napi_set_named_property(env, error, "errno", errno_value) != napi_ok || napi_throw(env, error) != napi_ok) {
-    throw_napi_failure(env);
-  }
-  return NULL;
-}
-
-#define NAPI_CALL(env, call)                                                                             \
-  do {                                                                                                   \
-    if ((call) != napi_ok) {                                                                             \
-      throw_napi_failure(env);                                                                           \
-      return NULL;                                                                                       \
-    }                                                                                                    \
-  } while (0)
-
-/* ------------------------------------------------------------------------------------------------ */
 /* Argument checks: one message pattern, `"bits" expected an integer 0..32768, got -1`. */
 
-static void describe_value(napi_env env, napi_value value, char *buf, size_t buf_len) {
-  static const char *const type_names[] = {"undefined", "null",     "boolean",  "number", "string",
-                                           "symbol",    "object",   "function", "external", "bigint"};
-  napi_valuetype type = napi_undefined;
-  bool flag = false;
-  double d = 0;
-
-  if (napi_typeof(env, value, &type) != napi_ok) {
-    snprintf(buf, buf_len, "unknown");
-  } else if (type == napi_number && napi_get_value_double(env, value, &d) == napi_ok) {
-    if (isnan(d)) snprintf(buf, buf_len, "NaN");
-    else if (isinf(d)) snprintf(buf, buf_len, d > 0 ? "Infinity" : "-Infinity");
-    else snprintf(buf, buf_len, "%.17g", d);
-  } else if (type == napi_object && napi_is_array(env, value, &flag) == napi_ok && flag) {
-    snprintf(buf, buf_len, "Array");
-  } else if (type == napi_object && napi_is_typedarray(env, value, &flag) == napi_ok && flag) {
-    snprintf(buf, buf_len, "a typed array");
-  } else {
-    snprintf(buf, buf_len, "%s", (size_t)type < sizeof(type_names) / sizeof(type_names[0]) ? type_names[type] : "unknown");
-  }
-}
-
-/* A TypeError (wrong type) or RangeError (right type, wrong value), coded INIT_BAD_ARGUMENT. */
-static napi_value throw_bad_argument(napi_env env, bool range, const char *name, const char *expected,
-                                     napi_value value) {
-  char got[64];
-  char message[192];
-  describe_value(env, value, got, sizeof(got));
-  snprintf(message, sizeof(message), "\"%s\" expected %s, got %s", name, expected, got);
-  if (range) napi_throw_range_error(env, CODE_BAD_ARGUMENT, message);
-  else napi_throw_type_error(env, CODE_BAD_ARGUMENT, message);
-  return NULL;
-}
-
-/* An integer in [min, max]; throws and returns false otherwise. */
-static bool get_integer(napi_env env, napi_value value, const char *name, const char *expected, double min,
-                        double max, double *out) {
-  napi_valuetype type = napi_undefined;
-  double d = 0;
-  if (napi_typeof(env, value, &type) != napi_ok || type != napi_number) {
-    throw_bad_argument(env, false, name, expected, value);
-    return false;
-  }
-  if (napi_get_value_double(env, value, &d) != napi_ok || !(d >= min) || d > max || floor(d) != d) {
-    throw_bad_argument(env, true, name, expected, value);
-    return false;
-  }
-  *out = d;
-  return true;
-}
+/* TypeError for a wrong type, RangeError for a wrong value; any typed array is "a typed array". */
+static const argument_style ARGUMENTS = {CODE_BAD_ARGUMENT, NAME_TYPED_ARRAYS, true};
 
 /*
  * A string of at most `max_bytes` UTF-8 bytes without NUL, copied into `buf` (max_bytes + 1 long).
@@ -183,7 +85,7 @@ static bool get_string(napi_env env, napi_value value, const char *name, bool al
   snprintf(expected, sizeof(expected), "a %sstring of at most %zu bytes without NUL", allow_empty ? "" : "non-empty ",
            max_bytes);
   if (napi_typeof(env, value, &type) != napi_ok || type != napi_string) {
-    throw_bad_argument(env, false, name, expected, value);
+    throw_bad_argument(env, &ARGUMENTS, false, name, expected, value);
     return false;
   }
   if (napi_get_value_string_utf8(env, value, NULL, 0, &length) != napi_ok) {
@@ -191,7 +93,7 @@ static bool get_string(napi_env env, napi_value value, const char *name, bool al
     return false;
   }
   if (length > max_bytes || (!allow_empty && length == 0)) {
-    throw_bad_argument(env, true, name, expected, value);
+    throw_bad_argument(env, &ARGUMENTS, true, name, expected, value);
     return false;
   }
   if (napi_get_value_string_utf8(env, value, buf, max_bytes + 1, &length) != napi_ok) {
@@ -199,27 +101,10 @@ static bool get_string(napi_env env, napi_value value, const char *name, bool al
     return false;
   }
   if (strlen(buf) != length) {
-    throw_bad_argument(env, true, name, expected, value);
+    throw_bad_argument(env, &ARGUMENTS, true, name, expected, value);
     return false;
   }
   return true;
-}
-
-/* Fills argv[0..n) with the call's arguments, undefined where missing. */
-static bool get_args(napi_env env, napi_callback_info info, size_t n, napi_value *argv) {
-  size_t argc = n;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) {
-    throw_napi_failure(env);
-    return false;
-  }
-  for (size_t i = argc; i < n; i++) napi_get_undefined(env, &argv[i]);
-  return true;
-}
-
-static napi_value boolean_value(napi_env env, bool b) {
-  napi_value value = NULL;
-  if (napi_get_boolean(env, b, &value) != napi_ok) throw_napi_failure(env);
-  return value;
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -237,13 +122,13 @@ static napi_value init_mount(napi_env env, napi_callback_info info) {
   if (!get_string(env, argv[0], "source", false, source, MAX_STRING_BYTES)) return NULL;
   if (!get_string(env, argv[1], "target", false, target, MAX_STRING_BYTES)) return NULL;
   if (!get_string(env, argv[2], "fstype", false, fstype, MAX_STRING_BYTES)) return NULL;
-  if (!get_integer(env, argv[3], "flags", "an integer 0..4294967295", 0, 4294967295.0, &flags)) return NULL;
+  if (!get_integer(env, &ARGUMENTS, argv[3], "flags", "an integer 0..4294967295", 0, 4294967295.0, &flags)) return NULL;
   if (!get_string(env, argv[4], "data", true, data, MAX_STRING_BYTES)) return NULL;
 
   if (mount(source, target, fstype, (unsigned long)flags, data[0] == '\0' ? NULL : data) != 0) {
     int err = errno;
     snprintf(prefix, sizeof(prefix), "mount %.200s on %.1024s (%.64s)", source, target, fstype);
-    return throw_errno(env, prefix, err);
+    return throw_errno(env, CODE_PART, prefix, err);
   }
   return NULL;
 }
@@ -289,12 +174,12 @@ static napi_value init_interface_up(napi_env env, napi_callback_info info) {
   if (!get_string(env, argv[0], "name", false, name, IFNAMSIZ - 1)) return NULL;
 
   fd = interface_socket();
-  if (fd < 0) return throw_errno(env, "socket(AF_INET, SOCK_DGRAM)", errno);
+  if (fd < 0) return throw_errno(env, CODE_PART, "socket(AF_INET, SOCK_DGRAM)", errno);
   err = set_interface_up(fd, name, &was_down, &what);
   close(fd);
   if (err != 0) {
     snprintf(prefix, sizeof(prefix), "%s %s", what, name);
-    return throw_errno(env, prefix, err);
+    return throw_errno(env, CODE_PART, prefix, err);
   }
   return boolean_value(env, was_down);
 }
@@ -335,14 +220,14 @@ static napi_value init_set_interface_address(napi_env env, napi_callback_info in
   if (!get_string(env, argv[0], "name", false, name, IFNAMSIZ - 1)) return NULL;
   if (!get_string(env, argv[1], "address", false, text, INET_ADDRSTRLEN - 1)) return NULL;
   if (inet_pton(AF_INET, text, &address) != 1) {
-    return throw_bad_argument(env, true, "address", "a dotted-quad IPv4 address", argv[1]);
+    return throw_bad_argument(env, &ARGUMENTS, true, "address", "a dotted-quad IPv4 address", argv[1]);
   }
-  if (!get_integer(env, argv[2], "prefixLength", "an integer 0..32", 0, 32, &prefix_length)) return NULL;
+  if (!get_integer(env, &ARGUMENTS, argv[2], "prefixLength", "an integer 0..32", 0, 32, &prefix_length)) return NULL;
   /* A 32-bit shift is undefined in C: /0 is the empty mask. */
   mask = prefix_length == 0 ? 0 : htonl(0xffffffffu << (32 - (unsigned)prefix_length));
 
   fd = interface_socket();
-  if (fd < 0) return throw_errno(env, "socket(AF_INET, SOCK_DGRAM)", errno);
+  if (fd < 0) return throw_errno(env, CODE_PART, "socket(AF_INET, SOCK_DGRAM)", errno);
   err = set_interface_inet(fd, name, SIOCSIFADDR, address.s_addr);
   what = "SIOCSIFADDR";
   if (err == 0) {
@@ -353,7 +238,7 @@ static napi_value init_set_interface_address(napi_env env, napi_callback_info in
   close(fd);
   if (err != 0) {
     snprintf(prefix, sizeof(prefix), "%s %s %s/%u", what, name, text, (unsigned)prefix_length);
-    return throw_errno(env, prefix, err);
+    return throw_errno(env, CODE_PART, prefix, err);
   }
   return boolean_value(env, was_down);
 }
@@ -375,18 +260,21 @@ static napi_value init_add_entropy(napi_env env, napi_callback_info info) {
   if (napi_is_typedarray(env, argv[0], &is_typedarray) != napi_ok || !is_typedarray ||
       napi_get_typedarray_info(env, argv[0], &ta_type, &length, &bytes, NULL, NULL) != napi_ok ||
       ta_type != napi_uint8_array) {
-    return throw_bad_argument(env, false, "bytes", "a Uint8Array", argv[0]);
+    return throw_bad_argument(env, &ARGUMENTS, false, "bytes", "a Uint8Array", argv[0]);
   }
   if (length == 0 || length > MAX_ENTROPY_BYTES) {
     char expected[64];
     snprintf(expected, sizeof(expected), "1..%d bytes", MAX_ENTROPY_BYTES);
-    return throw_bad_argument(env, true, "bytes", expected, argv[0]);
+    return throw_bad_argument(env, &ARGUMENTS, true, "bytes", expected, argv[0]);
   }
   /* Never credit more bits than the bytes hold. */
-  if (!get_integer(env, argv[1], "bits", "an integer 0..8 x the byte count", 0, (double)length * 8, &bits)) return NULL;
+  if (!get_integer(env, &ARGUMENTS, argv[1], "bits", "an integer 0..8 x the byte count", 0, (double)length * 8,
+                   &bits)) {
+    return NULL;
+  }
 
   pool = calloc(1, sizeof(*pool) + length);
-  if (pool == NULL) return throw_errno(env, "cannot allocate the entropy buffer", ENOMEM);
+  if (pool == NULL) return throw_errno(env, CODE_PART, "cannot allocate the entropy buffer", ENOMEM);
   pool->entropy_count = (int)bits;
   pool->buf_size = (int)length;
   memcpy(pool->buf, bytes, length);
@@ -396,14 +284,14 @@ static napi_value init_add_entropy(napi_env env, napi_callback_info info) {
     err = errno;
     explicit_bzero(pool, sizeof(*pool) + length);
     free(pool);
-    return throw_errno(env, "open /dev/random", err);
+    return throw_errno(env, CODE_PART, "open /dev/random", err);
   }
   err = ioctl(fd, RNDADDENTROPY, pool) != 0 ? errno : 0;
   close(fd);
   /* The bytes seed the kernel's keys: leave no copy behind. */
   explicit_bzero(pool, sizeof(*pool) + length);
   free(pool);
-  if (err != 0) return throw_errno(env, "RNDADDENTROPY on /dev/random", err);
+  if (err != 0) return throw_errno(env, CODE_PART, "RNDADDENTROPY on /dev/random", err);
   return NULL;
 }
 
@@ -424,14 +312,14 @@ static napi_value init_load_module(napi_env env, napi_callback_info info) {
   if (fd < 0) {
     err = errno;
     snprintf(prefix, sizeof(prefix), "open %.1024s", path);
-    return throw_errno(env, prefix, err);
+    return throw_errno(env, CODE_PART, prefix, err);
   }
   err = syscall(SYS_finit_module, fd, params, 0) != 0 ? errno : 0;
   close(fd);
   if (err == EEXIST) return boolean_value(env, false);
   if (err != 0) {
     snprintf(prefix, sizeof(prefix), "finit_module %.1024s", path);
-    return throw_errno(env, prefix, err);
+    return throw_errno(env, CODE_PART, prefix, err);
   }
   return boolean_value(env, true);
 }
@@ -441,7 +329,9 @@ static napi_value init_load_module(napi_env env, napi_callback_info info) {
 
 static napi_value init_set_child_subreaper(napi_env env, napi_callback_info info) {
   (void)info;
-  if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0) return throw_errno(env, "PR_SET_CHILD_SUBREAPER", errno);
+  if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0) {
+    return throw_errno(env, CODE_PART, "PR_SET_CHILD_SUBREAPER", errno);
+  }
   return NULL;
 }
 
@@ -465,13 +355,15 @@ static napi_value init_reap_orphans(napi_env env, napi_callback_info info) {
 
   if (!get_args(env, info, 1, argv)) return NULL;
   if (napi_is_array(env, argv[0], &is_array) != napi_ok || !is_array) {
-    return throw_bad_argument(env, false, "ownPids", "an Array of pids", argv[0]);
+    return throw_bad_argument(env, &ARGUMENTS, false, "ownPids", "an Array of pids", argv[0]);
   }
   NAPI_CALL(env, napi_get_array_length(env, argv[0], &own_count));
-  if (own_count > MAX_OWN_PIDS) return throw_bad_argument(env, true, "ownPids", "at most 1024 pids", argv[0]);
+  if (own_count > MAX_OWN_PIDS) {
+    return throw_bad_argument(env, &ARGUMENTS, true, "ownPids", "at most 1024 pids", argv[0]);
+  }
   for (uint32_t i = 0; i < own_count; i++) {
     NAPI_CALL(env, napi_get_element(env, argv[0], i, &element));
-    if (!get_integer(env, element, "ownPids[i]", "a pid 1..2147483647", 1, 2147483647.0, &d)) return NULL;
+    if (!get_integer(env, &ARGUMENTS, element, "ownPids[i]", "a pid 1..2147483647", 1, 2147483647.0, &d)) return NULL;
     own[i] = (pid_t)d;
   }
 
@@ -483,7 +375,7 @@ static napi_value init_reap_orphans(napi_env env, napi_callback_info info) {
     if (waitid(P_ALL, 0, &peek, WEXITED | WNOHANG | WNOWAIT) != 0) {
       if (errno == EINTR) continue;
       if (errno == ECHILD) break; /* no children at all */
-      return throw_errno(env, "waitid", errno);
+      return throw_errno(env, CODE_PART, "waitid", errno);
     }
     if (peek.si_pid == 0) break; /* children, but none has exited */
     for (uint32_t i = 0; i < own_count && !ours; i++) ours = own[i] == peek.si_pid;
@@ -501,14 +393,7 @@ static napi_value init_reap_orphans(napi_env env, napi_callback_info info) {
 
 /* ------------------------------------------------------------------------------------------------ */
 
-static napi_value uint32_value(napi_env env, uint32_t n) {
-  napi_value value = NULL;
-  napi_create_uint32(env, n, &value);
-  return value;
-}
-
 napi_value init_register(napi_env env, napi_value exports) {
-  napi_value init;
   napi_property_descriptor properties[] = {
       {"mount", NULL, init_mount, NULL, NULL, NULL, napi_enumerable, NULL},
       {"interfaceUp", NULL, init_interface_up, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -526,9 +411,5 @@ napi_value init_register(napi_env env, napi_value exports) {
       {"MAX_OWN_PIDS", NULL, NULL, NULL, NULL, uint32_value(env, MAX_OWN_PIDS), napi_enumerable, NULL},
       {"MAX_REAP_PER_CALL", NULL, NULL, NULL, NULL, uint32_value(env, MAX_REAP_PER_CALL), napi_enumerable, NULL},
   };
-  NAPI_CALL(env, napi_create_object(env, &init));
-  NAPI_CALL(env, napi_define_properties(env, init, sizeof(properties) / sizeof(properties[0]), properties));
-  NAPI_CALL(env, napi_object_freeze(env, init));
-  NAPI_CALL(env, napi_set_named_property(env, exports, "init", init));
-  return exports;
+  return export_frozen_object(env, exports, "init", properties, sizeof(properties) / sizeof(properties[0]));
 }

@@ -10,7 +10,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +20,7 @@
 #include <node_api.h>
 
 #include "../../init/native/init.h"
+#include "../../native/common.h"
 #include "../../vsock/native/vsock.h"
 
 /*
@@ -55,197 +55,49 @@ _Static_assert(NSM_IOCTL_RAW == 0xC0200A00u, "NSM_IOCTL_RAW must be 0xC0200A00 (
 /* An ioctl number's size field is _IOC_SIZEBITS (14) wide. */
 #define MAX_IOCTL_SIZE ((1 << _IOC_SIZEBITS) - 1)
 
+/* Errors are coded NSM_E<ERRNO> (native/common.h) or, for arguments, NSM_BAD_ARGUMENT. */
+#define CODE_PART "NSM"
 #define CODE_BAD_ARGUMENT "NSM_BAD_ARGUMENT"
-
-/* ------------------------------------------------------------------------------------------------ */
-/* Errors */
-
-/* The errno name ("EINVAL"); glibc >= 2.32 has them all, elsewhere (musl) the errnos §1 names, then digits. */
-static const char *errno_name(int err, char *buf, size_t buf_len) {
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))
-  const char *name = strerrorname_np(err);
-  if (name != NULL) return name;
-#else
-  switch (err) {
-    case EPERM: return "EPERM";
-    case ENOENT: return "ENOENT";
-    case EINTR: return "EINTR";
-    case EIO: return "EIO";
-    case ENXIO: return "ENXIO";
-    case EBADF: return "EBADF";
-    case ENOMEM: return "ENOMEM";
-    case EACCES: return "EACCES";
-    case EFAULT: return "EFAULT";
-    case ENODEV: return "ENODEV";
-    case EISDIR: return "EISDIR";
-    case EINVAL: return "EINVAL";
-    case ENOTTY: return "ENOTTY";
-    case ENODATA: return "ENODATA";
-    case EMSGSIZE: return "EMSGSIZE";
-    case ETIMEDOUT: return "ETIMEDOUT";
-    case ECANCELED: return "ECANCELED";
-  }
-#endif
-  snprintf(buf, buf_len, "%d", err);
-  return buf;
-}
-
-/* An Error with `code` and, if errno_str is not NULL, `errno`. Returns NULL if N-API itself failed. */
-static napi_value make_error(napi_env env, const char *code, const char *message, const char *errno_str) {
-  napi_value code_value, message_value, error, errno_value;
-  if (napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &code_value) != napi_ok) return NULL;
-  if (napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &message_value) != napi_ok) return NULL;
-  if (napi_create_error(env, code_value, message_value, &error) != napi_ok) return NULL;
-  if (errno_str != NULL) {
-    if (napi_create_string_utf8(env, errno_str, NAPI_AUTO_LENGTH, &errno_value) != napi_ok) return NULL;
-    if (napi_set_named_property(env, error, "errno", errno_value) != napi_ok) return NULL;
-  }
-  return error;
-}
-
-/* code NSM_E<NAME>, errno <NAME>, message "<prefix>: <strerror>". */
-static napi_value make_errno_error(napi_env env, const char *code_or_null, const char *prefix, int err) {
-  char name_buf[16];
-  char code[64];
-  char message[512];
-  const char *name = errno_name(err, name_buf, sizeof(name_buf));
-  if (code_or_null == NULL) {
-    snprintf(code, sizeof(code), "NSM_E%s", name[0] == 'E' ? name + 1 : name);
-    code_or_null = code;
-  }
-  snprintf(message, sizeof(message), "%s: %s", prefix, strerror(err));
-  return make_error(env, code_or_null, message, name);
-}
-
-/* After a failed N-API call: make sure something is thrown. */
-static void throw_napi_failure(napi_env env);
-
-/* Throws `error`, or (if building it failed) whatever N-API reports. */
-static void throw_error(napi_env env, napi_value error) {
-  if (error == NULL || napi_throw(env, error) != napi_ok) throw_napi_failure(env);
-}
-
-static void throw_napi_failure(napi_env env) {
-  bool pending = false;
-  const napi_extended_error_info *info = NULL;
-  napi_is_exception_pending(env, &pending);
-  if (pending) return;
-  napi_get_last_error_info(env, &info);
-  napi_throw_error(env, NULL,
-                   info != NULL && info->error_message != NULL ? info->error_message : "N-API call failed");
-}
-
-#define NAPI_CALL(env, call)                                                                             \
-  do {                                                                                                   \
-    if ((call) != napi_ok) {                                                                             \
-      throw_napi_failure(env);                                                                           \
-      return NULL;                                                                                       \
-    }                                                                                                    \
-  } while (0)
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Argument checks: one message pattern, `"fd" expected a non-negative integer, got -1`. */
 
-static void describe_value(napi_env env, napi_value value, char *buf, size_t buf_len) {
-  napi_valuetype type = napi_undefined;
-  bool flag = false;
-  if (napi_typeof(env, value, &type) != napi_ok) {
-    snprintf(buf, buf_len, "unknown");
-    return;
-  }
-  switch (type) {
-    case napi_undefined: snprintf(buf, buf_len, "undefined"); return;
-    case napi_null: snprintf(buf, buf_len, "null"); return;
-    case napi_boolean: snprintf(buf, buf_len, "boolean"); return;
-    case napi_string: snprintf(buf, buf_len, "string"); return;
-    case napi_symbol: snprintf(buf, buf_len, "symbol"); return;
-    case napi_function: snprintf(buf, buf_len, "function"); return;
-    case napi_bigint: snprintf(buf, buf_len, "bigint"); return;
-    case napi_external: snprintf(buf, buf_len, "external"); return;
-    case napi_number: {
-      double d = 0;
-      napi_get_value_double(env, value, &d);
-      if (isnan(d)) snprintf(buf, buf_len, "NaN");
-      else if (isinf(d)) snprintf(buf, buf_len, d > 0 ? "Infinity" : "-Infinity");
-      else snprintf(buf, buf_len, "%.17g", d);
-      return;
-    }
-    case napi_object: break;
-  }
-  if (napi_is_typedarray(env, value, &flag) == napi_ok && flag) {
-    static const char *const names[] = {"Int8Array",    "Uint8Array",    "Uint8ClampedArray",
-                                        "Int16Array",   "Uint16Array",   "Int32Array",
-                                        "Uint32Array",  "Float32Array",  "Float64Array",
-                                        "BigInt64Array", "BigUint64Array"};
-    napi_typedarray_type ta_type;
-    if (napi_get_typedarray_info(env, value, &ta_type, NULL, NULL, NULL, NULL) == napi_ok &&
-        (size_t)ta_type < sizeof(names) / sizeof(names[0])) {
-      snprintf(buf, buf_len, "%s", names[ta_type]);
-      return;
-    }
-  }
-  if (napi_is_dataview(env, value, &flag) == napi_ok && flag) snprintf(buf, buf_len, "DataView");
-  else if (napi_is_arraybuffer(env, value, &flag) == napi_ok && flag) snprintf(buf, buf_len, "ArrayBuffer");
-  else if (napi_is_array(env, value, &flag) == napi_ok && flag) snprintf(buf, buf_len, "Array");
-  else snprintf(buf, buf_len, "object");
-}
+/* Every bad argument is a TypeError (nsm/device.test.ts); typed arrays are named by class ("Uint16Array"). */
+static const argument_style ARGUMENTS = {CODE_BAD_ARGUMENT, NAME_BINARY_CLASSES, false};
 
-static void throw_bad_argument(napi_env env, const char *name, const char *expected, napi_value value) {
-  char got[64];
-  char message[192];
-  describe_value(env, value, got, sizeof(got));
-  snprintf(message, sizeof(message), "\"%s\" expected %s, got %s", name, expected, got);
-  napi_throw_type_error(env, CODE_BAD_ARGUMENT, message);
-}
-
-/* An integer in [0, max]; throws and returns false otherwise. */
-static bool get_integer(napi_env env, napi_value value, const char *name, const char *expected, int max,
-                        int *out) {
-  napi_valuetype type = napi_undefined;
-  double d = 0;
-  if (napi_typeof(env, value, &type) != napi_ok || type != napi_number ||
-      napi_get_value_double(env, value, &d) != napi_ok || !(d >= 0) || d > (double)max ||
-      (double)(int)d != d) {
-    throw_bad_argument(env, name, expected, value);
-    return false;
-  }
+static bool get_fd(napi_env env, napi_value value, int *out) {
+  double d;
+  if (!get_integer(env, &ARGUMENTS, value, "fd", "a non-negative integer", 0, INT_MAX, &d)) return false;
   *out = (int)d;
   return true;
 }
 
-static bool get_fd(napi_env env, napi_value value, int *out) {
-  return get_integer(env, value, "fd", "a non-negative integer", INT_MAX, out);
-}
-
 /* ------------------------------------------------------------------------------------------------ */
 /* open(path: string): number */
+
+/* "cannot open <path>: <strerror>" is cut at 511 bytes, so a long path cannot make the message huge. */
+#define OPEN_MESSAGE_BYTES 512
 
 static bool is_unavailable_errno(int err) {
   return err == ENOENT || err == ENODEV || err == ENXIO || err == EACCES || err == EPERM;
 }
 
 static napi_value nsm_open(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value argv[1];
   napi_valuetype type = napi_undefined;
   size_t path_len = 0;
   char *path = NULL;
-  char *prefix = NULL;
+  char message[OPEN_MESSAGE_BYTES];
   napi_value result;
   int fd, err;
 
-  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 1) napi_get_undefined(env, &argv[0]);
+  if (!get_args(env, info, 1, argv)) return NULL;
   if (napi_typeof(env, argv[0], &type) != napi_ok || type != napi_string) {
-    throw_bad_argument(env, "path", "a string", argv[0]);
-    return NULL;
+    return throw_bad_argument(env, &ARGUMENTS, false, "path", "a string", argv[0]);
   }
   NAPI_CALL(env, napi_get_value_string_utf8(env, argv[0], NULL, 0, &path_len));
   path = malloc(path_len + 1);
-  if (path == NULL) {
-    throw_error(env, make_errno_error(env, NULL, "cannot open the NSM device", ENOMEM));
-    return NULL;
-  }
+  if (path == NULL) return throw_errno(env, CODE_PART, "cannot open the NSM device", ENOMEM);
   if (napi_get_value_string_utf8(env, argv[0], path, path_len + 1, &path_len) != napi_ok) {
     free(path);
     throw_napi_failure(env);
@@ -260,13 +112,11 @@ static napi_value nsm_open(napi_env env, napi_callback_info info) {
   fd = open(path, O_RDWR | O_CLOEXEC);
   if (fd < 0) {
     err = errno;
-    prefix = malloc(path_len + 32);
-    if (prefix != NULL) snprintf(prefix, path_len + 32, "cannot open %s", path);
-    throw_error(env, make_errno_error(env, is_unavailable_errno(err) ? "NSM_DEVICE_UNAVAILABLE" : NULL,
-                                     prefix != NULL ? prefix : "cannot open the NSM device", err));
-    free(prefix);
+    snprintf(message, sizeof(message), "cannot open %s: %s", path, strerror(err));
     free(path);
-    return NULL;
+    return throw_error(env, make_errno_error_with_message(env, CODE_PART,
+                                                         is_unavailable_errno(err) ? "NSM_DEVICE_UNAVAILABLE" : NULL,
+                                                         message, err));
   }
   free(path);
 
@@ -328,11 +178,11 @@ static void request_complete(napi_env env, napi_status status, void *data) {
   char message[128];
 
   if (status == napi_cancelled) {
-    value = make_errno_error(env, NULL, "NSM ioctl cancelled", ECANCELED);
+    value = make_errno_error(env, CODE_PART, "NSM ioctl cancelled", ECANCELED);
   } else if (status != napi_ok) {
     value = make_error(env, "NSM_BAD_RESPONSE", "NSM async work failed", NULL);
   } else if (job->error != 0) {
-    value = make_errno_error(env, NULL, "NSM ioctl failed", job->error);
+    value = make_errno_error(env, CODE_PART, "NSM ioctl failed", job->error);
   } else if (job->response_len > NSM_RESPONSE_BYTES) {
     snprintf(message, sizeof(message), "NSM ioctl reported %llu response bytes, more than the %d-byte buffer",
              (unsigned long long)job->response_len, NSM_RESPONSE_BYTES);
@@ -356,7 +206,6 @@ static void request_complete(napi_env env, napi_status status, void *data) {
 }
 
 static napi_value nsm_request(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
   napi_value argv[3];
   napi_valuetype type = napi_undefined;
   bool is_typedarray = false;
@@ -364,21 +213,18 @@ static napi_value nsm_request(napi_env env, napi_callback_info info) {
   size_t length = 0;
   void *bytes = NULL;
   int fd, ioctl_size = (int)sizeof(struct nsm_raw);
+  double size = 0;
   size_t arg_bytes;
   request_job *job;
   napi_value resource_name, promise;
   char message[128];
 
-  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  for (size_t i = argc; i < 3; i++) napi_get_undefined(env, &argv[i]);
-
-  if (!get_fd(env, argv[0], &fd)) return NULL;
+  if (!get_args(env, info, 3, argv) || !get_fd(env, argv[0], &fd)) return NULL;
 
   if (napi_is_typedarray(env, argv[1], &is_typedarray) != napi_ok || !is_typedarray ||
       napi_get_typedarray_info(env, argv[1], &ta_type, &length, &bytes, NULL, NULL) != napi_ok ||
       ta_type != napi_uint8_array) {
-    throw_bad_argument(env, "request", "a Uint8Array", argv[1]);
-    return NULL;
+    return throw_bad_argument(env, &ARGUMENTS, false, "request", "a Uint8Array", argv[1]);
   }
   if (length > MAX_REQUEST_COPY_BYTES) {
     snprintf(message, sizeof(message), "\"request\" expected at most %d bytes, got %zu", MAX_REQUEST_COPY_BYTES,
@@ -393,9 +239,11 @@ static napi_value nsm_request(napi_env env, napi_callback_info info) {
    * command with EINVAL (specs/nsm.md §1). Production callers never pass it.
    */
   NAPI_CALL(env, napi_typeof(env, argv[2], &type));
-  if (type != napi_undefined &&
-      !get_integer(env, argv[2], "ioctlSize", "an integer in [0, 16383]", MAX_IOCTL_SIZE, &ioctl_size)) {
-    return NULL;
+  if (type != napi_undefined) {
+    if (!get_integer(env, &ARGUMENTS, argv[2], "ioctlSize", "an integer in [0, 16383]", 0, MAX_IOCTL_SIZE, &size)) {
+      return NULL;
+    }
+    ioctl_size = (int)size;
   }
 
   job = calloc(1, sizeof(*job));
@@ -440,35 +288,25 @@ static napi_value nsm_request(napi_env env, napi_callback_info info) {
   return promise;
 
 out_of_memory:
-  throw_error(env, make_errno_error(env, NULL, "cannot allocate the NSM request", ENOMEM));
-  return NULL;
+  return throw_errno(env, CODE_PART, "cannot allocate the NSM request", ENOMEM);
 }
 
 /* ------------------------------------------------------------------------------------------------ */
 /* close(fd: number): undefined */
 
 static napi_value nsm_close(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value argv[1];
   int fd;
 
-  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 1) napi_get_undefined(env, &argv[0]);
-  if (!get_fd(env, argv[0], &fd)) return NULL;
+  if (!get_args(env, info, 1, argv) || !get_fd(env, argv[0], &fd)) return NULL;
   /* Linux releases the fd even when close() reports EINTR; retrying could close someone else's fd. */
   if (close(fd) != 0 && errno != EINTR) {
-    throw_error(env, make_errno_error(env, NULL, "NSM close failed", errno));
+    throw_errno(env, CODE_PART, "NSM close failed", errno);
   }
   return NULL;
 }
 
 /* ------------------------------------------------------------------------------------------------ */
-
-static napi_value uint32_value(napi_env env, uint32_t n) {
-  napi_value value = NULL;
-  napi_create_uint32(env, n, &value);
-  return value;
-}
 
 NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
   napi_property_descriptor properties[] = {

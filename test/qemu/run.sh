@@ -96,7 +96,9 @@ log "booting (timeout ${timeout_seconds} s), console log $LOG"
 start=$SECONDS
 set +e
 # stdin from /dev/null: -nographic would otherwise take the caller's terminal for the serial console.
-timeout --kill-after="$KILL_AFTER_SECONDS" "$timeout_seconds" \
+# --foreground keeps QEMU in this script's process group, so whoever stops the group (the full-boot test
+# does) stops QEMU too; without it timeout(1) moves QEMU to a group of its own, out of reach.
+timeout --foreground --kill-after="$KILL_AFTER_SECONDS" "$timeout_seconds" \
   "$QEMU_BIN" -L /usr/share/seabios -L /usr/share/qemu \
   -accel tcg,thread=multi -cpu max -m 2048 -smp 2 \
   -nographic -vga none -no-reboot \

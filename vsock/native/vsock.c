@@ -15,10 +15,8 @@
 
 #include <errno.h>
 #include <limits.h>
-#include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -28,6 +26,10 @@
 #include <linux/vm_sockets.h>
 #include <uv.h>
 
+#include "../../native/common.h"
+
+/* Errors are coded VSOCK_E<ERRNO> (native/common.h) or, for arguments, VSOCK_BAD_ARGUMENT. */
+#define CODE_PART "VSOCK"
 #define CODE_BAD_ARGUMENT "VSOCK_BAD_ARGUMENT"
 
 /* What read/write/accept return instead of throwing when the kernel says EAGAIN. */
@@ -40,127 +42,21 @@
 #define MAX_WRITEV_BUFFERS 256
 
 /* ------------------------------------------------------------------------------------------------ */
-/* Errors */
-
-/* The errno name ("ECONNRESET"); glibc >= 2.32 has them all, elsewhere (musl) the number. */
-static const char *errno_name(int err, char *buf, size_t buf_len) {
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))
-  const char *name = strerrorname_np(err);
-  if (name != NULL) return name;
-#endif
-  snprintf(buf, buf_len, "%d", err);
-  return buf;
-}
-
-/* Error with code VSOCK_E<NAME>, errno <NAME>, message "<prefix>: <strerror>". NULL if N-API failed. */
-static napi_value make_errno_error(napi_env env, const char *prefix, int err) {
-  char name_buf[16];
-  char code[64];
-  char message[256];
-  const char *name = errno_name(err, name_buf, sizeof(name_buf));
-  napi_value code_value, message_value, errno_value, error;
-
-  snprintf(code, sizeof(code), "VSOCK_E%s", name[0] == 'E' ? name + 1 : name);
-  snprintf(message, sizeof(message), "%s: %s", prefix, strerror(err));
-  if (napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &code_value) != napi_ok ||
-      napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &message_value) != napi_ok ||
-      napi_create_error(env, code_value, message_value, &error) != napi_ok ||
-      napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &errno_value) != napi_ok ||
-      napi_set_named_property(env, error, "errno", errno_value) != napi_ok) {
-    return NULL;
-  }
-  return error;
-}
-
-/* After a failed N-API call: make sure something is thrown. */
-static void throw_napi_failure(napi_env env) {
-  bool pending = false;
-  const napi_extended_error_info *info = NULL;
-  napi_is_exception_pending(env, &pending);
-  if (pending) return;
-  napi_get_last_error_info(env, &info);
-  napi_throw_error(env, NULL,
-                   info != NULL && info->error_message != NULL ? info->error_message : "N-API call failed");
-}
-
-/* Throws VSOCK_E<errno>; always returns NULL so callers can `return throw_errno(...)`. */
-static napi_value throw_errno(napi_env env, const char *prefix, int err) {
-  napi_value error = make_errno_error(env, prefix, err);
-  if (error == NULL || napi_throw(env, error) != napi_ok) throw_napi_failure(env);
-  return NULL;
-}
-
-#define NAPI_CALL(env, call)                                                                             \
-  do {                                                                                                   \
-    if ((call) != napi_ok) {                                                                             \
-      throw_napi_failure(env);                                                                           \
-      return NULL;                                                                                       \
-    }                                                                                                    \
-  } while (0)
-
-/* ------------------------------------------------------------------------------------------------ */
 /* Argument checks: one message pattern, `"port" expected an integer 0..4294967295, got -1`. */
 
-static void describe_value(napi_env env, napi_value value, char *buf, size_t buf_len) {
-  static const char *const type_names[] = {"undefined", "null",     "boolean",  "number", "string",
-                                           "symbol",    "object",   "function", "external", "bigint"};
-  napi_valuetype type = napi_undefined;
-  bool is_array = false;
-  double d = 0;
-
-  if (napi_typeof(env, value, &type) != napi_ok) {
-    snprintf(buf, buf_len, "unknown");
-  } else if (type == napi_number && napi_get_value_double(env, value, &d) == napi_ok) {
-    if (isnan(d)) snprintf(buf, buf_len, "NaN");
-    else if (isinf(d)) snprintf(buf, buf_len, d > 0 ? "Infinity" : "-Infinity");
-    else snprintf(buf, buf_len, "%.17g", d);
-  } else if (type == napi_object && napi_is_array(env, value, &is_array) == napi_ok && is_array) {
-    snprintf(buf, buf_len, "Array");
-  } else {
-    snprintf(buf, buf_len, "%s", (size_t)type < sizeof(type_names) / sizeof(type_names[0]) ? type_names[type] : "unknown");
-  }
-}
-
-/* A TypeError (wrong type) or RangeError (right type, wrong value), coded VSOCK_BAD_ARGUMENT. */
-static napi_value throw_bad_argument(napi_env env, bool range, const char *name, const char *expected,
-                                     napi_value value) {
-  char got[64];
-  char message[192];
-  describe_value(env, value, got, sizeof(got));
-  snprintf(message, sizeof(message), "\"%s\" expected %s, got %s", name, expected, got);
-  if (range) napi_throw_range_error(env, CODE_BAD_ARGUMENT, message);
-  else napi_throw_type_error(env, CODE_BAD_ARGUMENT, message);
-  return NULL;
-}
-
-/* An integer in [0, max]; throws and returns false otherwise. */
-static bool get_integer(napi_env env, napi_value value, const char *name, const char *expected, double max,
-                        double *out) {
-  napi_valuetype type = napi_undefined;
-  double d = 0;
-  if (napi_typeof(env, value, &type) != napi_ok || type != napi_number ||
-      napi_get_value_double(env, value, &d) != napi_ok) {
-    throw_bad_argument(env, false, name, expected, value);
-    return false;
-  }
-  if (!(d >= 0) || d > max || floor(d) != d) {
-    throw_bad_argument(env, true, name, expected, value);
-    return false;
-  }
-  *out = d;
-  return true;
-}
+/* TypeError for a wrong type, RangeError for a wrong value; any non-Array object is "object". */
+static const argument_style ARGUMENTS = {CODE_BAD_ARGUMENT, NAME_OBJECTS_PLAIN, true};
 
 static bool get_fd(napi_env env, napi_value value, int *out) {
   double d;
-  if (!get_integer(env, value, "fd", "an integer 0..2147483647", INT_MAX, &d)) return false;
+  if (!get_integer(env, &ARGUMENTS, value, "fd", "an integer 0..2147483647", 0, INT_MAX, &d)) return false;
   *out = (int)d;
   return true;
 }
 
 static bool get_uint32(napi_env env, napi_value value, const char *name, uint32_t *out) {
   double d;
-  if (!get_integer(env, value, name, "an integer 0..4294967295", UINT32_MAX, &d)) return false;
+  if (!get_integer(env, &ARGUMENTS, value, name, "an integer 0..4294967295", 0, UINT32_MAX, &d)) return false;
   *out = (uint32_t)d;
   return true;
 }
@@ -172,20 +68,9 @@ static bool get_bytes(napi_env env, napi_value value, const char *name, void **d
   if (napi_is_typedarray(env, value, &is_typedarray) != napi_ok || !is_typedarray ||
       napi_get_typedarray_info(env, value, &type, length, data, NULL, NULL) != napi_ok ||
       type != napi_uint8_array) {
-    throw_bad_argument(env, false, name, "a Uint8Array", value);
+    throw_bad_argument(env, &ARGUMENTS, false, name, "a Uint8Array", value);
     return false;
   }
-  return true;
-}
-
-/* Reads up to `count` arguments; missing ones are undefined. */
-static bool get_args(napi_env env, napi_callback_info info, size_t count, napi_value *argv) {
-  size_t argc = count;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) {
-    throw_napi_failure(env);
-    return false;
-  }
-  for (size_t i = argc; i < count; i++) napi_get_undefined(env, &argv[i]);
   return true;
 }
 
@@ -195,19 +80,19 @@ static napi_value make_int(napi_env env, int64_t n) {
   return value;
 }
 
-static napi_value make_bool(napi_env env, bool b) {
-  napi_value value = NULL;
-  if (napi_get_boolean(env, b, &value) != napi_ok) throw_napi_failure(env);
-  return value;
-}
-
-static struct sockaddr_vm make_address(uint32_t cid, uint32_t port) {
-  struct sockaddr_vm address;
-  memset(&address, 0, sizeof(address));
-  address.svm_family = AF_VSOCK;
-  address.svm_cid = cid;
-  address.svm_port = port;
-  return address;
+/* The arguments (fd, cid, port) of bind and connect; throws and returns false if one is bad. */
+static bool get_endpoint(napi_env env, napi_callback_info info, int *fd, struct sockaddr_vm *address) {
+  napi_value argv[3];
+  uint32_t cid, port;
+  if (!get_args(env, info, 3, argv) || !get_fd(env, argv[0], fd) || !get_uint32(env, argv[1], "cid", &cid) ||
+      !get_uint32(env, argv[2], "port", &port)) {
+    return false;
+  }
+  memset(address, 0, sizeof(*address));
+  address->svm_family = AF_VSOCK;
+  address->svm_cid = cid;
+  address->svm_port = port;
+  return true;
 }
 
 /* { cid, port } */
@@ -230,7 +115,7 @@ static napi_value vsock_socket(napi_env env, napi_callback_info info) {
   int fd;
   (void)info;
   fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return throw_errno(env, "vsock socket() failed", errno);
+  if (fd < 0) return throw_errno(env, CODE_PART, "vsock socket() failed", errno);
   if (napi_create_int32(env, fd, &result) != napi_ok) {
     close(fd);
     throw_napi_failure(env);
@@ -241,16 +126,12 @@ static napi_value vsock_socket(napi_env env, napi_callback_info info) {
 
 /* bind(fd, cid, port): undefined */
 static napi_value vsock_bind(napi_env env, napi_callback_info info) {
-  napi_value argv[3];
   struct sockaddr_vm address;
-  uint32_t cid, port;
   int fd;
-  if (!get_args(env, info, 3, argv) || !get_fd(env, argv[0], &fd) || !get_uint32(env, argv[1], "cid", &cid) ||
-      !get_uint32(env, argv[2], "port", &port)) {
-    return NULL;
+  if (!get_endpoint(env, info, &fd, &address)) return NULL;
+  if (bind(fd, (struct sockaddr *)&address, sizeof(address)) != 0) {
+    return throw_errno(env, CODE_PART, "vsock bind() failed", errno);
   }
-  address = make_address(cid, port);
-  if (bind(fd, (struct sockaddr *)&address, sizeof(address)) != 0) return throw_errno(env, "vsock bind() failed", errno);
   return NULL;
 }
 
@@ -260,10 +141,10 @@ static napi_value vsock_listen(napi_env env, napi_callback_info info) {
   double backlog;
   int fd;
   if (!get_args(env, info, 2, argv) || !get_fd(env, argv[0], &fd) ||
-      !get_integer(env, argv[1], "backlog", "an integer 0..2147483647", INT_MAX, &backlog)) {
+      !get_integer(env, &ARGUMENTS, argv[1], "backlog", "an integer 0..2147483647", 0, INT_MAX, &backlog)) {
     return NULL;
   }
-  if (listen(fd, (int)backlog) != 0) return throw_errno(env, "vsock listen() failed", errno);
+  if (listen(fd, (int)backlog) != 0) return throw_errno(env, CODE_PART, "vsock listen() failed", errno);
   return NULL;
 }
 
@@ -281,7 +162,7 @@ static napi_value vsock_accept(napi_env env, napi_callback_info info) {
   } while (peer < 0 && (errno == EINTR || errno == ECONNABORTED));
   if (peer < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK) return make_int(env, WOULD_BLOCK);
-    return throw_errno(env, "vsock accept4() failed", errno);
+    return throw_errno(env, CODE_PART, "vsock accept4() failed", errno);
   }
   if (napi_create_array_with_length(env, 3, &result) != napi_ok ||
       napi_create_int32(env, peer, &element) != napi_ok || napi_set_element(env, result, 0, element) != napi_ok ||
@@ -298,19 +179,13 @@ static napi_value vsock_accept(napi_env env, napi_callback_info info) {
 
 /* connect(fd, cid, port): true if connected now, false if in progress (wait for WRITABLE, then connectResult). */
 static napi_value vsock_connect(napi_env env, napi_callback_info info) {
-  napi_value argv[3];
   struct sockaddr_vm address;
-  uint32_t cid, port;
   int fd;
-  if (!get_args(env, info, 3, argv) || !get_fd(env, argv[0], &fd) || !get_uint32(env, argv[1], "cid", &cid) ||
-      !get_uint32(env, argv[2], "port", &port)) {
-    return NULL;
-  }
-  address = make_address(cid, port);
-  if (connect(fd, (struct sockaddr *)&address, sizeof(address)) == 0) return make_bool(env, true);
+  if (!get_endpoint(env, info, &fd, &address)) return NULL;
+  if (connect(fd, (struct sockaddr *)&address, sizeof(address)) == 0) return boolean_value(env, true);
   /* EINTR on a non-blocking connect: the connection still proceeds asynchronously (POSIX connect()). */
-  if (errno == EINPROGRESS || errno == EINTR) return make_bool(env, false);
-  return throw_errno(env, "vsock connect() failed", errno);
+  if (errno == EINPROGRESS || errno == EINTR) return boolean_value(env, false);
+  return throw_errno(env, CODE_PART, "vsock connect() failed", errno);
 }
 
 /* connectResult(fd): undefined, or throws the error a non-blocking connect ended with (SO_ERROR). */
@@ -320,7 +195,7 @@ static napi_value vsock_connect_result(napi_env env, napi_callback_info info) {
   socklen_t length = sizeof(err);
   if (!get_args(env, info, 1, argv) || !get_fd(env, argv[0], &fd)) return NULL;
   if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &length) != 0) err = errno;
-  if (err != 0) return throw_errno(env, "vsock connect() failed", err);
+  if (err != 0) return throw_errno(env, CODE_PART, "vsock connect() failed", err);
   return NULL;
 }
 
@@ -340,7 +215,7 @@ static napi_value vsock_read(napi_env env, napi_callback_info info) {
   } while (n < 0 && errno == EINTR);
   if (n < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK) return make_int(env, WOULD_BLOCK);
-    return throw_errno(env, "vsock read failed", errno);
+    return throw_errno(env, CODE_PART, "vsock read failed", errno);
   }
   return make_int(env, n);
 }
@@ -349,7 +224,7 @@ static napi_value vsock_read(napi_env env, napi_callback_info info) {
 static napi_value finish_send(napi_env env, ssize_t n) {
   if (n < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK) return make_int(env, WOULD_BLOCK);
-    return throw_errno(env, "vsock write failed", errno);
+    return throw_errno(env, CODE_PART, "vsock write failed", errno);
   }
   return make_int(env, n);
 }
@@ -383,7 +258,7 @@ static napi_value vsock_writev(napi_env env, napi_callback_info info) {
   if (!get_args(env, info, 2, argv) || !get_fd(env, argv[0], &fd)) return NULL;
   if (napi_is_array(env, argv[1], &is_array) != napi_ok || !is_array ||
       napi_get_array_length(env, argv[1], &count) != napi_ok) {
-    return throw_bad_argument(env, false, "buffers", "an Array of Uint8Array", argv[1]);
+    return throw_bad_argument(env, &ARGUMENTS, false, "buffers", "an Array of Uint8Array", argv[1]);
   }
   if (count > MAX_WRITEV_BUFFERS) count = MAX_WRITEV_BUFFERS;
   for (uint32_t i = 0; i < count; i++) {
@@ -404,7 +279,7 @@ static napi_value vsock_shutdown(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   int fd;
   if (!get_args(env, info, 1, argv) || !get_fd(env, argv[0], &fd)) return NULL;
-  if (shutdown(fd, SHUT_WR) != 0) return throw_errno(env, "vsock shutdown() failed", errno);
+  if (shutdown(fd, SHUT_WR) != 0) return throw_errno(env, CODE_PART, "vsock shutdown() failed", errno);
   return NULL;
 }
 
@@ -414,7 +289,7 @@ static napi_value vsock_close(napi_env env, napi_callback_info info) {
   int fd;
   if (!get_args(env, info, 1, argv) || !get_fd(env, argv[0], &fd)) return NULL;
   /* Linux releases the fd even when close() reports EINTR; retrying could close someone else's fd. */
-  if (close(fd) != 0 && errno != EINTR) return throw_errno(env, "vsock close() failed", errno);
+  if (close(fd) != 0 && errno != EINTR) return throw_errno(env, CODE_PART, "vsock close() failed", errno);
   return NULL;
 }
 
@@ -428,7 +303,9 @@ static napi_value get_address(napi_env env, napi_callback_info info, bool remote
   memset(&address, 0, sizeof(address));
   rc = remote ? getpeername(fd, (struct sockaddr *)&address, &length)
               : getsockname(fd, (struct sockaddr *)&address, &length);
-  if (rc != 0) return throw_errno(env, remote ? "vsock getpeername() failed" : "vsock getsockname() failed", errno);
+  if (rc != 0) {
+    return throw_errno(env, CODE_PART, remote ? "vsock getpeername() failed" : "vsock getsockname() failed", errno);
+  }
   return address_object(env, &address);
 }
 
@@ -521,7 +398,7 @@ static void on_poll(uv_poll_t *handle, int status, int events) {
     /* libuv reports POLLERR as UV_EBADF and stops the handle; the socket's own error says what happened. */
     poll->events = 0;
     if (getsockopt(poll->fd, SOL_SOCKET, SO_ERROR, &err, &length) != 0) err = errno;
-    argv[0] = make_errno_error(env, "vsock socket error", err != 0 ? err : -status);
+    argv[0] = make_errno_error(env, CODE_PART, "vsock socket error", err != 0 ? err : -status);
   } else {
     napi_get_null(env, &argv[0]);
   }
@@ -545,7 +422,7 @@ static bool get_poll(napi_env env, napi_value value, vsock_poll **out) {
   if (napi_typeof(env, value, &type) != napi_ok || type != napi_object ||
       napi_check_object_type_tag(env, value, &POLL_TAG, &tagged) != napi_ok || !tagged ||
       napi_unwrap(env, value, &data) != napi_ok || data == NULL) {
-    throw_bad_argument(env, false, "handle", "a handle from pollOpen", value);
+    throw_bad_argument(env, &ARGUMENTS, false, "handle", "a handle from pollOpen", value);
     return false;
   }
   *out = data;
@@ -562,20 +439,20 @@ static napi_value vsock_poll_open(napi_env env, napi_callback_info info) {
 
   if (!get_args(env, info, 2, argv) || !get_fd(env, argv[0], &fd)) return NULL;
   if (napi_typeof(env, argv[1], &type) != napi_ok || type != napi_function) {
-    return throw_bad_argument(env, false, "callback", "a function", argv[1]);
+    return throw_bad_argument(env, &ARGUMENTS, false, "callback", "a function", argv[1]);
   }
   NAPI_CALL(env, napi_get_uv_event_loop(env, &loop));
   NAPI_CALL(env, napi_create_object(env, &wrapper));
   NAPI_CALL(env, napi_create_string_utf8(env, "enclave_native:vsock_poll", NAPI_AUTO_LENGTH, &resource_name));
 
   poll = calloc(1, sizeof(*poll));
-  if (poll == NULL) return throw_errno(env, "cannot allocate a vsock poll handle", ENOMEM);
+  if (poll == NULL) return throw_errno(env, CODE_PART, "cannot allocate a vsock poll handle", ENOMEM);
   poll->env = env;
   poll->fd = fd;
   rc = uv_poll_init_socket(loop, &poll->poll, fd);
   if (rc != 0) {
     free(poll);
-    return throw_errno(env, "vsock uv_poll_init failed", -rc);
+    return throw_errno(env, CODE_PART, "vsock uv_poll_init failed", -rc);
   }
   /* From here on the handle is live: every failure goes through close_poll (which also closes fd). */
   if (napi_create_reference(env, argv[1], 1, &poll->callback) != napi_ok) {
@@ -625,15 +502,15 @@ static napi_value vsock_poll_set(napi_env env, napi_callback_info info) {
   double events;
   int rc;
   if (!get_args(env, info, 2, argv) || !get_poll(env, argv[0], &poll) ||
-      !get_integer(env, argv[1], "events", "an integer 0..3 (READABLE | WRITABLE)", UV_READABLE | UV_WRITABLE,
-                   &events)) {
+      !get_integer(env, &ARGUMENTS, argv[1], "events", "an integer 0..3 (READABLE | WRITABLE)", 0,
+                   UV_READABLE | UV_WRITABLE, &events)) {
     return NULL;
   }
-  if (poll->closing) return throw_errno(env, "vsock poll handle is closed", EBADF);
+  if (poll->closing) return throw_errno(env, CODE_PART, "vsock poll handle is closed", EBADF);
   /* uv_poll_start re-registers the fd with epoll every time: skip calls that change nothing. */
   if ((int)events == poll->events) return NULL;
   rc = events == 0 ? uv_poll_stop(&poll->poll) : uv_poll_start(&poll->poll, (int)events, on_poll);
-  if (rc != 0) return throw_errno(env, "vsock uv_poll_start failed", -rc);
+  if (rc != 0) return throw_errno(env, CODE_PART, "vsock uv_poll_start failed", -rc);
   poll->events = (int)events;
   return NULL;
 }
@@ -656,7 +533,6 @@ static napi_value int32_value(napi_env env, int32_t n) {
 }
 
 napi_value vsock_register(napi_env env, napi_value exports) {
-  napi_value vsock;
   napi_property_descriptor properties[] = {
       {"socket", NULL, vsock_socket, NULL, NULL, NULL, napi_enumerable, NULL},
       {"bind", NULL, vsock_bind, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -679,9 +555,5 @@ napi_value vsock_register(napi_env env, napi_value exports) {
       {"WOULD_BLOCK", NULL, NULL, NULL, NULL, int32_value(env, WOULD_BLOCK), napi_enumerable, NULL},
       {"MAX_WRITEV_BUFFERS", NULL, NULL, NULL, NULL, int32_value(env, MAX_WRITEV_BUFFERS), napi_enumerable, NULL},
   };
-  NAPI_CALL(env, napi_create_object(env, &vsock));
-  NAPI_CALL(env, napi_define_properties(env, vsock, sizeof(properties) / sizeof(properties[0]), properties));
-  NAPI_CALL(env, napi_object_freeze(env, vsock));
-  NAPI_CALL(env, napi_set_named_property(env, exports, "vsock", vsock));
-  return exports;
+  return export_frozen_object(env, exports, "vsock", properties, sizeof(properties) / sizeof(properties[0]));
 }

@@ -97,7 +97,8 @@ export function sendReply(res: ServerResponse, reply: Reply, headers: Record<str
   }
   const extra: Record<string, string> = { ...headers };
   if (unreadBody !== undefined) extra.connection = 'close';
-  if (reply.status === 405) extra.allow = 'POST, OPTIONS';
+  // The v2 endpoints answer a CORS preflight too; a caller with other methods says so in `headers`.
+  if (reply.status === 405) extra.allow ??= 'POST, OPTIONS';
   res.writeHead(reply.status, { ...extra, 'content-type': 'application/json', 'content-length': String(reply.body.length), 'cache-control': 'no-store' });
   if (unreadBody === undefined || unreadBody.readableEnded || unreadBody.destroyed) {
     res.end(reply.body);

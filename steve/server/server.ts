@@ -376,7 +376,8 @@ export function createSteveServer(options: SteveServerOptions): SteveServer {
     }
     if (path === V1_CREATE_PATH) {
       if (v1 === null) return { route: 'steve_v1_key', status: fail(req, res, 'steve_v1_key', new ReplyError(SERVER_REPLIES.notFound, 'v1 disabled'), {}, state) };
-      if (req.method !== 'POST') return { route: 'steve_v1_key', status: fail(req, res, 'steve_v1_key', new ReplyError(SERVER_REPLIES.methodNotAllowed, 'use POST'), {}, state) };
+      // v1 has no preflight: POST only.
+      if (req.method !== 'POST') return { route: 'steve_v1_key', status: fail(req, res, 'steve_v1_key', new ReplyError(SERVER_REPLIES.methodNotAllowed, 'use POST'), { allow: 'POST' }, state) };
       try {
         return { route: 'steve_v1_key', status: await v1.createSharedKey(req, res, state) };
       } catch (err) {

@@ -218,6 +218,8 @@ describe('v1: create_shared_key and protected requests', () => {
       expectRefused(await post(' '.repeat(4097)), 413, 'too_large');
       const get = await call(`${s.base}/e2p/v1/create_shared_key`);
       expectRefused(get, 405, 'method_not_allowed');
+      // v1 has no CORS preflight, so OPTIONS is not offered.
+      expect(get.headers.allow).toBe('POST');
     });
 
     it('the app saw none of it', () => {

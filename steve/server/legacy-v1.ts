@@ -215,7 +215,7 @@ export function createLegacyV1(options: LegacyV1Options): LegacyV1 {
           rememberTag(sealed.subarray(sealed.length - TAG_BYTES), expiresAtMs);
           const request = decodeAppRequest(plaintext);
           if (request.method !== originalMethod) throw protocol('X-E2P-Original-Method differs from the encrypted method');
-          answer = await upstream.forward(request);
+          answer = await upstream.forward(request, res);
         } finally {
           release();
         }

@@ -318,7 +318,7 @@ export function createSteveServer(options: SteveServerOptions): SteveServer {
       table.retain(session);
       try {
         const appRequest = decodeAppRequest(plaintext);
-        const answer = await upstream.forward(appRequest);
+        const answer = await upstream.forward(appRequest, res);
         sendSealed(res, session, sequence, answer, headers);
         return 200;
       } finally {

@@ -18,7 +18,9 @@
  *   and timeout is 504, each with an `error` field, sealed like any answer (§7; the outer status stays
  *   200). Ours: a request undici refuses to send (CONNECT, a header it rejects) is 405/400 the same way.
  * - Deadlines: the headers within `timeoutMs` (default 25 s; clients give up at 30 s, §5) and no gap
- *   longer than that between body chunks, on undici's own timers rather than one per request.
+ *   longer than that between body chunks, on undici's own timers rather than one per request. A client
+ *   that hangs up ends the app's request at once (its connection to the app is closed): nobody would
+ *   read the answer, and the app should not keep working for it until the deadline.
  */
 
 import { Pool, type Dispatcher } from 'undici';
@@ -59,8 +61,23 @@ export interface UpstreamOptions {
 }
 
 export interface Upstream {
-  forward(request: AppRequest): Promise<UpstreamAnswer>;
+  /**
+   * `client`: when it closes before the answer, the app's request is aborted (its connection closed)
+   * rather than left to run to the deadline for an answer nobody will read; the promise then settles
+   * as a 502 `client_gone`.
+   */
+  forward(request: AppRequest, client?: ClientConnection): Promise<UpstreamAnswer>;
   close(): Promise<void>;
+}
+
+/**
+ * What forward() needs of the outer connection (a ServerResponse is one): whether it is gone, and when it
+ * goes. An event listener rather than an AbortSignal: an AbortController per request costs about 4 us.
+ */
+export interface ClientConnection {
+  readonly destroyed: boolean;
+  once(event: 'close', listener: () => void): unknown;
+  off(event: 'close', listener: () => void): unknown;
 }
 
 function isHopByHop(name: string, listed: ReadonlySet<string>): boolean {
@@ -84,6 +101,7 @@ function made(status: number, error: string): UpstreamAnswer {
 }
 
 class TooLarge extends Error {}
+class ClientGone extends Error {}
 
 function errorCode(err: unknown): string | undefined {
   return (err as { code?: string } | null)?.code;
@@ -131,6 +149,10 @@ export function createUpstream(options: UpstreamOptions): Upstream {
 
   function failed(err: unknown): UpstreamAnswer {
     const code = errorCode(err);
+    if (err instanceof ClientGone) {
+      options.onError?.('client_gone', err);
+      return made(502, 'client_gone');
+    }
     if (err instanceof TooLarge) {
       options.onError?.('too_large', err);
       return made(502, 'upstream_response_too_large');
@@ -149,8 +171,9 @@ export function createUpstream(options: UpstreamOptions): Upstream {
   }
 
   return {
-    forward(request) {
+    forward(request, client) {
       if (REFUSED_METHODS.has(request.method)) return Promise.resolve(made(405, 'method_not_allowed'));
+      if (client?.destroyed === true) return Promise.resolve(made(502, 'client_gone'));
       // A dispatch handler rather than pool.request(): the body arrives as chunks straight into the
       // array the sealer encrypts from, with no stream or promise per chunk in between.
       return new Promise<UpstreamAnswer>((resolve) => {
@@ -162,10 +185,21 @@ export function createUpstream(options: UpstreamOptions): Upstream {
         const settle = (answer: UpstreamAnswer): void => {
           if (settled) return;
           settled = true;
+          client?.off('close', onClientGone);
           resolve(answer);
         };
+        let gone = false;
+        let abortRequest: (() => void) | null = null;
+        const onClientGone = (): void => {
+          gone = true;
+          abortRequest?.();
+        };
         const handler: Dispatcher.DispatchHandler = {
-          onRequestStart() {},
+          onRequestStart(controller) {
+            abortRequest = () => controller.abort(new ClientGone());
+            // Gone while the request waited for a connection in the pool: never send it.
+            if (gone) abortRequest();
+          },
           onResponseStart(controller, statusCode, received) {
             // 1xx are interim (undici reports them too); none goes to a client (§3).
             if (statusCode < 200) return;
@@ -192,6 +226,7 @@ export function createUpstream(options: UpstreamOptions): Upstream {
             settle(failed(err));
           },
         };
+        client?.once('close', onClientGone);
         try {
           pool.dispatch({ path: request.path, method: request.method as Dispatcher.HttpMethod, headers: requestHeaders(request), body: request.body }, handler);
         } catch (err) {

@@ -8,6 +8,9 @@
  * the replay window. Sessions show in /healthz and the metrics gauge.
  */
 
+import { once } from 'node:events';
+import { createServer, request as httpRequest } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_UPSTREAM_BODY_BYTES, type Suite } from '../../steve/index.js';
 import {
@@ -194,6 +197,40 @@ describe('large bodies and app failures (X25519)', () => {
     // The session is intact.
     expect((await send(session, { path: '/after-timeout' })).status).toBe(200);
   });
+
+  it('a client that hangs up mid-request: the app request is aborted at once, not left to the deadline', async () => {
+    // An app of its own that records when its hanging request's connection closes.
+    let closed!: () => void;
+    const appClosed = new Promise<void>((resolve) => (closed = resolve));
+    let received!: () => void;
+    const appReceived = new Promise<void>((resolve) => (received = resolve));
+    const slow = createServer((req, res) => {
+      received();
+      res.on('close', () => closed());
+    });
+    slow.listen(0, '127.0.0.1');
+    await once(slow, 'listening');
+    try {
+      // The default 25 s upstream deadline: only the client's hang-up can end the app's request early.
+      const patient = await stack({ suite: 'X25519', upstream: `http://127.0.0.1:${(slow.address() as AddressInfo).port}/` });
+      const session = await establish(patient);
+      const sealed = sealRequest(session, { method: 'GET', path: '/slow', headers: {}, body: null });
+      const outer = httpRequest(`${patient.base}/e2p/v2/request`, { method: 'POST', agent: false, headers: { 'content-type': 'application/cbor', 'content-length': String(sealed.bytes.length) } });
+      outer.on('error', () => {});
+      outer.end(Buffer.from(sealed.bytes));
+      await appReceived;
+      const hungUpAt = Date.now();
+      outer.destroy();
+      await appClosed;
+      // Bounded by the test's own timeout; what matters is that it happens long before 25 s.
+      expect(Date.now() - hungUpAt).toBeLessThan(10_000);
+      const metrics = text((await call(`${patient.internal}/metrics`)).body);
+      expect(metrics).toContain('enclave_agent_upstream_errors_total{kind="client_gone"} 1');
+    } finally {
+      slow.closeAllConnections();
+      await new Promise<void>((resolve) => slow.close(() => resolve()));
+    }
+  }, 20_000);
 
   it('the app down: a sealed 502 with an error field, counted in the metrics', async () => {
     const down = await startDemoApp();

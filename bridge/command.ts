@@ -30,11 +30,11 @@ export const SHUTDOWN_GRACE_MS = 5_000;
 
 export const HOST_BRIDGE_USAGE =
   'Usage: enclave-agent host-bridge --listen HOST:PORT --cid CID --port PORT [limits]\n' +
-  '       enclave-agent host-bridge --egress --vsock-port PORT [--allow HOST:PORT]... [--cid CID] [limits]\n\n' +
+  '       enclave-agent host-bridge --egress --vsock-port PORT --allow HOST:PORT... [--cid CID] [limits]\n\n' +
   'Runs on the parent instance. Ingress (the first form): accepts TCP on --listen and joins each connection\n' +
   'to the enclave at vsock CID:PORT. Egress (--egress): listens on vsock --vsock-port for the enclave\'s\n' +
-  'egress proxy, reads its HTTP CONNECT, checks it against --allow (exact HOST:PORT, repeatable; without\n' +
-  'any, every target the enclave names), connects to the target over TCP and answers 200, 403, 502 or 504.\n\n' +
+  'egress proxy, reads its HTTP CONNECT, checks it against --allow (exact HOST:PORT, repeatable, at least\n' +
+  'one), connects to the target over TCP and answers 200, 403, 502 or 504.\n\n' +
   '--listen HOST:PORT        TCP address to accept on (ingress)\n' +
   '--cid CID                 the enclave\'s CID (ingress: where to connect; egress: the only peer served)\n' +
   '--port PORT               the enclave\'s vsock port (ingress)\n' +

@@ -45,7 +45,11 @@ describe('host-bridge flags', () => {
     const config = parseHostBridgeFlags({ egress: true, 'vsock-port': '8001', allow: ['API.example.com:443', '10.0.0.2:5432'], cid: '16' });
     expect(config).toMatchObject({ mode: 'egress', vsockPort: 8001, fromCid: 16 });
     expect(config.mode === 'egress' && config.allowlist?.entries).toEqual(['api.example.com:443', '10.0.0.2:5432']);
-    expect(parseHostBridgeFlags({ egress: true, 'vsock-port': '8001' })).toMatchObject({ allowlist: null, fromCid: null });
+    expect(parseHostBridgeFlags({ egress: true, 'vsock-port': '8001', allow: ['a.example:443'] })).toMatchObject({ fromCid: null });
+    // No allowlist is no relay at all, not a relay to anywhere.
+    expect(problems(() => parseHostBridgeFlags({ egress: true, 'vsock-port': '8001' }))).toEqual([
+      '--egress needs at least one --allow HOST:PORT (the parent connects only to listed targets)',
+    ]);
   });
 
   it('reports every problem at once', () => {

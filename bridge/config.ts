@@ -132,6 +132,8 @@ export function parseHostBridgeFlags(values: FlagValues): HostBridgeConfig {
     const vsockPort = integer(problems, '--vsock-port', str(values['vsock-port']), 0, MAX_VSOCK_PORT);
     if (values['vsock-port'] === undefined) problems.add('--egress needs --vsock-port PORT (the vsock port the enclave dials)');
     const allowed = strings(values.allow);
+    // Fail closed: the parent relays only to targets its operator listed, as the enclave's end does.
+    if (allowed.length === 0) problems.add('--egress needs at least one --allow HOST:PORT (the parent connects only to listed targets)');
     const list = allowed.length === 0 ? null : allowlist(problems, '--allow', allowed);
     problems.throwIfAny();
     return Object.freeze({ ...base, mode: 'egress', vsockPort: vsockPort!, fromCid: cid ?? null, allowlist: list, connectTimeoutMs });

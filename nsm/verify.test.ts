@@ -176,6 +176,27 @@ describe('mock documents', () => {
     expect(codeOf(() => verifyAttestationDocument(rootOnly, options()))).toBe('ATTESTATION_CHAIN');
   });
 
+  // Regression (found by test/reliability's fuzzing): a validly signed document whose leaf's issuer has
+  // an attribute type changed (countryName 2.5.4.6 -> 2.5.4.2) parses, but the name then does not encode
+  // again, and the X.509 library threw a plain Error instead of a coded one.
+  it('carrying a certificate whose name does not encode again fail with ATTESTATION_CHAIN, not a raw error', () => {
+    const leaf = Uint8Array.from(pki.leaf.der);
+    const countryName = Buffer.from(leaf).indexOf(Buffer.from([0x06, 0x03, 0x55, 0x04, 0x06]));
+    expect(countryName).toBeGreaterThan(0);
+    leaf[countryName + 4] = 0x02;
+    const bytes = signMockDocument(pki, { certificate: leaf });
+    let thrown: unknown;
+    try {
+      verifyAttestationDocument(bytes, options());
+    } catch (err) {
+      thrown = err;
+    }
+    expect((thrown as { code?: string }).code).toBe('ATTESTATION_CHAIN');
+    // Which check notices first depends on whether the name's re-encoding fails (the library keeps some
+    // encodings it parsed); either way it is a coded chain failure about the leaf.
+    expect((thrown as Error).message).toMatch(/^leaf(: malformed subject or issuer name| issuer does not match)/);
+  });
+
   it('signed by a leaf of another PKI fail', () => {
     const other = createMockPki({ now: new Date(now) });
     const bytes = signMockDocument(other, { cabundle: [pki.root.der, ...pki.intermediates.map((c) => c.der)] });

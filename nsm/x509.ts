@@ -101,13 +101,18 @@ function parseUncached(der: Uint8Array, label: string): ParsedCertificate {
       throw chainError(`${label}: bad extension ${extension.extnID}`, cause);
     }
   }
+  let names: { subject: string; subjectDer: Uint8Array; issuerDer: Uint8Array };
+  try {
+    names = { subject: nameToString(t.subject), subjectDer: new Uint8Array(AsnConvert.serialize(t.subject)), issuerDer: new Uint8Array(AsnConvert.serialize(t.issuer)) };
+  } catch (cause) {
+    // A name that parsed but does not encode again (a character its string type forbids, ...).
+    throw chainError(`${label}: malformed subject or issuer name`, cause);
+  }
   return {
     der,
     tbs,
     signature: new Uint8Array(cert.signatureValue),
-    subject: nameToString(t.subject),
-    subjectDer: new Uint8Array(AsnConvert.serialize(t.subject)),
-    issuerDer: new Uint8Array(AsnConvert.serialize(t.issuer)),
+    ...names,
     notBefore: t.validity.notBefore.getTime().getTime(),
     notAfter: t.validity.notAfter.getTime().getTime(),
     publicKey: new Uint8Array(spki.subjectPublicKey),

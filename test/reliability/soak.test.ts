@@ -95,7 +95,12 @@ describe('soak', () => {
     const firstHeap = max(first, 'heapUsed');
     expect(max(last, 'heapUsed')).toBeLessThanOrEqual(firstHeap + Math.max(16 * MiB, firstHeap * 0.25));
     expect(max(last, 'arrayBuffers')).toBeLessThanOrEqual(max(first, 'arrayBuffers') + 32 * MiB);
-    // fds: the connection pools are bounded; the count must not keep climbing.
-    expect(max(last, 'fds')).toBeLessThanOrEqual(max(first, 'fds') + 8);
+    // fds: both pools are bounded (this client's WORKERS + 8 connections to the agent, the agent's 128 to
+    // the app; two fds each, both ends live in this process), so the count can only grow up to that
+    // bound, and it grows slowly as load bursts need one more connection (+16 in 45 s, then +6 in the
+    // next 55 s in a 100 s run here). A leak of a socket per request would be thousands.
+    const poolBound = samples[0]!.fds + 2 * (WORKERS + 8) + 2 * 128;
+    expect(Math.max(...samples.map((r) => r.fds))).toBeLessThanOrEqual(poolBound);
+    expect(max(last, 'fds')).toBeLessThanOrEqual(max(first, 'fds') + 32);
   });
 });

@@ -19,10 +19,10 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { connect, type AddressInfo, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent as UndiciAgent, request } from 'undici';
-import { NsmError, nodeP384Verifier, verifyAttestationDocument, type AttestOptions, type MockPki, type Nsm } from '../../nsm/index.js';
-import { MAX_UPSTREAM_BODY_BYTES, checkBindingUserData, decodeEnvelope, decodeSessionResponse, deriveSessionKeys, openRecord, transcriptHash, DIRECTION, MESSAGE_TYPE, type AppRequest, type Suite } from '../../steve/index.js';
+import { NsmError, type AttestOptions, type MockPki, type Nsm } from '../../nsm/index.js';
+import { MAX_UPSTREAM_BODY_BYTES, checkBindingUserData, decodeEnvelope, decodeSessionResponse, openRecord, DIRECTION, MESSAGE_TYPE, type AppRequest, type Suite } from '../../steve/index.js';
 import { nodeAesGcm } from '../../steve/server/index.js';
-import { confirmationEnvelope, openResponse, sealRequest, sessionRequest, text, type ClientSession } from '../steve/harness.js';
+import { confirmationEnvelope, deriveClientSession, openResponse, sealRequest, sessionRequest, text, type ClientSession } from '../steve/harness.js';
 
 // ---------------------------------------------------------------------------------------------------
 // The app
@@ -300,18 +300,9 @@ export async function establish(client: Client): Promise<ClientSession> {
   const reply = await post(client, '/e2p/v2/session', req.bytes);
   if (reply.status !== 200) throw new NoAnswer(outerLabel(reply));
   const response = decodeSessionResponse(reply.body);
-  const verified = verifyAttestationDocument(response.attestationDocument, { atMs: Date.now(), root: client.pki.root.der, expectedNonce: req.clientNonce, verifier: nodeP384Verifier });
-  const hash = transcriptHash({
-    suite: client.suite,
-    clientNonce: req.clientNonce,
-    clientKeyMaterial: req.pair.material,
-    serverKeyMaterial: response.serverKeyMaterial,
-    sessionId: response.sessionId,
-    contextHash: req.contextHash,
-  });
-  const keys = deriveSessionKeys(req.exchange.clientFinish(req.pair.secret, response.serverKeyMaterial), hash);
-  if (verified.userData === null) throw new NoAnswer('bad: no user_data');
-  checkBindingUserData(verified.userData, { suite: client.suite, sessionId: response.sessionId, transcriptHash: hash, binder: keys.binder });
+  const { keys, transcriptHash: hash, userData } = deriveClientSession(client.suite, req, response, client.pki.root.der);
+  if (userData === null) throw new NoAnswer('bad: no user_data');
+  checkBindingUserData(userData, { suite: client.suite, sessionId: response.sessionId, transcriptHash: hash, binder: keys.binder });
   const session: ClientSession = {
     base: client.base,
     suite: client.suite,

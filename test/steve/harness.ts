@@ -299,6 +299,25 @@ export function sessionRequest(suite: Suite) {
 }
 
 /**
+ * §5 step 3 on a session answer, the client's side: the document verified (mock root, our nonce), the
+ * transcript hash and keys derived. The caller checks the binding in `userData` (and says how a missing
+ * one fails). Throws the verifier's NsmError when the document does not verify.
+ */
+export function deriveClientSession(suite: Suite, req: ReturnType<typeof sessionRequest>, response: ReturnType<typeof decodeSessionResponse>, root: Uint8Array) {
+  const verified = verifyAttestationDocument(response.attestationDocument, { atMs: Date.now(), root, expectedNonce: req.clientNonce, verifier: nodeP384Verifier });
+  const hash = transcriptHash({
+    suite,
+    clientNonce: req.clientNonce,
+    clientKeyMaterial: req.pair.material,
+    serverKeyMaterial: response.serverKeyMaterial,
+    sessionId: response.sessionId,
+    contextHash: req.contextHash,
+  });
+  const keys = deriveSessionKeys(req.exchange.clientFinish(req.pair.secret, response.serverKeyMaterial), hash);
+  return { keys, transcriptHash: hash, userData: verified.userData };
+}
+
+/**
  * §5 steps 1-3: the session request, then the document and the binding checked. Throws when anything
  * does not verify. Does not confirm.
  */
@@ -309,18 +328,9 @@ export async function openSession(stack: Pick<Stack, 'base' | 'pki' | 'suite'>):
   if (reply.headers['content-type'] !== 'application/cbor' || reply.headers['cache-control'] !== 'no-store') throw new Error('session: headers');
   const response = decodeSessionResponse(reply.body);
   if (response.suite !== stack.suite || response.expiresInSeconds !== 30) throw new Error('session: suite or expiry');
-  const verified = verifyAttestationDocument(response.attestationDocument, { atMs: Date.now(), root: stack.pki.root.der, expectedNonce: req.clientNonce, verifier: nodeP384Verifier });
-  const hash = transcriptHash({
-    suite: stack.suite,
-    clientNonce: req.clientNonce,
-    clientKeyMaterial: req.pair.material,
-    serverKeyMaterial: response.serverKeyMaterial,
-    sessionId: response.sessionId,
-    contextHash: req.contextHash,
-  });
-  const keys = deriveSessionKeys(req.exchange.clientFinish(req.pair.secret, response.serverKeyMaterial), hash);
-  if (verified.userData === null) throw new Error('session: no user_data');
-  checkBindingUserData(verified.userData, { suite: stack.suite, sessionId: response.sessionId, transcriptHash: hash, binder: keys.binder });
+  const { keys, transcriptHash: hash, userData } = deriveClientSession(stack.suite, req, response, stack.pki.root.der);
+  if (userData === null) throw new Error('session: no user_data');
+  checkBindingUserData(userData, { suite: stack.suite, sessionId: response.sessionId, transcriptHash: hash, binder: keys.binder });
   return { base: stack.base, suite: stack.suite, id: response.sessionId, keys, transcriptHash: hash, clientNonce: req.clientNonce, attestationDocument: response.attestationDocument, nextSequence: 1 };
 }
 

@@ -24,7 +24,7 @@ import { createAttestationHandler } from './attestation.js';
 import { createBoundedQueue } from './bounded-queue.js';
 import type { AgentConfig, HostPort } from './config.js';
 import { AgentError } from './errors.js';
-import { sendJson } from './http-util.js';
+import { parseRequestTarget, sendJson, type RequestTarget } from './http-util.js';
 import type { Logger } from './log.js';
 import type { Manifest } from './manifest.js';
 import { createMetrics, type Metrics } from './metrics.js';
@@ -79,20 +79,7 @@ function endToEndHeaders(headers: Record<string, string | string[] | undefined>)
   return out;
 }
 
-/**
- * The request target as a path on our own origin, or null. Only origin-form targets (`/path?query`)
- * are accepted: `//host/x` and absolute URLs would otherwise steer a proxy to another host.
- */
-function originFormTarget(target: string | undefined): URL | null {
-  if (target === undefined || !target.startsWith('/') || target.startsWith('//')) return null;
-  try {
-    return new URL(target, 'http://agent.invalid');
-  } catch {
-    return null;
-  }
-}
-
-/** Rejects with an NSM_TIMEOUT-coded error when `promise` takes longer than `ms`. */
+/** The enclave's Ed25519 identity (v1, §8): a fresh key pair per start. */
 function identityKey(): { privateKey: KeyObject; verifyingKey: Uint8Array } {
   const { publicKey, privateKey } = generateKeyPairSync('ed25519');
   const jwk = publicKey.export({ format: 'jwk' });
@@ -178,7 +165,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
    * The app in plaintext: the bootstrap files (without the caller's cookie or authorization, which
    * they do not need and the host would see), or anything when the fallback is explicitly on.
    */
-  async function forwardPlaintext(req: IncomingMessage, res: ServerResponse, url: URL, bootstrap = false): Promise<number> {
+  async function forwardPlaintext(req: IncomingMessage, res: ServerResponse, url: RequestTarget, bootstrap = false): Promise<number> {
     const headers = endToEndHeaders(req.headers);
     if (bootstrap) {
       delete headers.cookie;
@@ -212,7 +199,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
         inFlight.delete(res);
         if (draining) for (const s of servers) s.closeIdleConnections();
       });
-      const url = originFormTarget(req.url);
+      const url = parseRequestTarget(req.url);
       if (url === null) {
         sendJson(res, 400, { error: 'bad_request_target' }, { connection: 'close' });
         done(400);
@@ -225,7 +212,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       };
       if (url.pathname === '/attestation') {
         route = 'attestation';
-        attestation(req, res, url).then(done, fail);
+        attestation(req, res, url.search).then(done, fail);
       } else if (url.pathname === '/.well-known/caution/health') {
         route = 'health';
         res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'no-store' });
@@ -241,10 +228,10 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
         route = 'other';
         sendJson(res, 404, { error: 'not_found' });
         done(404);
-      } else if (steve.claims(req, url)) {
+      } else if (steve.claims(req, url.pathname)) {
         // specs/steve.md §6: E2P behaviour does not depend on the plaintext fallback.
         route = 'steve';
-        steve.handle(req, res, url).then((result) => {
+        steve.handle(req, res, url.pathname).then((result) => {
           route = result.route;
           done(result.status);
         }, fail);

@@ -82,7 +82,7 @@ export function createAttestationHandler(options: AttestationOptions) {
     }
   }
 
-  return async function handleAttestation(req: IncomingMessage, res: ServerResponse, url: URL): Promise<number> {
+  return async function handleAttestation(req: IncomingMessage, res: ServerResponse, search: string): Promise<number> {
     const cors = corsHeaders(req, options.corsOrigins);
     try {
       if (req.method === 'OPTIONS') {
@@ -102,7 +102,7 @@ export function createAttestationHandler(options: AttestationOptions) {
         if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new HttpError(400, 'body is not a JSON object');
         nonce = parseNonce((parsed as { nonce?: unknown }).nonce, 'base64');
       } else if (req.method === 'GET') {
-        nonce = parseNonce(url.searchParams.get('nonce') ?? undefined, 'query');
+        nonce = parseNonce(new URLSearchParams(search).get('nonce') ?? undefined, 'query');
       } else {
         throw new HttpError(405, 'use POST or GET');
       }

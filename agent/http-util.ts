@@ -6,6 +6,38 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 
+/** A request target on our own origin: its path and its query (`?...`, or ''). */
+export interface RequestTarget {
+  pathname: string;
+  search: string;
+}
+
+const BASE = 'http://agent.invalid';
+/**
+ * Targets the WHATWG URL parser returns unchanged as the pathname: no query or fragment, no percent
+ * signs, only characters of the path that it neither escapes nor rewrites, and (below) no dot segments.
+ * `/` is outside the segment class, so the match is linear.
+ */
+const PLAIN_PATH = /^(?:\/[A-Za-z0-9\-._~!$&()*+,;=:@]*)+$/;
+const DOT_SEGMENT = /\/\.\.?(?:\/|$)/;
+
+/**
+ * The request target as a path and query on our own origin, or null. Only origin-form targets
+ * (`/path?query`) are accepted: `//host/x` and absolute URLs would otherwise steer a proxy to another
+ * host. Runs on every request: a plain path (the common case) is returned as it is, which the URL
+ * parser would also do (`http-util.test.ts` holds the two equal); anything else goes through the parser.
+ */
+export function parseRequestTarget(target: string | undefined): RequestTarget | null {
+  if (target === undefined || !target.startsWith('/') || target.startsWith('//')) return null;
+  if (PLAIN_PATH.test(target) && !DOT_SEGMENT.test(target)) return { pathname: target, search: '' };
+  try {
+    const url = new URL(target, BASE);
+    return { pathname: url.pathname, search: url.search };
+  } catch {
+    return null;
+  }
+}
+
 export class HttpError extends Error {
   constructor(
     readonly status: number,

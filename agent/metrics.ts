@@ -25,6 +25,7 @@ function labels(pairs: Record<string, string | number>): string {
 
 export function createMetrics(): Metrics {
   const requests = new Map<string, number>();
+  const requestKeys = new Map<string, Map<number, string>>();
   const upstreamErrors = new Map<string, number>();
   const nsmOutcomes = new Map<string, number>();
   const bucketCounts = new Array<number>(NSM_LATENCY_BUCKETS.length).fill(0);
@@ -35,7 +36,12 @@ export function createMetrics(): Metrics {
 
   return {
     countRequest(route, status) {
-      bump(requests, labels({ route, status }));
+      // Counted per request: the label text is made once per (route, status), not on every call.
+      let byStatus = requestKeys.get(route);
+      if (byStatus === undefined) requestKeys.set(route, (byStatus = new Map()));
+      let key = byStatus.get(status);
+      if (key === undefined) byStatus.set(status, (key = labels({ route, status })));
+      bump(requests, key);
     },
     observeNsm(seconds, outcome) {
       nsmCount += 1;

@@ -3,12 +3,14 @@
  * and speed"). Plain JavaScript over the build (`npm run build` first); loopback only; bounded in time
  * and requests; a watchdog ends every process if anything hangs.
  *
- * Three processes besides this one (forked from bench/lib/roles.mjs, which compare.mjs shares), so the
+ * Four processes besides this one (forked from bench/lib/roles.mjs, which compare.mjs shares), so the
  * proxy under test has a CPU of its own as far as the machine allows:
  *   - app:   a node:http server. POST /echo answers 1 KiB; POST /upload answers the byte count;
  *            GET /download/N answers N bytes.
  *   - proxy: the baseline, a plain reverse proxy in a few lines (node:http server, one undici Pool to the
  *            app, bodies streamed both ways, hop-by-hop headers dropped).
+ *   - buffered proxy: a second baseline that reads each body whole before passing it on, as STEVE
+ *            must, on undici's dispatch API, with no encryption or CBOR: c/d is what STEVE itself costs.
  *   - agent: the real agent (startAgent, mock NSM, fresh mock PKI) in front of the same app.
  * This process is the load generator: an undici Pool with one connection per client, and for STEVE a
  * protocol-level client (the protocol core with node:crypto AES-GCM and X25519) that establishes
@@ -16,9 +18,10 @@
  * clients over them.
  *
  * Phases: 1 KiB request and 1 KiB response at --clients concurrent clients through (a) the app
- * directly, (b) the plain proxy, (c) STEVE: requests/s, p50/p99 latency, and CPU per request of the
- * proxy process and of this client; then 32 MiB bodies (upload, download) through (b) and (c) in MB/s.
- * The printed ratio c/b is the number to compare across machines (target >= 0.6 for 1 KiB).
+ * directly, (b) the plain proxy, (c) STEVE, (d) the buffered proxy: requests/s, p50/p99 latency, and CPU
+ * per request of the proxy process and of this client; then 32 MiB bodies (upload, download) through
+ * (b) and (c) in MB/s. The printed ratio c/b is the number to compare across machines (target >= 0.6
+ * for 1 KiB); c/d is printed beside it.
  *
  *   npm run build && node bench/steve.mjs [--duration-s 3] [--rounds 3] [--max-requests 50000] [--clients 64]
  *     [--sessions 8] [--big-count 6] [--warmup-s 3] [--suite X25519|XWING-DRAFT10] [--profile DIR]
@@ -45,7 +48,10 @@ const { values: args } = parseArgs({
     'big-count': { type: 'string', default: '6' },
     rounds: { type: 'string', default: '3' },
     'warmup-s': { type: 'string', default: '3' },
-    /** Write a V8 CPU profile of the agent process (node --cpu-prof) into this directory. */
+    /**
+     * Write V8 CPU profiles of the four servers (node --cpu-prof) into this directory, named by process
+     * id; the run prints each role's pid and how many requests it served (warm-ups included).
+     */
     profile: { type: 'string' },
     /**
      * auto: with taskset(1) and at least 2 CPUs, this load generator runs on CPU 0 and the servers
@@ -94,9 +100,11 @@ async function runMain() {
   const pools = [];
   let exitCode = 0;
   try {
-    const app = await group.forkRole('app');
-    const proxy = await group.forkRole('proxy', { upstream: `http://${app.address}/` });
-    const agent = await group.forkRole('agent', { upstream: `http://${app.address}/`, suite: args.suite }, args.profile === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', args.profile]);
+    const profile = args.profile === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', args.profile];
+    const app = await group.forkRole('app', {}, profile);
+    const proxy = await group.forkRole('proxy', { upstream: `http://${app.address}/` }, profile);
+    const bufferedProxy = await group.forkRole('buffered-proxy', { upstream: `http://${app.address}/` }, profile);
+    const agent = await group.forkRole('agent', { upstream: `http://${app.address}/`, suite: args.suite }, profile);
     if (layout !== null) pin(process.pid, layout.client);
     const poolFor = (address, connections = CLIENTS) => {
       const pool = new Pool(`http://${address}`, { connections, pipelining: 1, headersTimeout: REQUEST_TIMEOUT_MS, bodyTimeout: REQUEST_TIMEOUT_MS });
@@ -107,6 +115,7 @@ async function runMain() {
 
     const direct = poolFor(app.address);
     const plain = poolFor(proxy.address);
+    const buffered = poolFor(bufferedProxy.address);
     const e2p = poolFor(agent.address);
     // STEVE sessions, established before any timing (§5), the first one checked end to end.
     const steveSessions = [];
@@ -121,6 +130,7 @@ async function runMain() {
     const small = {
       a: () => post(direct, '/echo', payload, 'application/octet-stream').then((b) => check(b.length === SMALL_BYTES)),
       b: () => post(plain, '/echo', payload, 'application/octet-stream').then((b) => check(b.length === SMALL_BYTES)),
+      d: () => post(buffered, '/echo', payload, 'application/octet-stream').then((b) => check(b.length === SMALL_BYTES)),
       // The request is encoded once, as (a) and (b) reuse their payload; sealing, framing and every check
       // of the answer happen per request (client i always uses session i mod SESSIONS).
       c: (i) => client.call(e2p, steveSessions[i % SESSIONS], smallRequest, SMALL_BYTES, smallHead),
@@ -133,15 +143,17 @@ async function runMain() {
       return (BIG_COUNT * bytes) / 1e6 / ((performance.now() - started) / 1000);
     }
 
-    // Warm up each path (the JIT needs a few seconds), then ROUNDS rounds of a, b, c in turn, so a
-    // burst of other work on the machine lands on all three paths rather than on one.
+    // Warm up each path (the JIT needs a few seconds), then ROUNDS rounds of a, b, c, d in turn, so a
+    // burst of other work on the machine lands on every path rather than on one.
     const paths = [
       ['a', app],
       ['b', proxy],
       ['c', agent],
+      ['d', bufferedProxy],
     ];
-    for (const [key] of paths) await loadPhase({ run: small[key], clients: CLIENTS, durationMs: WARMUP_MS });
-    const rounds = { a: [], b: [], c: [] };
+    const warmUpRequests = {};
+    for (const [key] of paths) warmUpRequests[key] = (await loadPhase({ run: small[key], clients: CLIENTS, durationMs: WARMUP_MS })).issued;
+    const rounds = { a: [], b: [], c: [], d: [] };
     for (let round = 0; round < ROUNDS; round++) {
       for (const [key, server] of paths) rounds[key].push(await loadPhase({ run: small[key], clients: CLIENTS, durationMs: DURATION_MS, maxRequests: MAX_REQUESTS, cpu: { server: server.cpuMs } }));
     }
@@ -162,10 +174,10 @@ async function runMain() {
     };
 
     const ms = (v) => v.toFixed(1).padStart(6);
-    const names = { a: '(a) app directly', b: '(b) plain undici proxy', c: `(c) STEVE ${args.suite}` };
+    const names = { a: '(a) app directly', b: '(b) plain undici proxy', c: `(c) STEVE ${args.suite}`, d: '(d) buffered, no crypto' };
     process.stdout.write(`1 KiB request and response, ${CLIENTS} clients, ${SESSIONS} STEVE sessions\n`);
     process.stdout.write('path                         req/s   p50 ms  p99 ms  proxy CPU/req  client CPU/req  errors\n');
-    for (const key of ['a', 'b', 'c']) {
+    for (const key of ['a', 'b', 'c', 'd']) {
       const r = results[key];
       const proxyCpu = key === 'a' ? '   (app) ' + r.cpuMs.server.toFixed(3) : '         ' + r.cpuMs.server.toFixed(3);
       const kinds = r.errors > 0 ? ` ${JSON.stringify(r.errorKinds)}` : '';
@@ -173,10 +185,15 @@ async function runMain() {
     }
     const perRound = results.c.perRound.map((c, i) => (c / results.b.perRound[i]).toFixed(2)).join(', ');
     process.stdout.write(`ratio c/b: ${(results.c.reqPerS / results.b.reqPerS).toFixed(2)} (requests/s over ${ROUNDS} rounds of ${DURATION_MS / 1000} s; per round ${perRound}; target >= 0.6); proxy CPU per request c/b: ${(results.c.cpuMs.server / results.b.cpuMs.server).toFixed(2)}\n`);
+    process.stdout.write(`ratio c/d: ${(results.c.reqPerS / results.d.reqPerS).toFixed(2)} (requests/s); proxy CPU per request c/d: ${(results.c.cpuMs.server / results.d.cpuMs.server).toFixed(2)}\n`);
     if (big !== null) {
       process.stdout.write(`32 MiB bodies, ${BIG_COUNT} each way, one at a time:\n`);
       process.stdout.write(`  (b) plain proxy: upload ${big.bUp.toFixed(0)} MB/s, download ${big.bDown.toFixed(0)} MB/s\n`);
       process.stdout.write(`  (c) STEVE:       upload ${big.cUp.toFixed(0)} MB/s, download ${big.cDown.toFixed(0)} MB/s   (c/b ${(big.cUp / big.bUp).toFixed(2)} up, ${(big.cDown / big.bDown).toFixed(2)} down)\n`);
+    }
+    if (args.profile !== undefined) {
+      const served = (key) => warmUpRequests[key] + results[key].requests;
+      process.stdout.write(`profiles in ${args.profile} by pid: app ${app.pid}, (b) ${proxy.pid} served ${served('b')}, (c) ${agent.pid} served ${served('c')}, (d) ${bufferedProxy.pid} served ${served('d')} requests of 1 KiB\n`);
     }
     const machine = describeMachine();
     process.stdout.write(`machine: node ${machine.node}, ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB.toFixed(1)} GiB, ${machine.platform}, load average ${loadAtStart.toFixed(2)} at start, ${machine.loadAverage.toFixed(2)} at end\n`);

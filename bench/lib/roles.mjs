@@ -1,8 +1,9 @@
 /**
  * The server roles the benchmarks fork (bench/steve.mjs, bench/compare.mjs): the app, the plain reverse
- * proxy baseline and the real agent, each a child process on 127.0.0.1 port 0 that reports its address
- * over IPC, answers CPU queries and dies with its parent. Run as a script, it becomes the role named by
- * --role; imported, it exports the sizes the roles serve and `runRole` for a script that forks itself.
+ * proxy baseline, a buffering one (steve.mjs only) and the real agent, each a child process on
+ * 127.0.0.1 port 0 that reports its address over IPC, answers CPU queries and dies with its parent. Run
+ * as a script, it becomes the role named by --role; imported, it exports the sizes the roles serve and
+ * `runRole` for a script that forks itself.
  *
  * It must not listen anywhere but loopback, and it never opens vsock.
  */
@@ -98,6 +99,51 @@ async function runProxy({ upstream: upstreamText }) {
   serveRole(await listen(server));
 }
 
+/**
+ * A second baseline: a reverse proxy that buffers each body as STEVE must (it cannot forward a record it
+ * has not authenticated), on the same undici dispatch API, without encryption or CBOR. Next to the agent
+ * it shows what STEVE itself costs; next to the streaming proxy, what buffering saves on small bodies.
+ * Forwards content-type only and answers 502 when the app fails: enough for /echo, not a general proxy.
+ */
+async function runBufferedProxy({ upstream: upstreamText }) {
+  const { Pool } = await import('undici');
+  const upstream = new URL(upstreamText);
+  const pool = new Pool(upstream.origin, { connections: 128, pipelining: 1 });
+  const server = createServer((req, res) => {
+    const chunks = [];
+    req.on('data', (chunk) => chunks.push(chunk));
+    req.on('end', () => {
+      const body = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
+      const headers = { host: upstream.host, 'content-type': req.headers['content-type'] ?? 'application/octet-stream' };
+      const answer = [];
+      let status = 502;
+      pool.dispatch(
+        { path: req.url, method: req.method, headers, body },
+        {
+          onRequestStart() {},
+          onResponseStart(_controller, statusCode) {
+            status = statusCode;
+          },
+          onResponseData(_controller, chunk) {
+            answer.push(chunk);
+          },
+          onResponseEnd() {
+            const bytes = answer.length === 1 ? answer[0] : Buffer.concat(answer);
+            res.writeHead(status, { 'content-type': 'application/octet-stream', 'content-length': String(bytes.length) });
+            res.end(bytes);
+          },
+          onResponseError() {
+            res.writeHead(502, { 'content-length': '0' });
+            res.end();
+          },
+        },
+      );
+    });
+  });
+  server.keepAliveTimeout = 60_000;
+  serveRole(await listen(server));
+}
+
 /** The real agent (startAgent, mock NSM, fresh mock PKI) in front of the app; reports the mock root. */
 async function runAgent({ upstream, suite }) {
   const { pino } = await import('pino');
@@ -133,10 +179,11 @@ async function runAgent({ upstream, suite }) {
   serveRole(agent.addresses.public, { rootDer: Buffer.from(pki.root.der).toString('base64') });
 }
 
-/** Becomes the role: app, proxy (options.upstream) or agent (options.upstream, options.suite). */
+/** Becomes the role: app, proxy or buffered-proxy (options.upstream), or agent (options.upstream, options.suite). */
 export async function runRole(role, options = {}) {
   if (role === 'app') await runApp();
   else if (role === 'proxy') await runProxy(options);
+  else if (role === 'buffered-proxy') await runBufferedProxy(options);
   else if (role === 'agent') await runAgent({ upstream: options.upstream, suite: options.suite ?? 'X25519' });
   else throw new Error(`unknown role ${JSON.stringify(role)}`);
 }

@@ -137,8 +137,26 @@ export function encodeAppRequest(request: AppRequest): Uint8Array {
   );
 }
 
-/** Default cap: MAX_REQUEST_ENVELOPE_BYTES (§6): a plaintext is smaller than the envelope carrying it. */
+/**
+ * Default cap: MAX_REQUEST_ENVELOPE_BYTES (§6): a plaintext is smaller than the envelope carrying it.
+ *
+ * A request in the exact form the STEVE v2 encoders write (ours and the clients': the §3 key order,
+ * shortest heads, ASCII text) is read in place without building CBOR maps: it runs once per proxied
+ * request. That form is canonical CBOR, so the strict path would return the same request; anything
+ * else (another key order, non-ASCII text, a duplicate header, a field HTTP would refuse) goes through
+ * the strict path, which decides. `decoders.test.ts` holds the two equal on random and damaged input.
+ */
 export function decodeAppRequest(bytes: Uint8Array, limit: DecodeLimit = {}): AppRequest {
+  const maxBytes = limit.maxBytes ?? MAX_REQUEST_ENVELOPE_BYTES;
+  if (bytes instanceof Uint8Array && Number.isSafeInteger(maxBytes) && maxBytes >= 0 && bytes.length <= maxBytes) {
+    const request = readCanonicalAppRequest(bytes);
+    if (request !== null) return request;
+  }
+  return decodeAppRequestStrict(bytes, limit);
+}
+
+/** The request through the strict codec and field checks only (decodeAppRequest's reference). */
+export function decodeAppRequestStrict(bytes: Uint8Array, limit: DecodeLimit = {}): AppRequest {
   const what = 'application request';
   const map = decodeMap(bytes, what, limit.maxBytes ?? MAX_REQUEST_ENVELOPE_BYTES);
   const f = readFields(map, what, ['method', 'path', 'headers', 'body']);
@@ -154,6 +172,101 @@ export function decodeAppRequest(bytes: Uint8Array, limit: DecodeLimit = {}): Ap
   }
   checkBody(f.body, 'STEVE_PROTOCOL');
   return { method, path, headers, body: f.body };
+}
+
+// The fixed keys of the canonical request, as CBOR text strings.
+const KEY_METHOD = encodeCbor('method');
+const KEY_PATH = encodeCbor('path');
+const KEY_HEADERS = encodeCbor('headers');
+const KEY_BODY = encodeCbor('body');
+const CBOR_NULL = 0xf6;
+
+/**
+ * The canonical application request read in place, or null for anything outside that form (the strict
+ * path then decides). Reads a cursor over `bytes`; every read checks the bytes left first.
+ */
+export function readCanonicalAppRequest(bytes: Uint8Array): AppRequest | null {
+  const end = bytes.length;
+  let at = 0;
+  /** The argument of a head of `major` type in its shortest form, or -1. */
+  const head = (major: number): number => {
+    if (at >= end) return -1;
+    const initial = bytes[at]!;
+    if (initial >> 5 !== major) return -1;
+    const info = initial & 0x1f;
+    if (info < 24) {
+      at += 1;
+      return info;
+    }
+    if (info === 24 && at + 2 <= end && bytes[at + 1]! >= 24) {
+      at += 2;
+      return bytes[at - 1]!;
+    }
+    if (info === 25 && at + 3 <= end) {
+      const value = (bytes[at + 1]! << 8) | bytes[at + 2]!;
+      if (value <= 0xff) return -1;
+      at += 3;
+      return value;
+    }
+    if (info === 26 && at + 5 <= end) {
+      const value = ((bytes[at + 1]! << 24) | (bytes[at + 2]! << 16) | (bytes[at + 3]! << 8) | bytes[at + 4]!) >>> 0;
+      if (value <= 0xffff) return -1;
+      at += 5;
+      return value;
+    }
+    return -1;
+  };
+  /** An ASCII text string, or null. */
+  const text = (): string | null => {
+    const length = head(3);
+    if (length < 0 || at + length > end) return null;
+    let out = '';
+    for (let i = at; i < at + length; i++) {
+      const byte = bytes[i]!;
+      if (byte >= 0x80) return null;
+      out += String.fromCharCode(byte);
+    }
+    at += length;
+    return out;
+  };
+  const key = (expected: Uint8Array): boolean => {
+    if (at + expected.length > end) return false;
+    for (let i = 0; i < expected.length; i++) if (bytes[at + i] !== expected[i]) return false;
+    at += expected.length;
+    return true;
+  };
+
+  if (bytes[0] !== 0xa4) return null;
+  at = 1;
+  if (!key(KEY_METHOD)) return null;
+  const method = text();
+  if (method === null || !TOKEN_RE.test(method)) return null;
+  if (!key(KEY_PATH)) return null;
+  const path = text();
+  if (path === null || !PATH_RE.test(path)) return null;
+  if (!key(KEY_HEADERS)) return null;
+  const count = head(5);
+  if (count < 0) return null;
+  const headers = Object.create(null) as Record<string, string>;
+  for (let i = 0; i < count; i++) {
+    const name = text();
+    if (name === null || !LOWER_TOKEN_RE.test(name) || name in headers) return null;
+    const value = text();
+    if (value === null || !FIELD_VALUE_RE.test(value)) return null;
+    headers[name] = value;
+  }
+  if (!key(KEY_BODY)) return null;
+  let body: Uint8Array | null;
+  if (at < end && bytes[at] === CBOR_NULL) {
+    at += 1;
+    body = null;
+  } else {
+    const length = head(2);
+    if (length < 0 || at + length > end) return null;
+    body = bytes.subarray(at, at + length);
+    at += length;
+  }
+  return at === end ? { method, path, headers, body } : null;
 }
 
 // ---------------------------------------------------------------------------------------------------

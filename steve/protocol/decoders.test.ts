@@ -3,7 +3,8 @@
  * decodeEnvelope, decodeAppRequest, decodeAppResponse, checkBindingUserData, sequenceFromBytes) fed
  * random bytes, damaged valid messages and well-formed maps with the right keys but random values
  * (fast-check, fixed seeds): each either returns or throws a SteveError with a known code, never another
- * exception.
+ * exception. The two decoders with an in-place fast path (envelope, application request) must also
+ * agree with their strict reference on every input: the same value, or the same error code.
  */
 
 import fc from 'fast-check';
@@ -11,9 +12,9 @@ import { describe, expect, it } from 'vitest';
 import { encodeCbor, type CborInput } from '../../cbor/index.js';
 import { mutate, mutationArbitrary } from '../../test/mutations.js';
 import { STEVE_ERROR_CODES, SteveError } from '../errors.js';
-import { decodeAppRequest, decodeAppResponse, encodeAppRequest, encodeAppResponse } from './application.js';
+import { decodeAppRequest, decodeAppRequestStrict, readCanonicalAppRequest, decodeAppResponse, encodeAppRequest, encodeAppResponse } from './application.js';
 import { checkBindingUserData, encodeBindingUserData, type Binding } from './binding.js';
-import { decodeEnvelope, decodeSessionRequest, decodeSessionResponse, encodeEnvelope, encodeSessionRequest, encodeSessionResponse } from './messages.js';
+import { decodeEnvelope, decodeEnvelopeStrict, readCanonicalEnvelope, decodeSessionRequest, decodeSessionResponse, encodeEnvelope, encodeSessionRequest, encodeSessionResponse } from './messages.js';
 import { sequenceFromBytes } from './sequence.js';
 
 const binding: Binding = { suite: 'X25519', sessionId: new Uint8Array(16).fill(1), transcriptHash: new Uint8Array(32).fill(2), binder: new Uint8Array(32).fill(3) };
@@ -147,5 +148,160 @@ describe.each(DECODERS.filter((d) => d.keys.length > 0))('$name on well-formed m
       ),
       { seed: 20_260_103, numRuns: 2000 },
     );
+  });
+});
+
+/** Byte arrays as hex (a deep compare of 64 KiB arrays element by element is slow). */
+function plain(value: unknown): unknown {
+  if (value instanceof Uint8Array) return `bytes:${Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('hex')}`;
+  if (value === null || typeof value !== 'object') return value;
+  return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, plain(item)]));
+}
+
+/** The value, or the error code: what a fast path must reproduce exactly. */
+function result(decode: (bytes: Uint8Array) => unknown, bytes: Uint8Array): unknown {
+  try {
+    return { value: plain(decode(bytes)) };
+  } catch (error) {
+    if (!(error instanceof SteveError)) throw new Error(`not a SteveError: ${String(error)}`, { cause: error });
+    return { code: error.code };
+  }
+}
+
+/** Bytes of 8 big-endian octets (any value, also above 2^53 - 1). */
+const u64Bytes = fc.oneof(
+  fc.uint8Array({ minLength: 8, maxLength: 8 }),
+  fc.integer({ min: 0, max: 2 ** 21 + 2 }).map((high) => Uint8Array.from([high >>> 24, (high >>> 16) & 0xff, (high >>> 8) & 0xff, high & 0xff, 0, 0, 0, 7])),
+);
+/** Lengths around every CBOR head boundary, and below the tag. */
+const bodyLength = fc.oneof(
+  { arbitrary: fc.constantFrom(0, 1, 15, 16, 17, 23, 24, 25, 255, 256, 257), weight: 4 },
+  { arbitrary: fc.constantFrom(65_535, 65_536, 65_537), weight: 1 },
+  { arbitrary: fc.nat({ max: 600 }), weight: 4 },
+);
+const headerText = fc.oneof(fc.constantFrom('content-type', 'x-a', 'Content-Type', 'a b', 'é', '', 'application/json', 'x\ty', 'x\ny', 'ÿ'), fc.string({ maxLength: 6 }));
+
+const FAST_PATHS = [
+  {
+    name: 'decodeEnvelope',
+    fast: (bytes: Uint8Array) => decodeEnvelope(bytes, { maxBytes: 100_000 }),
+    inPlace: readCanonicalEnvelope,
+    sample: encodeEnvelope({ sessionId: new Uint8Array(16).fill(4), sequence: 2 ** 53 - 1, ciphertext: new Uint8Array(300) }),
+    strict: (bytes: Uint8Array) => decodeEnvelopeStrict(bytes, { maxBytes: 100_000 }),
+    // Canonical envelopes with any id, any 8-byte sequence and ciphertext lengths across the heads.
+    valid: fc.tuple(fc.uint8Array({ minLength: 16, maxLength: 16 }), u64Bytes, bodyLength).map(([id, sequence, length]) =>
+      encodeCbor(
+        new Map<string, CborInput>([
+          ['version', 2],
+          ['session_id', id],
+          ['sequence', sequence],
+          ['ciphertext', new Uint8Array(length).fill(0xc7)],
+        ]),
+      ),
+    ),
+  },
+  {
+    name: 'decodeAppRequest',
+    fast: (bytes: Uint8Array) => decodeAppRequest(bytes),
+    inPlace: readCanonicalAppRequest,
+    sample: encodeAppRequest({ method: 'POST', path: '/x?y=1', headers: { 'content-type': 'application/json', cookie: 'a=1' }, body: new Uint8Array(70_000) }),
+    strict: (bytes: Uint8Array) => decodeAppRequestStrict(bytes),
+    // Requests in the encoders' key order with text that may or may not be valid HTTP, and repeated names.
+    valid: fc
+      .tuple(
+        fc.constantFrom('GET', 'POST', 'get', 'BAD METHOD', ''),
+        fc.constantFrom('/', '/a?b=c', '/é', 'x', '/a b'),
+        fc.array(fc.tuple(headerText, headerText), { maxLength: 4 }),
+        fc.oneof(fc.constant(null), bodyLength.map((length) => new Uint8Array(length).fill(0x5a))),
+      )
+      .map(([method, path, headers, body]) =>
+        encodeCbor(
+          new Map<string, CborInput>([
+            ['method', method],
+            ['path', path],
+            // Repeated names collapse here; the test below writes a repeated name by hand.
+            ['headers', new Map(headers)],
+            ['body', body],
+          ]),
+        ),
+      ),
+  },
+];
+
+describe.each(FAST_PATHS)('$name fast path against the strict decoder', ({ fast, strict, valid, inPlace, sample }) => {
+  it("the encoders' own output takes the fast path", () => {
+    const read = inPlace(sample);
+    expect(read).not.toBeNull();
+    expect(read).toEqual(strict(sample));
+  });
+
+  it('canonical messages with random values: same value or same error', () => {
+    fc.assert(
+      fc.property(valid, (bytes) => {
+        expect(result(fast, bytes)).toEqual(result(strict, bytes));
+      }),
+      { seed: 20_261_122, numRuns: 1500 },
+    );
+  });
+
+  it('damaged canonical messages: same value or same error', () => {
+    fc.assert(
+      fc.property(valid, fc.array(mutationArbitrary, { minLength: 1, maxLength: 3 }), (sample, mutations) => {
+        let bytes = sample;
+        for (const mutation of mutations) bytes = mutate(bytes, mutation);
+        expect(result(fast, bytes)).toEqual(result(strict, bytes));
+      }),
+      { seed: 20_261_123, numRuns: 3000 },
+    );
+  });
+
+  it('random bytes: same value or same error', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 120 }), (bytes) => {
+        expect(result(fast, bytes)).toEqual(result(strict, bytes));
+      }),
+      { seed: 20_261_124, numRuns: 3000 },
+    );
+  });
+});
+
+describe('fast paths on heads longer than they need be (not canonical: refused)', () => {
+  it('an envelope whose ciphertext head has 1, 2 or 4 length bytes it does not need', () => {
+    fc.assert(
+      fc.property(fc.nat({ max: 300 }), fc.constantFrom(0x58, 0x59, 0x5a), (length, form) => {
+        const canonical = encodeEnvelope({ sessionId: new Uint8Array(16).fill(1), sequence: 9, ciphertext: new Uint8Array(length + 16).fill(3) });
+        const size = length + 16;
+        const headLength = size < 24 ? 1 : size <= 0xff ? 2 : 3;
+        const prefix = canonical.subarray(0, canonical.length - size - headLength);
+        const head = form === 0x58 ? [0x58, size] : form === 0x59 ? [0x59, size >>> 8, size & 0xff] : [0x5a, 0, 0, size >>> 8, size & 0xff];
+        if (form === 0x58 && size > 0xff) return;
+        const bytes = Uint8Array.from([...prefix, ...head, ...new Uint8Array(size).fill(3)]);
+        const shortest = (form === 0x58 && size >= 24) || (form === 0x59 && size > 0xff);
+        expect(readCanonicalEnvelope(bytes) !== null).toBe(shortest);
+        expect(result(decodeEnvelope, bytes)).toEqual(result(decodeEnvelopeStrict, bytes));
+      }),
+      { seed: 20_261_125, numRuns: 500 },
+    );
+  });
+
+  it('an application request whose method has a one-byte length it does not need', () => {
+    const bytes = Uint8Array.from([
+      0xa4, 0x66, ...Buffer.from('method'), 0x78, 0x03, ...Buffer.from('GET'), 0x64, ...Buffer.from('path'), 0x61, 0x2f,
+      0x67, ...Buffer.from('headers'), 0xa0, 0x64, ...Buffer.from('body'), 0xf6,
+    ]);
+    expect(readCanonicalAppRequest(bytes)).toBeNull();
+    expect(result(decodeAppRequest, bytes)).toEqual({ code: 'STEVE_PROTOCOL' });
+  });
+});
+
+describe('decodeAppRequest fast path on repeated header names', () => {
+  it('a header map with a name twice is refused as the strict decoder refuses it', () => {
+    // {method: "GET", path: "/", headers: {"a": "1", "a": "2"}, body: null}, written by hand.
+    const bytes = Uint8Array.from([
+      0xa4, 0x66, ...Buffer.from('method'), 0x63, ...Buffer.from('GET'), 0x64, ...Buffer.from('path'), 0x61, 0x2f,
+      0x67, ...Buffer.from('headers'), 0xa2, 0x61, 0x61, 0x61, 0x31, 0x61, 0x61, 0x61, 0x32, 0x64, ...Buffer.from('body'), 0xf6,
+    ]);
+    expect(result(decodeAppRequest, bytes)).toEqual({ code: 'STEVE_PROTOCOL' });
+    expect(result(decodeAppRequestStrict, bytes)).toEqual({ code: 'STEVE_PROTOCOL' });
   });
 });

@@ -48,7 +48,7 @@ export {
   type MessageType,
   type Suite,
 } from './constants.js';
-export { concatBytes, constantTimeEqual } from './bytes.js';
+export { concatBytes, constantTimeEqual, writeU64 } from './bytes.js';
 export { isSequence, sequenceFromBytes, sequenceToBytes } from './sequence.js';
 export {
   decodeEnvelope,

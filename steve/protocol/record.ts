@@ -12,7 +12,7 @@
 
 import { gcm } from '@noble/ciphers/aes.js';
 import { SteveError } from '../errors.js';
-import { assertBytes, concatBytes, writeU64 } from './bytes.js';
+import { assertBytes, writeU64 } from './bytes.js';
 import {
   AAD_BYTES,
   CONFIRMATION_SEQUENCE,
@@ -37,6 +37,9 @@ export interface Aead {
   /** The plaintext, or null when the tag does not verify (never a partial plaintext). */
   open(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, sealed: Uint8Array): Uint8Array | null;
 }
+
+/** Read only: copied into every AAD. */
+const MAGIC = magic();
 
 function assertAeadArguments(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array): void {
   assertBytes(key, 'key', KEY_BYTES, 'STEVE_KEY');
@@ -92,9 +95,12 @@ export function recordAad(type: MessageType, direction: Direction, sessionId: Ui
   assertDirection(direction);
   assertBytes(sessionId, 'sessionId', SESSION_ID_BYTES);
   assertSequence(sequence);
-  const aad = concatBytes(magic(), Uint8Array.of(type, direction), sessionId, new Uint8Array(8));
+  const aad = new Uint8Array(AAD_BYTES);
+  aad.set(MAGIC, 0);
+  aad[MAGIC_LENGTH] = type;
+  aad[MAGIC_LENGTH + 1] = direction;
+  aad.set(sessionId, MAGIC_LENGTH + 2);
   writeU64(aad, MAGIC_LENGTH + 2 + SESSION_ID_BYTES, sequence);
-  if (aad.length !== AAD_BYTES) throw new SteveError('STEVE_BAD_ARGUMENT', 'AAD length mismatch');
   return aad;
 }
 

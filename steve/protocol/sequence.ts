@@ -6,7 +6,7 @@
  */
 
 import { SteveError } from '../errors.js';
-import { assertBytes, writeU64 } from './bytes.js';
+import { assertBytes, readU64Halves, writeU64 } from './bytes.js';
 import { MAX_SEQUENCE, SEQUENCE_BYTES } from './constants.js';
 
 /** True for an integer in 0..2^53-1. */
@@ -28,9 +28,7 @@ export function sequenceToBytes(sequence: number): Uint8Array {
  */
 export function sequenceFromBytes(bytes: Uint8Array): number {
   assertBytes(bytes, 'sequence', SEQUENCE_BYTES, 'STEVE_PROTOCOL');
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const high = view.getUint32(0);
-  const low = view.getUint32(4);
+  const [high, low] = readU64Halves(bytes, 0);
   // 2^53 - 1 has 21 bits in the high word.
   if (high > 0x1f_ffff) throw new SteveError('STEVE_PROTOCOL', '"sequence" above 2^53-1');
   return high * 0x1_0000_0000 + low;

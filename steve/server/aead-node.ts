@@ -17,6 +17,7 @@ import { KEY_BYTES, RECORD_NONCE_BYTES, TAG_BYTES, type Aead } from '../protocol
 import { SteveError } from '../errors.js';
 
 const ALGORITHM = 'aes-256-gcm';
+const GCM_OPTIONS = Object.freeze({ authTagLength: TAG_BYTES });
 
 function assertBytes(value: unknown, name: string, length?: number, code: 'STEVE_KEY' | 'STEVE_BAD_ARGUMENT' = 'STEVE_BAD_ARGUMENT'): asserts value is Uint8Array {
   if (!(value instanceof Uint8Array)) throw new SteveError(code, `"${name}" expected Uint8Array, got ${value === null ? 'null' : typeof value}`);
@@ -38,7 +39,7 @@ export interface SealedParts {
 /** Encrypts `pieces` as one plaintext (their concatenation) without joining them. */
 export function sealParts(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, pieces: readonly Uint8Array[]): SealedParts {
   assertArguments(key, nonce, aad);
-  const cipher = createCipheriv(ALGORITHM, key, nonce, { authTagLength: TAG_BYTES });
+  const cipher = createCipheriv(ALGORITHM, key, nonce, GCM_OPTIONS);
   if (aad.length > 0) cipher.setAAD(aad);
   const parts: Uint8Array[] = [];
   for (const piece of pieces) {
@@ -70,7 +71,7 @@ export const nodeAesGcm: Aead = Object.freeze({
     assertBytes(sealed, 'sealed');
     if (sealed.length < TAG_BYTES) return null;
     const split = sealed.length - TAG_BYTES;
-    const decipher = createDecipheriv(ALGORITHM, key, nonce, { authTagLength: TAG_BYTES });
+    const decipher = createDecipheriv(ALGORITHM, key, nonce, GCM_OPTIONS);
     decipher.setAuthTag(sealed.subarray(split));
     if (aad.length > 0) decipher.setAAD(aad);
     const plaintext = split > 0 ? decipher.update(sealed.subarray(0, split)) : new Uint8Array(0);

@@ -81,6 +81,8 @@ const SINGLE_WRITE_MAX_BYTES = 64 * 1024;
 /** Ours: how often expired sessions are reclaimed in the background (lookups check expiry themselves). */
 const SWEEP_INTERVAL_MS = 10_000;
 const CBOR = 'application/cbor';
+/** Read only: the extra headers of a deployment without CORS. */
+const NO_HEADERS: Record<string, string> = Object.freeze({});
 
 export type SteveRoute = 'steve_session' | 'steve_confirm' | 'steve_request' | 'steve_preflight' | 'steve_v1_key' | 'steve_v1_request' | 'steve_other';
 
@@ -110,8 +112,9 @@ export interface SteveServerOptions {
 
 export interface SteveServer {
   /** True for what STEVE answers: every `/e2p/` path, and any request carrying a v1 `X-E2P-Key`. */
-  claims(req: IncomingMessage, url: URL): boolean;
-  handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<{ route: SteveRoute; status: number }>;
+  claims(req: IncomingMessage, pathname: string): boolean;
+  /** `pathname`: the request target's path (the agent parses the target once). */
+  handle(req: IncomingMessage, res: ServerResponse, pathname: string): Promise<{ route: SteveRoute; status: number }>;
   /** Sessions in the table (pending and confirmed). */
   readonly sessions: number;
   close(): Promise<void>;
@@ -122,7 +125,7 @@ function mediaType(req: IncomingMessage): string {
 }
 
 function requireCbor(req: IncomingMessage): void {
-  if (mediaType(req) !== CBOR) throw new SteveError('STEVE_PROTOCOL', 'Content-Type is not application/cbor');
+  if (req.headers['content-type'] !== CBOR && mediaType(req) !== CBOR) throw new SteveError('STEVE_PROTOCOL', 'Content-Type is not application/cbor');
 }
 
 function sendCbor(res: ServerResponse, body: Uint8Array, headers: Record<string, string>): void {
@@ -156,7 +159,7 @@ export function createSteveServer(options: SteveServerOptions): SteveServer {
 
   /** §6: CORS on /e2p/v2/* only, for exact configured origins; nothing at all without a list. */
   function corsHeaders(req: IncomingMessage): Record<string, string> {
-    if (corsOrigins.length === 0) return {};
+    if (corsOrigins.length === 0) return NO_HEADERS;
     const origin = req.headers.origin;
     if (origin !== undefined && corsOrigins.includes(origin)) return { 'access-control-allow-origin': origin, vary: 'Origin' };
     return { vary: 'Origin' };
@@ -350,8 +353,7 @@ export function createSteveServer(options: SteveServerOptions): SteveServer {
     return reply.status;
   }
 
-  async function handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<{ route: SteveRoute; status: number }> {
-    const path = url.pathname;
+  async function handle(req: IncomingMessage, res: ServerResponse, path: string): Promise<{ route: SteveRoute; status: number }> {
     const state = { bodyRead: false };
     if (path.startsWith('/e2p/v2/')) {
       const headers = corsHeaders(req);
@@ -395,8 +397,8 @@ export function createSteveServer(options: SteveServerOptions): SteveServer {
   }
 
   return {
-    claims(req, url) {
-      return url.pathname.startsWith('/e2p/') || (v1 !== null && req.headers['x-e2p-key'] !== undefined);
+    claims(req, pathname) {
+      return pathname.startsWith('/e2p/') || (v1 !== null && req.headers['x-e2p-key'] !== undefined);
     },
     handle,
     get sessions() {

@@ -84,9 +84,12 @@ function isHopByHop(name: string, listed: ReadonlySet<string>): boolean {
   return HOP_BY_HOP.has(name) || name.startsWith('proxy-') || listed.has(name);
 }
 
-function connectionTokens(value: string | string[] | undefined): Set<string> {
+/** Most messages have no Connection header: one shared empty set for them. */
+const NO_TOKENS: ReadonlySet<string> = new Set<string>();
+
+function connectionTokens(value: string | string[] | undefined): ReadonlySet<string> {
+  if (value === undefined) return NO_TOKENS;
   const out = new Set<string>();
-  if (value === undefined) return out;
   for (const line of Array.isArray(value) ? value : [value]) {
     for (const token of line.split(',')) {
       const name = token.trim().toLowerCase();

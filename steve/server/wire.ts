@@ -10,7 +10,7 @@
  */
 
 import { encodeCbor } from '../../cbor/index.js';
-import { SESSION_ID_BYTES, SEQUENCE_BYTES, VERSION, concatBytes, type AppResponse } from '../protocol/index.js';
+import { SESSION_ID_BYTES, SEQUENCE_BYTES, VERSION, concatBytes, writeU64, type AppResponse } from '../protocol/index.js';
 import { SteveError } from '../errors.js';
 
 /** The CBOR head of a byte string (major type 2) of `length` bytes, in its shortest form (§2). */
@@ -47,9 +47,7 @@ export function envelopeHead(sessionId: Uint8Array, sequence: number, ciphertext
   const out = new Uint8Array(ENVELOPE_TEMPLATE.length + lengthHead.length);
   out.set(ENVELOPE_TEMPLATE, 0);
   out.set(sessionId, SESSION_ID_OFFSET);
-  const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
-  view.setUint32(SEQUENCE_OFFSET, Math.floor(sequence / 0x1_0000_0000));
-  view.setUint32(SEQUENCE_OFFSET + 4, sequence % 0x1_0000_0000);
+  writeU64(out, SEQUENCE_OFFSET, sequence);
   out.set(lengthHead, ENVELOPE_TEMPLATE.length);
   return out;
 }
@@ -86,16 +84,13 @@ function headBytes(value: number): number {
   return value < 24 ? 1 : value <= 0xff ? 2 : value <= 0xffff ? 3 : 5;
 }
 
-/** A CBOR text string: head and UTF-8 bytes (the values are Latin-1 text, so chars 0x80-0xff take two bytes). */
-function textBytes(value: string): number {
-  const length = Buffer.byteLength(value, 'utf8');
-  return headBytes(length) + length;
-}
-
-function writeText(out: Buffer, at: number, value: string): number {
-  const length = Buffer.byteLength(value, 'utf8');
+/**
+ * A CBOR text string of `length` UTF-8 bytes (the values are Latin-1 text, so chars 0x80-0xff take two
+ * bytes). A string whose UTF-8 length equals its length is ASCII, and is copied as such (faster).
+ */
+function writeText(out: Buffer, at: number, value: string, length: number): number {
   const start = writeHead(out, at, 3, length);
-  return start + out.write(value, start, length, 'utf8');
+  return start + out.write(value, start, length, length === value.length ? 'latin1' : 'utf8');
 }
 
 // The fixed keys, encoded once.
@@ -114,12 +109,17 @@ export function appResponseHead(status: number, headers: AppResponse['headers'],
   if (!Number.isSafeInteger(status) || status < MIN_STATUS || status > MAX_STATUS) throw new SteveError('STEVE_BAD_ARGUMENT', `"status" expected an integer in ${MIN_STATUS}..${MAX_STATUS}`);
   if (!Number.isSafeInteger(bodyLength) || bodyLength < 0 || bodyLength > 0xffffffff) throw new SteveError('STEVE_BAD_ARGUMENT', '"bodyLength" expected an integer in 0..2^32-1');
   let size = 1 + KEY_STATUS.length + headBytes(status) + KEY_HEADERS.length + headBytes(headers.length) + KEY_BODY.length + (bodyLength === 0 ? 1 : headBytes(bodyLength));
+  // UTF-8 lengths of each name and value, measured once for the size and again used to write.
+  const lengths: number[] = [];
   for (const pair of headers) {
     if (!Array.isArray(pair) || pair.length !== 2) throw new SteveError('STEVE_BAD_ARGUMENT', 'a header is not a [name, value] pair');
     const [name, value] = pair;
     if (typeof name !== 'string' || !TOKEN_RE.test(name)) throw new SteveError('STEVE_BAD_ARGUMENT', 'a header name is not a token');
     if (typeof value !== 'string' || !FIELD_VALUE_RE.test(value)) throw new SteveError('STEVE_BAD_ARGUMENT', 'a header value has a forbidden character');
-    size += 1 + textBytes(name) + textBytes(value);
+    const nameLength = name.length; // a token is ASCII
+    const valueLength = Buffer.byteLength(value, 'utf8');
+    lengths.push(nameLength, valueLength);
+    size += 1 + headBytes(nameLength) + nameLength + headBytes(valueLength) + valueLength;
   }
   const out = Buffer.allocUnsafe(size);
   out[0] = 0xa3; // map of 3: status, headers, body
@@ -127,10 +127,11 @@ export function appResponseHead(status: number, headers: AppResponse['headers'],
   at = writeHead(out, at, 0, status);
   at += KEY_HEADERS.copy(out, at);
   at = writeHead(out, at, 4, headers.length);
-  for (const [name, value] of headers) {
+  for (let i = 0; i < headers.length; i++) {
+    const [name, value] = headers[i]!;
     out[at++] = 0x82; // a [name, value] pair
-    at = writeText(out, at, name);
-    at = writeText(out, at, value);
+    at = writeText(out, at, name, lengths[2 * i]!);
+    at = writeText(out, at, value, lengths[2 * i + 1]!);
   }
   at += KEY_BODY.copy(out, at);
   at = bodyLength === 0 ? ((out[at] = 0xf6), at + 1) : writeHead(out, at, 2, bodyLength);

@@ -74,6 +74,9 @@ describe('readBody', () => {
     limits = { maxBytes: 10_000, timeoutMs: 2000, budget: createMemoryBudget(1 << 20) };
     const declared = JSON.parse((await send([chunk(3000, 1), chunk(3000, 2)], { declared: 6000 })).text);
     expect(declared).toEqual({ bytes: 6000, first: 1, last: 2, used: 6000, after: 0 });
+    // One chunk that is the whole declared body (kept as it arrived), as a small STEVE request is.
+    const whole = JSON.parse((await send([Uint8Array.from([7, ...chunk(1198, 8), 9])], { declared: 1200 })).text);
+    expect(whole).toEqual({ bytes: 1200, first: 7, last: 9, used: 1200, after: 0 });
     const chunked = JSON.parse((await send([chunk(10, 3), chunk(9990, 4)])).text);
     expect(chunked).toEqual({ bytes: 10_000, first: 3, last: 4, used: 10_000, after: 0 });
     const empty = JSON.parse((await send([], { declared: 0 })).text);

@@ -1,9 +1,9 @@
 /**
  * Reads a request body under a size cap, a deadline and a process-wide memory budget, checking before
  * it buffers (specs/steve.md §7 "413 before reading the whole body"): the declared Content-Length
- * first, then the running count of what arrives. With a declared length the body lands in one buffer
- * of that size (one copy, no join; its pages are only touched as bytes arrive); without one, the chunks
- * are joined once at the end.
+ * first, then the running count of what arrives. With a declared length a body that arrives as one
+ * chunk is that chunk, and a longer one lands in one buffer of that size (one copy, no join; its pages
+ * are only touched as bytes arrive); without one, the chunks are joined once at the end.
  *
  * The budget bounds the bytes that all bodies being read and processed hold at once, counted as they
  * arrive (ours: 32 MiB envelopes x 64 concurrent requests would be 2 GiB, more than an enclave may
@@ -80,14 +80,16 @@ export function readBody(req: IncomingMessage, limits: BodyLimits): Promise<{ bo
   };
 
   return new Promise((resolve, reject) => {
-    const single = declared !== null ? Buffer.allocUnsafe(declared) : null;
+    // With a declared length: the body's one buffer, made on the first chunk unless that chunk is
+    // already the whole body (the usual case for small requests: no copy at all).
+    let single: Buffer | null = null;
     const chunks: Buffer[] = [];
     let size = 0;
     const finish = (err: Error | null): void => {
       clearTimeout(timer);
       req.off('data', onData).off('end', onEnd).off('error', onError).off('aborted', onAborted);
       if (err === null) {
-        if (single !== null && size !== declared) {
+        if (declared !== null && size !== declared) {
           release();
           reject(new SteveError('STEVE_PROTOCOL', 'body shorter than its Content-Length'));
           return;
@@ -111,8 +113,11 @@ export function readBody(req: IncomingMessage, limits: BodyLimits): Promise<{ bo
         finish(new SteveError('STEVE_BUSY', 'request body budget exhausted'));
         return;
       }
-      if (single !== null) single.set(chunk, size);
-      else chunks.push(chunk);
+      if (declared === null || (size === 0 && chunk.length === declared)) chunks.push(chunk);
+      else {
+        single ??= Buffer.allocUnsafe(declared);
+        single.set(chunk, size);
+      }
       size = next;
     };
     const onEnd = (): void => finish(null);

@@ -90,6 +90,19 @@ export function hkdfSha256(ikm: Uint8Array, salt: Uint8Array, info: Uint8Array, 
 }
 
 /**
+ * `bytes` moved into an ArrayBuffer of their own, the source zeroed. V8 keeps a small Uint8Array's
+ * bytes inside its heap and moves them out the first time native code reads them (node:crypto does,
+ * on every record), leaving the old bytes behind as garbage that no wipe can reach. A key that lives
+ * in its own buffer from the start is the one copy, and `wipeSessionKeys` zeroes it where it is.
+ */
+function ownBuffer(bytes: Uint8Array): Uint8Array {
+  const out = new Uint8Array(new ArrayBuffer(bytes.length));
+  out.set(bytes);
+  wipe(bytes);
+  return out;
+}
+
+/**
  * Each output = HKDF-SHA256(ikm = shared_secret, salt = transcript_hash, info = label, length) (§4).
  * Zeroes `sharedSecret` in place before returning (also when it throws after the length check).
  */
@@ -100,11 +113,11 @@ export function deriveSessionKeys(sharedSecret: Uint8Array, transcriptHashBytes:
     const prk = extract(sha256, sharedSecret, transcriptHashBytes);
     try {
       return {
-        c2sKey: expand(sha256, prk, utf8(LABEL_C2S_KEY), KEY_BYTES),
-        s2cKey: expand(sha256, prk, utf8(LABEL_S2C_KEY), KEY_BYTES),
-        c2sIv: expand(sha256, prk, utf8(LABEL_C2S_IV), IV_PREFIX_BYTES),
-        s2cIv: expand(sha256, prk, utf8(LABEL_S2C_IV), IV_PREFIX_BYTES),
-        binder: expand(sha256, prk, utf8(LABEL_BINDER), BINDER_BYTES),
+        c2sKey: ownBuffer(expand(sha256, prk, utf8(LABEL_C2S_KEY), KEY_BYTES)),
+        s2cKey: ownBuffer(expand(sha256, prk, utf8(LABEL_S2C_KEY), KEY_BYTES)),
+        c2sIv: ownBuffer(expand(sha256, prk, utf8(LABEL_C2S_IV), IV_PREFIX_BYTES)),
+        s2cIv: ownBuffer(expand(sha256, prk, utf8(LABEL_S2C_IV), IV_PREFIX_BYTES)),
+        binder: ownBuffer(expand(sha256, prk, utf8(LABEL_BINDER), BINDER_BYTES)),
       };
     } finally {
       wipe(prk);

@@ -22,6 +22,7 @@
 import { encodeCbor, type CborInput, type CborValue } from '../../cbor/index.js';
 import { SteveError, type SteveErrorCode } from '../errors.js';
 import { MAX_APPLICATION_RESPONSE_BYTES, MAX_REQUEST_ENVELOPE_BYTES } from './constants.js';
+import { CanonicalReader } from './canonical.js';
 import { decodeMap, expectText, expectUint, readFields } from './fields.js';
 import type { DecodeLimit } from './messages.js';
 
@@ -179,94 +180,33 @@ const KEY_METHOD = encodeCbor('method');
 const KEY_PATH = encodeCbor('path');
 const KEY_HEADERS = encodeCbor('headers');
 const KEY_BODY = encodeCbor('body');
-const CBOR_NULL = 0xf6;
+const CBOR_NULL = Uint8Array.of(0xf6);
 
-/**
- * The canonical application request read in place, or null for anything outside that form (the strict
- * path then decides). Reads a cursor over `bytes`; every read checks the bytes left first.
- */
+/** The canonical application request read in place, or null for anything outside that form (the strict path then decides). */
 export function readCanonicalAppRequest(bytes: Uint8Array): AppRequest | null {
-  const end = bytes.length;
-  let at = 0;
-  /** The argument of a head of `major` type in its shortest form, or -1. */
-  const head = (major: number): number => {
-    if (at >= end) return -1;
-    const initial = bytes[at]!;
-    if (initial >> 5 !== major) return -1;
-    const info = initial & 0x1f;
-    if (info < 24) {
-      at += 1;
-      return info;
-    }
-    if (info === 24 && at + 2 <= end && bytes[at + 1]! >= 24) {
-      at += 2;
-      return bytes[at - 1]!;
-    }
-    if (info === 25 && at + 3 <= end) {
-      const value = (bytes[at + 1]! << 8) | bytes[at + 2]!;
-      if (value <= 0xff) return -1;
-      at += 3;
-      return value;
-    }
-    if (info === 26 && at + 5 <= end) {
-      const value = ((bytes[at + 1]! << 24) | (bytes[at + 2]! << 16) | (bytes[at + 3]! << 8) | bytes[at + 4]!) >>> 0;
-      if (value <= 0xffff) return -1;
-      at += 5;
-      return value;
-    }
-    return -1;
-  };
-  /** An ASCII text string, or null. */
-  const text = (): string | null => {
-    const length = head(3);
-    if (length < 0 || at + length > end) return null;
-    let out = '';
-    for (let i = at; i < at + length; i++) {
-      const byte = bytes[i]!;
-      if (byte >= 0x80) return null;
-      out += String.fromCharCode(byte);
-    }
-    at += length;
-    return out;
-  };
-  const key = (expected: Uint8Array): boolean => {
-    if (at + expected.length > end) return false;
-    for (let i = 0; i < expected.length; i++) if (bytes[at + i] !== expected[i]) return false;
-    at += expected.length;
-    return true;
-  };
-
-  if (bytes[0] !== 0xa4) return null;
-  at = 1;
-  if (!key(KEY_METHOD)) return null;
-  const method = text();
-  if (method === null || !TOKEN_RE.test(method)) return null;
-  if (!key(KEY_PATH)) return null;
-  const path = text();
-  if (path === null || !PATH_RE.test(path)) return null;
-  if (!key(KEY_HEADERS)) return null;
-  const count = head(5);
+  const reader = new CanonicalReader(bytes);
+  if (reader.head(5) !== 4 || !reader.literal(KEY_METHOD)) return null;
+  const method = reader.ascii();
+  if (method === null || !TOKEN_RE.test(method) || !reader.literal(KEY_PATH)) return null;
+  const path = reader.ascii();
+  if (path === null || !PATH_RE.test(path) || !reader.literal(KEY_HEADERS)) return null;
+  const count = reader.head(5);
   if (count < 0) return null;
   const headers = Object.create(null) as Record<string, string>;
   for (let i = 0; i < count; i++) {
-    const name = text();
+    const name = reader.ascii();
     if (name === null || !LOWER_TOKEN_RE.test(name) || name in headers) return null;
-    const value = text();
+    const value = reader.ascii();
     if (value === null || !FIELD_VALUE_RE.test(value)) return null;
     headers[name] = value;
   }
-  if (!key(KEY_BODY)) return null;
-  let body: Uint8Array | null;
-  if (at < end && bytes[at] === CBOR_NULL) {
-    at += 1;
-    body = null;
-  } else {
-    const length = head(2);
-    if (length < 0 || at + length > end) return null;
-    body = bytes.subarray(at, at + length);
-    at += length;
+  if (!reader.literal(KEY_BODY)) return null;
+  let body: Uint8Array | null = null;
+  if (!reader.literal(CBOR_NULL)) {
+    body = reader.byteString();
+    if (body === null) return null;
   }
-  return at === end ? { method, path, headers, body } : null;
+  return reader.done ? { method, path, headers, body } : null;
 }
 
 // ---------------------------------------------------------------------------------------------------

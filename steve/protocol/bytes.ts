@@ -51,13 +51,6 @@ export function writeU64(out: Uint8Array, at: number, value: number): void {
   out[at + 7] = low & 0xff;
 }
 
-/** Reads 8 big-endian bytes at `at` as two 32-bit halves [high, low]. */
-export function readU64Halves(bytes: Uint8Array, at: number): [number, number] {
-  const high = ((bytes[at]! << 24) | (bytes[at + 1]! << 16) | (bytes[at + 2]! << 8) | bytes[at + 3]!) >>> 0;
-  const low = ((bytes[at + 4]! << 24) | (bytes[at + 5]! << 16) | (bytes[at + 6]! << 8) | bytes[at + 7]!) >>> 0;
-  return [high, low];
-}
-
 /** Compares two byte arrays without an early exit on the first difference. Lengths are not secret. */
 export function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;

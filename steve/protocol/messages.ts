@@ -19,7 +19,8 @@
 
 import { encodeCbor } from '../../cbor/index.js';
 import { SteveError } from '../errors.js';
-import { assertBytes, concatBytes, readU64Halves } from './bytes.js';
+import { assertBytes, concatBytes } from './bytes.js';
+import { CanonicalReader } from './canonical.js';
 import {
   CLIENT_KEY_MATERIAL_BYTES,
   CONTEXT_HASH_BYTES,
@@ -36,7 +37,7 @@ import {
   type Suite,
 } from './constants.js';
 import { decodeMap, expectBytes, expectText, expectUint, expectVersion, readFields } from './fields.js';
-import { sequenceFromBytes, sequenceToBytes } from './sequence.js';
+import { readSequence, sequenceFromBytes, sequenceToBytes } from './sequence.js';
 
 export interface SessionRequest {
   suite: Suite;
@@ -200,54 +201,18 @@ export function decodeEnvelopeStrict(bytes: Uint8Array, limit: DecodeLimit = {})
 const ENVELOPE_START = concatBytes(Uint8Array.of(0xa4), encodeCbor('version'), encodeCbor(VERSION), encodeCbor('session_id'), Uint8Array.of(0x40 | SESSION_ID_BYTES));
 const ENVELOPE_SEQUENCE = concatBytes(encodeCbor('sequence'), Uint8Array.of(0x40 | SEQUENCE_BYTES));
 const ENVELOPE_CIPHERTEXT = encodeCbor('ciphertext');
-/** 2^53 - 1 has 21 bits in the high word. */
-const MAX_SEQUENCE_HIGH = 0x1f_ffff;
-
-function bytesAt(bytes: Uint8Array, at: number, expected: Uint8Array): boolean {
-  if (at + expected.length > bytes.length) return false;
-  for (let i = 0; i < expected.length; i++) if (bytes[at + i] !== expected[i]) return false;
-  return true;
-}
 
 /** The envelope when `bytes` are exactly its canonical form with valid values, else null. */
 export function readCanonicalEnvelope(bytes: Uint8Array): Envelope | null {
-  if (!bytesAt(bytes, 0, ENVELOPE_START)) return null;
-  const sessionIdAt = ENVELOPE_START.length;
-  const sequenceKeyAt = sessionIdAt + SESSION_ID_BYTES;
-  if (!bytesAt(bytes, sequenceKeyAt, ENVELOPE_SEQUENCE)) return null;
-  const sequenceAt = sequenceKeyAt + ENVELOPE_SEQUENCE.length;
-  const ciphertextKeyAt = sequenceAt + SEQUENCE_BYTES;
-  if (!bytesAt(bytes, ciphertextKeyAt, ENVELOPE_CIPHERTEXT)) return null;
-  // The ciphertext's byte-string head, in its shortest form (a longer one is for the strict path).
-  let at = ciphertextKeyAt + ENVELOPE_CIPHERTEXT.length;
-  const remaining = bytes.length - at;
-  if (remaining < 1) return null;
-  const head = bytes[at]!;
-  let length: number;
-  if (head >= 0x40 && head <= 0x57) {
-    length = head - 0x40;
-    at += 1;
-  } else if (head === 0x58 && remaining >= 2) {
-    length = bytes[at + 1]!;
-    if (length < 24) return null;
-    at += 2;
-  } else if (head === 0x59 && remaining >= 3) {
-    length = (bytes[at + 1]! << 8) | bytes[at + 2]!;
-    if (length <= 0xff) return null;
-    at += 3;
-  } else if (head === 0x5a && remaining >= 5) {
-    length = ((bytes[at + 1]! << 24) | (bytes[at + 2]! << 16) | (bytes[at + 3]! << 8) | bytes[at + 4]!) >>> 0;
-    if (length <= 0xffff) return null;
-    at += 5;
-  } else {
-    return null;
-  }
-  if (at + length !== bytes.length || length < TAG_BYTES) return null;
-  const [high, low] = readU64Halves(bytes, sequenceAt);
-  if (high > MAX_SEQUENCE_HIGH) return null;
-  return {
-    sessionId: bytes.slice(sessionIdAt, sessionIdAt + SESSION_ID_BYTES),
-    sequence: high * 0x1_0000_0000 + low,
-    ciphertext: bytes.subarray(at),
-  };
+  const reader = new CanonicalReader(bytes);
+  if (!reader.literal(ENVELOPE_START)) return null;
+  const sessionId = reader.take(SESSION_ID_BYTES);
+  if (sessionId === null || !reader.literal(ENVELOPE_SEQUENCE)) return null;
+  const sequenceAt = reader.at;
+  if (reader.take(SEQUENCE_BYTES) === null || !reader.literal(ENVELOPE_CIPHERTEXT)) return null;
+  const ciphertext = reader.byteString();
+  if (ciphertext === null || ciphertext.length < TAG_BYTES || !reader.done) return null;
+  const sequence = readSequence(bytes, sequenceAt);
+  if (sequence === null) return null;
+  return { sessionId: sessionId.slice(), sequence, ciphertext };
 }

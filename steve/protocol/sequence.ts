@@ -6,7 +6,7 @@
  */
 
 import { SteveError } from '../errors.js';
-import { assertBytes, readU64Halves, writeU64 } from './bytes.js';
+import { assertBytes, writeU64 } from './bytes.js';
 import { MAX_SEQUENCE, SEQUENCE_BYTES } from './constants.js';
 
 /** True for an integer in 0..2^53-1. */
@@ -28,8 +28,16 @@ export function sequenceToBytes(sequence: number): Uint8Array {
  */
 export function sequenceFromBytes(bytes: Uint8Array): number {
   assertBytes(bytes, 'sequence', SEQUENCE_BYTES, 'STEVE_PROTOCOL');
-  const [high, low] = readU64Halves(bytes, 0);
+  const sequence = readSequence(bytes, 0);
+  if (sequence === null) throw new SteveError('STEVE_PROTOCOL', '"sequence" above 2^53-1');
+  return sequence;
+}
+
+/** The 8 big-endian bytes at `at` (the caller has checked they are there) as a sequence; null above 2^53-1. */
+export function readSequence(bytes: Uint8Array, at: number): number | null {
+  const high = ((bytes[at]! << 24) | (bytes[at + 1]! << 16) | (bytes[at + 2]! << 8) | bytes[at + 3]!) >>> 0;
   // 2^53 - 1 has 21 bits in the high word.
-  if (high > 0x1f_ffff) throw new SteveError('STEVE_PROTOCOL', '"sequence" above 2^53-1');
+  if (high > 0x1f_ffff) return null;
+  const low = ((bytes[at + 4]! << 24) | (bytes[at + 5]! << 16) | (bytes[at + 6]! << 8) | bytes[at + 7]!) >>> 0;
   return high * 0x1_0000_0000 + low;
 }

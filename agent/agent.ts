@@ -17,7 +17,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { pipeline } from 'node:stream/promises';
 import { request as upstreamRequest } from 'undici';
 import type { Nsm } from '../nsm/index.js';
-import { SteveError } from '../steve/index.js';
+import { SteveError, isBootstrapRequest } from '../steve/index.js';
 import { createSteveServer, DEFAULT_MAX_SESSIONS, SERVER_REPLIES, sendReply, type SteveServerOptions } from '../steve/server/index.js';
 import { appState } from './app-state.js';
 import { createAttestationHandler } from './attestation.js';
@@ -48,17 +48,6 @@ export interface RunningAgent {
   /** The Ed25519 identity key's public half (32 bytes), bound into user_data as `verifying_key`. */
   verifyingKey: Uint8Array;
   stop(): Promise<void>;
-}
-
-/**
- * specs/steve.md §6: what a browser must fetch in plaintext before it can speak STEVE. `GET /` exactly;
- * GET or HEAD for the rest.
- */
-const BOOTSTRAP_FILES = new Set(['/enclave-sw.js', '/register.js', '/attestation-widget.js', '/xwing/steve_xwing_wasm_bg.wasm']);
-
-function isBootstrap(method: string | undefined, pathname: string): boolean {
-  if (pathname === '/') return method === 'GET';
-  return (method === 'GET' || method === 'HEAD') && BOOTSTRAP_FILES.has(pathname);
 }
 
 /** Hop-by-hop headers never forwarded (RFC 9110 §7.6.1, specs/steve.md §7). */
@@ -235,7 +224,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
           route = result.route;
           done(result.status);
         }, fail);
-      } else if (isBootstrap(req.method, url.pathname)) {
+      } else if (isBootstrapRequest(req.method, url.pathname, url.search)) {
         route = 'bootstrap';
         forwardPlaintext(req, res, url, true).then(done, fail);
       } else if (config.allowPlaintextFallback) {

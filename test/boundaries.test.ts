@@ -46,8 +46,11 @@ const isLayerException = (file: string, target: string): boolean => LAYER_EXCEPT
  * half of the NSM surface (see nsm/index.ts): client code imports it to avoid pulling in `node:` modules.
  * steve/server/index.ts is the mirror case: the Node-only half of steve/ (node:crypto, undici), which the
  * agent imports so that steve/index.ts stays browser-safe (steve/protocol/purity.test.ts).
+ * steve/protocol/routing.ts (which requests bypass STEVE) is imported alone by the page script
+ * register.ts, which must stay small (steve/browser/build.test.ts): the protocol's index would bundle
+ * the key exchanges with it.
  */
-const EXTRA_PUBLIC_ENTRIES = new Set(['nsm/verifier.ts', 'steve/server/index.ts']);
+const EXTRA_PUBLIC_ENTRIES = new Set(['nsm/verifier.ts', 'steve/server/index.ts', 'steve/protocol/routing.ts']);
 const NODE_BUILTINS = new Set(builtinModules);
 
 // ---------------------------------------------------------------------------------------------------

@@ -13,7 +13,8 @@
 import { normaliseConfig, workerScriptUrl, type EnclaveConfig, type WorkerConfig } from './config.js';
 import { SteveBrowserError, type SteveBrowserErrorCode, type SteveBrowserStage } from './errors.js';
 import { ERROR_HEADER, SESSION_HEADER, STAGE_HEADER, type ChannelStatus, type WorkerCommand, type WorkerReply } from './messages.js';
-import { passesThrough } from './routing.js';
+// The rule alone, not the protocol's index: this page script stays small (build.test.ts).
+import { passesThrough } from '../protocol/routing.js';
 
 /** How long the worker may take to install, activate and control the page (the §5 establishment deadline's size). */
 const DEFAULT_READY_TIMEOUT_MS = 10_000;

@@ -68,7 +68,7 @@ describe('enclave worker', () => {
       if (answer !== null) taken.push(answer);
       return answer === null;
     };
-    for (const path of ['/', '/?x=1', '/enclave-sw.js', '/register.js', '/attestation-widget.js', '/xwing/steve_xwing_wasm_bg.wasm', '/healthz', '/.well-known/caution/health']) {
+    for (const path of ['/', '/?', '/enclave-sw.js', '/register.js', '/attestation-widget.js', '/xwing/steve_xwing_wasm_bg.wasm', '/healthz', '/.well-known/caution/health']) {
       expect(passes(path), path).toBe(true);
     }
     expect(passes('/register.js', 'HEAD')).toBe(true);
@@ -76,11 +76,16 @@ describe('enclave worker', () => {
     expect(passes('/e2p/v2/session', 'POST')).toBe(true);
     expect(passes('/api', 'GET', 'https://elsewhere.example')).toBe(true);
     expect(passes('/', 'POST')).toBe(false);
+    // A query makes a bootstrap path an ordinary request (steve/protocol/routing.ts): it goes through STEVE.
+    expect(passes('/?card=4111111111111111')).toBe(false);
+    expect(passes('/register.js?v=2')).toBe(false);
+    // The agent serves HEAD only for the four files, not for / (specs/steve.md §6): so does the worker.
+    expect(passes('/', 'HEAD')).toBe(false);
     expect(passes('/register.js', 'POST')).toBe(false);
     expect(passes('/index.html')).toBe(false);
     expect(passes('/api/echo')).toBe(false);
     // Those went through STEVE (and reached the app, encrypted): let them finish before the next test counts.
-    expect((await Promise.all(taken)).map((response) => response.status)).toEqual([200, 200, 200, 200]);
+    expect((await Promise.all(taken)).map((response) => response.status)).toEqual([200, 200, 200, 200, 200, 200, 200]);
   });
 
   it('carries requests through STEVE, replaces the app\'s x-steve-* headers, and reports what it verified', async () => {

@@ -17,7 +17,7 @@
  */
 
 import { SteveClientError, createSteveClient, type FetchFunction, type SteveClient, type SteveReceipt } from '../client/index.js';
-import { MAX_SESSION_RESPONSE_BYTES } from '../protocol/index.js';
+import { MAX_SESSION_RESPONSE_BYTES, passesThrough } from '../protocol/index.js';
 import { base64ToBytes } from './encoding.js';
 import { parseWorkerConfig, profilesForClient, type WorkerConfig } from './config.js';
 import { summariseSessionResponse, type DocumentSummary } from './document-summary.js';
@@ -34,7 +34,6 @@ import {
   type WorkerCommand,
   type WorkerReply,
 } from './messages.js';
-import { passesThrough } from './routing.js';
 import { createIndexedDbTofuStore, type IndexedDbTofuStore, type TofuKey } from './tofu-store.js';
 
 const SESSION_PATH = '/e2p/v2/session';

@@ -87,3 +87,4 @@ export {
 export { keyExchangeFor, x25519Exchange, xwingExchange, type ClientKeyPair, type KeyExchange, type RandomBytes, type ServerResponse } from './kem.js';
 export { checkBindingUserData, encodeBindingUserData, type Binding } from './binding.js';
 export { createReplayWindow, type ReplayWindow } from './replay.js';
+export { BOOTSTRAP_PATHS, E2P_PREFIX, PUBLIC_PATHS, isBootstrapRequest, passesThrough } from './routing.js';

@@ -14,11 +14,21 @@
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { pipeline } from 'node:stream/promises';
 import { request as upstreamRequest } from 'undici';
 import type { Nsm } from '../nsm/index.js';
 import { SteveError, isBootstrapRequest } from '../steve/index.js';
-import { createSteveServer, DEFAULT_MAX_SESSIONS, SERVER_REPLIES, sendReply, type SteveServerOptions } from '../steve/server/index.js';
+import {
+  appRequestHeaders,
+  connectionTokens,
+  createSteveServer,
+  DEFAULT_MAX_SESSIONS,
+  DEFAULT_SEND_TIMEOUT_MS,
+  isHopByHop,
+  sendPieces,
+  SERVER_REPLIES,
+  sendReply,
+  type SteveServerOptions,
+} from '../steve/server/index.js';
 import { appState } from './app-state.js';
 import { createAttestationHandler } from './attestation.js';
 import { createBoundedQueue } from './bounded-queue.js';
@@ -33,12 +43,12 @@ import { createUserDataSource } from './user-data.js';
 
 export interface AgentOptions {
   config: Pick<AgentConfig, 'listen' | 'attestationListen' | 'internalListen' | 'upstream' | 'metadataPath' | 'corsOrigins' | 'allowPlaintextFallback' | 'nsmConcurrency' | 'nsmQueueMax' | 'nsmTimeoutMs' | 'shutdownTimeoutMs' | 'nsm' | 'deployment'> &
-    Partial<Pick<AgentConfig, 'keyExchange' | 'maxSessions'>>;
+    Partial<Pick<AgentConfig, 'keyExchange' | 'maxSessions' | 'maxPendingSessions' | 'maxBufferedBytes' | 'sendTimeoutMs' | 'legacyV1'>>;
   nsm: Nsm;
   manifest: Manifest;
   logger: Logger;
-  /** Tests only: the STEVE server's clock, randomness and app deadline. */
-  steve?: Pick<SteveServerOptions, 'now' | 'random' | 'upstreamTimeoutMs'>;
+  /** Tests only: the STEVE server's clock, randomness, app deadline and v1 cache limits. */
+  steve?: Pick<SteveServerOptions, 'now' | 'random' | 'upstreamTimeoutMs' | 'legacyV1Limits'>;
 }
 
 export interface RunningAgent {
@@ -50,20 +60,12 @@ export interface RunningAgent {
   stop(): Promise<void>;
 }
 
-/** Hop-by-hop headers never forwarded (RFC 9110 §7.6.1, specs/steve.md §7). */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'proxy-authorization', 'proxy-authenticate', 'proxy-connection', 'host']);
-
-/** Headers minus hop-by-hop ones, including those the Connection header names (RFC 9110 §7.6.1). */
-function endToEndHeaders(headers: Record<string, string | string[] | undefined>): Record<string, string | string[]> {
-  const listed = new Set(
-    String(headers.connection ?? '')
-      .split(',')
-      .map((token) => token.trim().toLowerCase())
-      .filter((token) => token !== ''),
-  );
+/** The app's response headers minus hop-by-hop ones, including those its Connection header lists (RFC 9110 §7.6.1). */
+function responseHeaders(headers: Record<string, string | string[] | undefined>): Record<string, string | string[]> {
+  const listed = connectionTokens(headers.connection);
   const out: Record<string, string | string[]> = {};
   for (const [name, value] of Object.entries(headers)) {
-    if (value !== undefined && !HOP_BY_HOP.has(name) && !listed.has(name)) out[name] = value;
+    if (value !== undefined && !isHopByHop(name, listed)) out[name] = value;
   }
   return out;
 }
@@ -74,6 +76,12 @@ function identityKey(): { privateKey: KeyObject; verifyingKey: Uint8Array } {
   const jwk = publicKey.export({ format: 'jwk' });
   return { privateKey, verifyingKey: new Uint8Array(Buffer.from(jwk.x!, 'base64url')) };
 }
+
+/**
+ * The public /healthz: a status only (ours). The upstream's URL, the NSM's last error and the app's
+ * restarts tell an outsider how the enclave is built and how it fails; they are on the internal listener.
+ */
+const PUBLIC_HEALTH = Object.freeze({ status: 'ok' });
 
 async function listen(server: Server, address: HostPort): Promise<string> {
   server.listen(address.port, address.host);
@@ -141,41 +149,54 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     upstream: config.upstream,
     corsOrigins: config.corsOrigins,
     attest: steveAttest,
-    identityKey: privateKey,
+    // Legacy v1 only when explicitly on: without its identity key the server answers v1 404.
+    identityKey: config.legacyV1 === true ? privateKey : null,
+    ...(config.maxPendingSessions !== undefined ? { maxPendingSessions: config.maxPendingSessions } : {}),
+    ...(config.maxBufferedBytes !== undefined ? { maxBufferedBytes: config.maxBufferedBytes } : {}),
+    ...(config.sendTimeoutMs !== undefined ? { sendTimeoutMs: config.sendTimeoutMs } : {}),
     logger: logger.child({ component: 'steve' }),
     onUpstreamError: (kind) => metrics.countUpstreamError(kind),
     ...options.steve,
   });
   metrics.gauge('enclave_agent_steve_sessions', 'Open STEVE sessions (pending and confirmed).', () => steve.sessions);
+  metrics.gauge('enclave_agent_steve_pending_sessions', 'STEVE sessions awaiting their confirmation.', () => steve.pendingSessions);
+  metrics.gauge('enclave_agent_steve_evicted_sessions', 'STEVE sessions evicted to make room since start.', () => steve.evictedSessions);
+  metrics.gauge('enclave_agent_steve_buffered_bytes', 'Bytes of STEVE request bodies and answers held in memory (the --max-buffered-bytes budget).', () => steve.bufferedBytes);
 
-  const upstreamOrigin = new URL(config.upstream).origin;
+  const upstreamUrl = new URL(config.upstream);
+  const upstreamOrigin = upstreamUrl.origin;
+  const sendTimeoutMs = config.sendTimeoutMs ?? DEFAULT_SEND_TIMEOUT_MS;
 
   /**
-   * The app in plaintext: the bootstrap files (without the caller's cookie or authorization, which
-   * they do not need and the host would see), or anything when the fallback is explicitly on.
+   * The app in plaintext: the bootstrap files (with only the headers a static file needs: no cookie,
+   * credential or custom header the host would see, steve/server/headers.ts), or anything when the
+   * fallback is explicitly on. Forwarding headers are the agent's on both. The answer streams back
+   * with backpressure, and a client that stops reading is dropped after the send timeout.
    */
   async function forwardPlaintext(req: IncomingMessage, res: ServerResponse, url: RequestTarget, bootstrap = false): Promise<number> {
-    const headers = endToEndHeaders(req.headers);
-    if (bootstrap) {
-      delete headers.cookie;
-      delete headers.authorization;
-    }
-    headers['x-forwarded-proto'] = 'http';
+    const headers = appRequestHeaders(req.headers, { host: upstreamUrl.host, proto: 'http', bootstrap });
+    let answer: Awaited<ReturnType<typeof upstreamRequest>>;
     try {
       // Always the configured upstream's origin: only the path and query come from the request.
-      const answer = await upstreamRequest(`${upstreamOrigin}${url.pathname}${url.search}`, {
+      answer = await upstreamRequest(`${upstreamOrigin}${url.pathname}${url.search}`, {
         method: req.method as 'GET',
         headers,
-        body: req.method === 'GET' || req.method === 'HEAD' ? null : req,
+        body: bootstrap || req.method === 'GET' || req.method === 'HEAD' ? null : req,
       });
-      res.writeHead(answer.statusCode, endToEndHeaders(answer.headers));
-      await pipeline(answer.body, res);
-      return answer.statusCode;
     } catch (err) {
       metrics.countUpstreamError((err as { code?: string }).code ?? 'error');
       sendJson(res, 502, { error: 'upstream_unavailable' });
       return 502;
     }
+    res.writeHead(answer.statusCode, responseHeaders(answer.headers));
+    try {
+      if ((await sendPieces(res, answer.body, sendTimeoutMs)) !== 'sent') answer.body.destroy();
+    } catch (err) {
+      // The app's body failed midway: the client sees a cut answer (its length does not match).
+      metrics.countUpstreamError((err as { code?: string }).code ?? 'error');
+      res.destroy();
+    }
+    return answer.statusCode;
   }
 
   function handler(attestationOnly: boolean) {
@@ -209,9 +230,8 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
         done(200);
       } else if (url.pathname === '/healthz') {
         route = 'healthz';
-        // `app` only under init (agent/app-state.ts): the app's supervisor state, restarts and last exit.
-        const app = appState.current();
-        sendJson(res, 200, { status: 'ok', nsm: { mode: nsm.kind, lastError: lastNsmError }, upstream: config.upstream, sessions: steve.sessions, ...(app !== null ? { app } : {}) });
+        // Public: a status only. The details are for the operator, on the internal listener.
+        sendJson(res, 200, PUBLIC_HEALTH);
         done(200);
       } else if (attestationOnly) {
         route = 'other';
@@ -248,6 +268,10 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     if (req.url === '/metrics' && req.method === 'GET') {
       res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4', 'cache-control': 'no-store' });
       res.end(metrics.render());
+    } else if (req.url === '/healthz' && req.method === 'GET') {
+      // `app` only under init (agent/app-state.ts): the app's supervisor state, restarts and last exit.
+      const app = appState.current();
+      sendJson(res, 200, { status: 'ok', nsm: { mode: nsm.kind, lastError: lastNsmError }, upstream: config.upstream, sessions: steve.sessions, ...(app !== null ? { app } : {}) });
     } else sendJson(res, 404, { error: 'not_found' });
   });
   const servers = [publicServer, attestationServer, internalServer].filter((s): s is Server => s !== null);

@@ -81,7 +81,7 @@ describe('the agent under init (built CLI, IPC channel)', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('/healthz shows the app state init sends; SIGTERM still ends the agent', async () => {
+  it('the internal /healthz shows the app state init sends, the public one does not; SIGTERM still ends the agent', async () => {
     const env: NodeJS.ProcessEnv = { ...process.env, ENCLAVE_INIT_IPC: '1' };
     delete env.NODE_OPTIONS;
     const args = ['run', '--nsm', 'mock', '--deployment', 'test', '--mock-pki', join(dir, 'pki'), '--manifest', join(dir, 'manifest.json'), '--listen', '127.0.0.1:0', '--internal-listen', '127.0.0.1:0'];
@@ -94,21 +94,24 @@ describe('the agent under init (built CLI, IPC channel)', () => {
         const timer = setTimeout(() => reject(new Error(`the agent did not listen: ${out}`)), 20_000);
         child.stdout!.on('data', (chunk: Buffer) => {
           out += chunk.toString('utf8');
-          const match = /"public":"([^"]+)"/.exec(out);
+          const match = /"public":"([^"]+)".*"internal":"([^"]+)"/.exec(out);
           if (match !== null) {
             clearTimeout(timer);
-            resolve(`http://${match[1]}`);
+            resolve(`http://${match[1]}|http://${match[2]}`);
           }
         });
       });
+      const [publicBase, internalBase] = base.split('|') as [string, string];
       expect(messages).toEqual([{ type: 'app-state-request' }]);
-      const health = async () => (await (await fetch(`${base}/healthz`, { signal: AbortSignal.timeout(5000) })).json()) as Record<string, unknown>;
+      const health = async () => (await (await fetch(`${internalBase}/healthz`, { signal: AbortSignal.timeout(5000) })).json()) as Record<string, unknown>;
       expect((await health()).app).toBeUndefined();
       child.send({ type: 'app-state', app: RUNNING });
       await expect.poll(async () => (await health()).app, { timeout: 5000 }).toEqual(RUNNING);
       child.send({ type: 'app-state', app: { ...RUNNING, restarts: -1 } });
       child.send({ type: 'app-state', app: { ...RUNNING, restarts: 3 } });
       await expect.poll(async () => (await health()).app, { timeout: 5000 }).toEqual({ ...RUNNING, restarts: 3 });
+      // Restarts and exits are the operator's: the public /healthz says only the status.
+      expect(await (await fetch(`${publicBase}/healthz`, { signal: AbortSignal.timeout(5000) })).text()).toBe('{"status":"ok"}');
       const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
       child.kill('SIGTERM');
       const code = await Promise.race([exited, new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 10_000))]);

@@ -373,13 +373,16 @@ describe('/attestation: good requests', () => {
     }
   });
 
-  it('serves the existing health route and /healthz', async () => {
+  it('serves the existing health route and /healthz: a status only in public, the details on the internal listener', async () => {
     const health = await call(`${agent.base}/.well-known/caution/health`);
     expect(health.status).toBe(200);
     expect(health.text).toBe('OK');
     const healthz = await call(`${agent.base}/healthz`);
     expect(healthz.status).toBe(200);
-    expect(JSON.parse(healthz.text)).toEqual({ status: 'ok', nsm: { mode: 'mock', lastError: null }, upstream: 'http://127.0.0.1:1/', sessions: 0 });
+    expect(healthz.text).toBe('{"status":"ok"}');
+    const internal = await call(`${agent.internal}/healthz`);
+    expect(internal.status).toBe(200);
+    expect(JSON.parse(internal.text)).toEqual({ status: 'ok', nsm: { mode: 'mock', lastError: null }, upstream: 'http://127.0.0.1:1/', sessions: 0 });
   });
 });
 
@@ -570,7 +573,8 @@ describe('/attestation: NSM queue full -> 429, NSM failure -> 503', () => {
     const reply = await postNonce(agent.base, bytesToBase64(nonceBytes()));
     expectErrors(reply, 503, 'NSM unavailable (NSM_EIO)');
     expect(reply.text).not.toContain('secret');
-    const healthz = JSON.parse((await call(`${agent.base}/healthz`)).text) as { nsm: { mode: string; lastError: string | null } };
+    expect((await call(`${agent.base}/healthz`)).text).toBe('{"status":"ok"}');
+    const healthz = JSON.parse((await call(`${agent.internal}/healthz`)).text) as { nsm: { mode: string; lastError: string | null } };
     expect(healthz.nsm).toEqual({ mode: 'mock', lastError: 'NSM_EIO' });
     const metrics = parseMetrics((await call(`${agent.internal}/metrics`)).text);
     expect(metrics.get('enclave_agent_nsm_requests_total{outcome="error"}')).toBe(1);
@@ -584,7 +588,7 @@ describe('/attestation: NSM queue full -> 429, NSM failure -> 503', () => {
     const agent = await start({ nsm: gated.nsm, config: { nsmTimeoutMs: 200 } });
     const reply = await postNonce(agent.base, bytesToBase64(nonceBytes()));
     expectErrors(reply, 503, 'NSM unavailable (NSM_TIMEOUT)');
-    const healthz = JSON.parse((await call(`${agent.base}/healthz`)).text) as { nsm: { lastError: string | null } };
+    const healthz = JSON.parse((await call(`${agent.internal}/healthz`)).text) as { nsm: { lastError: string | null } };
     expect(healthz.nsm.lastError).toBe('NSM_TIMEOUT');
     gated.release();
     await expectGood(agent);

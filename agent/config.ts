@@ -35,6 +35,14 @@ export interface AgentConfig {
   keyExchange: 'X25519' | 'XWING-DRAFT10';
   /** Capacity of the STEVE session table (specs/steve.md §7). */
   maxSessions: number;
+  /** Pending (unconfirmed) STEVE sessions held at once; the oldest is evicted for a new one. */
+  maxPendingSessions: number;
+  /** Bytes of STEVE request bodies and answers held in memory at once, server-wide. */
+  maxBufferedBytes: number;
+  /** A client socket that takes no answer bytes for this long is closed. */
+  sendTimeoutMs: number;
+  /** Legacy STEVE v1 (specs/steve.md §8): off unless explicitly on. */
+  legacyV1: boolean;
   nsmConcurrency: number;
   nsmQueueMax: number;
   nsmTimeoutMs: number;
@@ -134,7 +142,11 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'corsOrigins', flag: '--cors-origins', env: ['ENCLAVE_AGENT_CORS_ORIGINS', 'STEVE_CORS_ORIGINS'], default: '', parse: origins, doc: 'comma-separated exact origins allowed to call `/attestation` and `/e2p/v2/*` from a browser; no wildcards' },
   { key: 'allowPlaintextFallback', flag: '--allow-plaintext-fallback', env: ['ENCLAVE_AGENT_ALLOW_PLAINTEXT_FALLBACK', 'STEVE_ALLOW_PLAINTEXT_FALLBACK'], default: 'false', parse: bool, boolean: true, doc: 'forward ordinary requests to the app in plaintext instead of refusing them with 403 `e2e_required`' },
   { key: 'keyExchange', flag: '--key-exchange', env: ['ENCLAVE_AGENT_KEY_EXCHANGE', 'STEVE_KEY_EXCHANGE'], default: 'X25519', parse: oneOf('X25519', 'XWING-DRAFT10'), doc: 'the one STEVE suite this deployment pins: `X25519` or `XWING-DRAFT10` (no negotiation)' },
-  { key: 'maxSessions', flag: '--max-sessions', env: ['ENCLAVE_AGENT_MAX_SESSIONS'], default: '10000', parse: integer(1, 1_000_000), doc: 'STEVE sessions held at once; when full and none is idle, new sessions get 429' },
+  { key: 'maxSessions', flag: '--max-sessions', env: ['ENCLAVE_AGENT_MAX_SESSIONS'], default: '10000', parse: integer(1, 1_000_000), doc: 'STEVE sessions held at once, pending and confirmed; when full, a new session evicts the least recently used confirmed session with no request in flight (its client re-establishes), else the oldest pending one' },
+  { key: 'maxPendingSessions', flag: '--max-pending-sessions', env: ['ENCLAVE_AGENT_MAX_PENDING_SESSIONS'], default: '1000', parse: integer(1, 1_000_000), doc: 'STEVE sessions awaiting their confirmation held at once (at most `--max-sessions`); a new one evicts the oldest' },
+  { key: 'maxBufferedBytes', flag: '--max-buffered-bytes', env: ['ENCLAVE_AGENT_MAX_BUFFERED_BYTES'], default: '268435456', parse: integer(1_048_576, 2 ** 40), doc: 'bytes of STEVE request bodies and answers in memory at once, server-wide (256 MiB: eight 32 MiB envelopes); an answer counts until it is written or its connection closed; over it, 429 busy' },
+  { key: 'sendTimeoutMs', flag: '--send-timeout-ms', env: ['ENCLAVE_AGENT_SEND_TIMEOUT_MS'], default: '30000', parse: integer(100, 600_000), doc: 'a client connection that takes no bytes of its answer for this long is closed and its memory released' },
+  { key: 'legacyV1', flag: '--legacy-v1', env: ['ENCLAVE_AGENT_LEGACY_V1'], default: 'false', parse: bool, boolean: true, doc: 'serve legacy STEVE v1 (`/e2p/v1/create_shared_key` and requests carrying `X-E2P-Key`); off, those are 404 and plaintext requests; v1 answers are not bound to their requests: use v2' },
   { key: 'nsmConcurrency', flag: '--nsm-concurrency', env: ['ENCLAVE_AGENT_NSM_CONCURRENCY'], default: '4', parse: integer(1, 64), doc: 'NSM requests in flight at once (the driver serialises them anyway)' },
   { key: 'nsmQueueMax', flag: '--nsm-queue', env: ['ENCLAVE_AGENT_NSM_QUEUE'], default: '256', parse: integer(0, 100_000), doc: 'NSM requests waiting beyond those in flight; more get 429' },
   { key: 'nsmTimeoutMs', flag: '--nsm-timeout-ms', env: ['ENCLAVE_AGENT_NSM_TIMEOUT_MS'], default: '10000', parse: integer(1, 120_000), doc: 'an NSM call taking longer is answered 503 (the driver gives up after 120 s)' },

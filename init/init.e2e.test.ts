@@ -132,7 +132,8 @@ async function healthz(base: string): Promise<Health> {
 
 async function agentBase(init: RunningInit): Promise<string> {
   const listening = await until(() => find(init, (r) => r.service === 'enclave-agent' && r.msg === 'agent listening'), 'the agent to listen');
-  return `http://${(listening.addresses as { public: string }).public}`;
+  // The app's state is on the internal /healthz (the public one says only the status).
+  return `http://${(listening.addresses as { internal: string }).internal}`;
 }
 
 const LONG_RUNNING_APP = [process.execPath, '-e', 'setInterval(() => {}, 1000)'];

@@ -88,6 +88,13 @@ export const MAX_REQUEST_ENVELOPE_BYTES = 33_554_432;
 /** STEVE's authors cap the upstream response body at 32 MiB = 33,554,432 bytes (§6). */
 export const MAX_UPSTREAM_BODY_BYTES = 33_554_432;
 /**
+ * The largest application response envelope a server sends: 32 MiB = 33,554,432 bytes. §6 gives clients
+ * a cap of 32 MiB + 64 KiB, but the shipped browser client of STEVE's authors refuses any envelope over
+ * 32 MiB and drops its session; an answer that would not fit is sent as an encrypted 502
+ * `upstream_response_too_large` instead, which every client handles as a failed request.
+ */
+export const MAX_SERVER_RESPONSE_ENVELOPE_BYTES = 33_554_432;
+/**
  * Ours: a session request body. The largest valid one (X-Wing) is 1,370 bytes of CBOR (five keys,
  * 32 + 1216 + 32 bytes of fields); 4 KiB leaves room without letting a peer make us parse more.
  */

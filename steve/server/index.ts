@@ -9,7 +9,9 @@ export { createSteveServer, CONFIRM_PATH, REQUEST_PATH, SESSION_PATH, DEFAULT_MA
 export { nodeAesGcm, sealParts, type SealedParts } from './aead-node.js';
 export { nodeX25519Exchange, x25519PrivateKey, x25519PublicBytes, x25519SharedSecret } from './x25519-node.js';
 export { REPLY_FOR_CODE, SERVER_REPLIES, sendReply, type Reply } from './replies.js';
-export { DEFAULT_MAX_SESSIONS, IDLE_EVICTION_MS, PENDING_TTL_SECONDS, SESSION_LIFETIME_MS, createSessionTable, type Session, type SessionTable } from './session-table.js';
+export { DEFAULT_MAX_PENDING_SESSIONS, DEFAULT_MAX_SESSIONS, MAX_IN_FLIGHT_PER_SESSION, PENDING_TTL_SECONDS, SESSION_LIFETIME_MS, createSessionTable, type Session, type SessionTable } from './session-table.js';
 export { DEFAULT_UPSTREAM_TIMEOUT_MS } from './upstream.js';
 export { V1_CREATE_PATH, V1_TOKEN_BYTES, V1_TOKEN_LIFETIME_MS } from './legacy-v1.js';
 export { appResponseHead, byteStringHead, envelopeHead } from './wire.js';
+export { BOOTSTRAP_REQUEST_HEADERS, appRequestHeaders, connectionTokens, isForwardingHeader, isHopByHop, type ForwardedProto } from './headers.js';
+export { DEFAULT_SEND_TIMEOUT_MS, holdUntilClosed, sendPieces } from './send.js';

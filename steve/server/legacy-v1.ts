@@ -1,5 +1,8 @@
 /**
  * Legacy STEVE v1 (specs/steve.md §8): the X25519 + Ed25519 design some deployed clients still speak.
+ * Off unless the deployment turns it on (`--legacy-v1=true`): v1 has no sequence numbers, so its replay
+ * protection is a cache, and its answers are not bound to the request they answer (a host that holds two
+ * answers under one key can swap them). v2 has neither weakness.
  *
  * - `POST /e2p/v1/create_shared_key` `{"public_key_bytes":[32 ints],"nonce":[16 ints]}` answers
  *   `{"public_key":[32],"signature":[64],"enclave_encrypted_shared_key":[...]}`: a fresh X25519 key, an
@@ -19,18 +22,26 @@
  *   response headers [name, value] pairs; GCM without AAD (§8 names none); a random IV per answer.
  * - The authenticated inner method and path are what is forwarded; `X-E2P-Original-Method` must equal
  *   the inner method (a mismatch is 400), the outer URL is not trusted (the host may rewrite it).
- * - v1 has no sequence numbers; a best-effort replay cache of recent GCM tags (bounded, entries live as
- *   long as their token) answers a byte-identical replay 409.
+ * - v1 has no sequence numbers; a cache of the GCM tags of requests sent to the app answers a replay
+ *   409. An entry lives as long as its token (after that the token, and any request under it, is
+ *   refused anyway) and is never evicted before: when the cache is full, new v1 requests are refused 429
+ *   busy instead of forgetting a tag a host could then replay. A tag is recorded only for a record that
+ *   opened and decoded as a valid request (and is then sent to the app), so records that are not requests
+ *   cannot fill it; each token may record at most MAX_REQUESTS_PER_TOKEN, so one client cannot take the
+ *   whole cache with one key.
+ * - v1 answers are sealed under the session key with a random IV and carry nothing of the request: a
+ *   client cannot tell which of its requests an answer belongs to. Documented, not fixable in v1.
  * - Statuses as v2 (§7): bad token or record 401 session_invalid, malformed 400, over 32 MiB 413.
  */
 
 import { createHmac, hkdfSync, sign, type KeyObject } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { MAX_REQUEST_ENVELOPE_BYTES, decodeAppRequest, encodeAppResponse } from '../protocol/index.js';
+import { MAX_REQUEST_ENVELOPE_BYTES, MAX_SERVER_RESPONSE_ENVELOPE_BYTES, decodeAppRequest, encodeAppResponse } from '../protocol/index.js';
 import { SteveError } from '../errors.js';
 import { nodeAesGcm, sealParts } from './aead-node.js';
 import { readBody, type MemoryBudget } from './body.js';
-import type { Upstream, UpstreamAnswer } from './upstream.js';
+import { holdUntilClosed, sendPieces } from './send.js';
+import { madeAnswer, type Upstream, type UpstreamAnswer } from './upstream.js';
 import { appResponseHead } from './wire.js';
 import { x25519PrivateKey, x25519PublicBytes, x25519SharedSecret } from './x25519-node.js';
 
@@ -49,8 +60,12 @@ const KEY_BYTES = 32;
 export const V1_TOKEN_BYTES = 1 + IV_BYTES + 8 + KEY_BYTES + TAG_BYTES;
 const TOKEN_AAD = new TextEncoder().encode('steve-e2p-v1/token');
 const NO_AAD = new Uint8Array(0);
-/** Ours: how many recent request tags the replay cache remembers (16 bytes + overhead each: a few MiB). */
-const REPLAY_CACHE_ENTRIES = 65_536;
+/** Ours: request tags the replay cache holds at once (a 44-character key and an expiry each: a few MiB). */
+export const V1_REPLAY_CACHE_ENTRIES = 65_536;
+/** Ours: requests one token may send in its 30-minute life (its share of the replay cache); more are 429. */
+export const V1_MAX_REQUESTS_PER_TOKEN = 4096;
+/** Ours: a full cache is swept for expired entries at most this often (each sweep is O(entries)). */
+const SWEEP_INTERVAL_MS = 1000;
 const BASE64_RE = /^[A-Za-z0-9+/]*={0,2}$/;
 
 export interface LegacyV1Options {
@@ -60,6 +75,11 @@ export interface LegacyV1Options {
   now: () => number;
   upstream: Upstream;
   budget: MemoryBudget;
+  /** A socket that takes no answer bytes for this long is closed (send.ts). */
+  sendTimeoutMs: number;
+  /** Tests only: the replay cache's size and the per-token quota. */
+  replayCacheEntries?: number;
+  maxRequestsPerToken?: number;
 }
 
 export interface LegacyV1 {
@@ -101,11 +121,16 @@ function mediaType(req: IncomingMessage): string {
 }
 
 export function createLegacyV1(options: LegacyV1Options): LegacyV1 {
-  const { identityKey, random, now, upstream, budget } = options;
+  const { identityKey, random, now, upstream, budget, sendTimeoutMs } = options;
+  const cacheEntries = options.replayCacheEntries ?? V1_REPLAY_CACHE_ENTRIES;
+  const perToken = options.maxRequestsPerToken ?? V1_MAX_REQUESTS_PER_TOKEN;
   const tokenKey = Uint8Array.from(random(KEY_BYTES));
-  // Tag (hex) -> expiry; Map order is insertion order, so the oldest entries are first.
+  // Tag id -> the expiry of its token.
   const seenTags = new Map<string, number>();
-  // Tags are public (they travel on the wire), but keyed so the cache's strings are not chosen by a peer.
+  // Token id -> requests recorded under it, and the token's expiry.
+  const tokenUse = new Map<string, { count: number; expiresAtMs: number }>();
+  let lastSweepAt = Number.NEGATIVE_INFINITY;
+  // Tags and tokens are public (they travel on the wire), but keyed so the cache's strings are not chosen by a peer.
   const tagKey = Uint8Array.from(random(KEY_BYTES));
 
   function sealToken(key: Uint8Array, expiresAtMs: number): Uint8Array {
@@ -123,7 +148,7 @@ export function createLegacyV1(options: LegacyV1Options): LegacyV1 {
   }
 
   /** The session key a token carries; STEVE_SESSION_INVALID when it is not ours or has expired. */
-  function openToken(header: string | string[] | undefined): { key: Uint8Array; expiresAtMs: number } {
+  function openToken(header: string | string[] | undefined): { key: Uint8Array; expiresAtMs: number; tokenId: string } {
     if (typeof header !== 'string' || !BASE64_RE.test(header)) throw new SteveError('STEVE_SESSION_INVALID', 'v1: X-E2P-Key missing or not base64');
     const token = Buffer.from(header, 'base64');
     if (token.length !== V1_TOKEN_BYTES || token.toString('base64') !== header || token[0] !== TOKEN_VERSION) {
@@ -139,33 +164,51 @@ export function createLegacyV1(options: LegacyV1Options): LegacyV1 {
       key.fill(0);
       throw new SteveError('STEVE_SESSION_INVALID', 'v1: token expired');
     }
-    return { key, expiresAtMs };
+    return { key, expiresAtMs, tokenId: cacheId(token) };
   }
 
-  function rememberTag(tag: Uint8Array, expiresAtMs: number): void {
-    const id = createHmac('sha256', tagKey).update(tag).digest('base64');
+  function cacheId(bytes: Uint8Array): string {
+    return createHmac('sha256', tagKey).update(bytes).digest('base64');
+  }
+
+  /** Drops expired tags and token counts (when the cache is full, at most once a second). */
+  function sweep(): void {
     const at = now();
-    for (const [old, expiry] of seenTags) {
-      if (expiry > at && seenTags.size < REPLAY_CACHE_ENTRIES) break;
-      seenTags.delete(old);
-    }
-    if (seenTags.has(id)) throw new SteveError('STEVE_REPLAY', 'v1: request replayed');
-    seenTags.set(id, expiresAtMs);
+    lastSweepAt = at;
+    for (const [id, expiry] of seenTags) if (expiry <= at) seenTags.delete(id);
+    for (const [id, use] of tokenUse) if (use.expiresAtMs <= at) tokenUse.delete(id);
   }
 
-  function sendSealed(res: ServerResponse, key: Uint8Array, answer: UpstreamAnswer): void {
+  /** STEVE_REPLAY when this record's tag was recorded before (an entry outlives nothing it protects). */
+  function assertFresh(tagId: string): void {
+    if (seenTags.has(tagId)) throw new SteveError('STEVE_REPLAY', 'v1: request replayed');
+  }
+
+  /** Records a tag that is about to reach the app; STEVE_BUSY when the cache or the token's quota is full. */
+  function record(tagId: string, tokenId: string, expiresAtMs: number): void {
+    if (seenTags.size >= cacheEntries && now() - lastSweepAt >= SWEEP_INTERVAL_MS) sweep();
+    if (seenTags.size >= cacheEntries) throw new SteveError('STEVE_BUSY', 'v1: replay cache full');
+    const use = tokenUse.get(tokenId) ?? { count: 0, expiresAtMs };
+    if (use.count >= perToken) throw new SteveError('STEVE_BUSY', 'v1: this token sent its share of requests');
+    use.count += 1;
+    tokenUse.set(tokenId, use);
+    seenTags.set(tagId, expiresAtMs);
+  }
+
+  /**
+   * `answer` sealed under the session key with a fresh IV, as the pieces of IV(12) || GCM; null when it
+   * would be over MAX_SERVER_RESPONSE_ENVELOPE_BYTES (the v2 cap: the same clients' limits).
+   */
+  function seal(key: Uint8Array, answer: UpstreamAnswer): { pieces: Uint8Array[]; total: number } | null {
     const head =
       answer.error !== undefined
         ? encodeAppResponse({ status: answer.status, headers: answer.headers, body: null, error: answer.error })
         : appResponseHead(answer.status, answer.headers, answer.bodyBytes);
+    const total = IV_BYTES + head.length + answer.bodyBytes + TAG_BYTES;
+    if (total > MAX_SERVER_RESPONSE_ENVELOPE_BYTES) return null;
     const iv = random(IV_BYTES);
     const { parts, tag } = sealParts(key, iv, NO_AAD, [head, ...answer.body]);
-    const total = IV_BYTES + head.length + answer.bodyBytes + TAG_BYTES;
-    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(total), 'cache-control': 'no-store' });
-    res.cork();
-    res.write(iv);
-    for (const part of parts) res.write(part);
-    res.end(tag);
+    return { pieces: [iv, ...parts, tag], total };
   }
 
   return {
@@ -201,29 +244,43 @@ export function createLegacyV1(options: LegacyV1Options): LegacyV1 {
       if (mediaType(req) !== 'application/octet-stream') throw protocol('a protected request is application/octet-stream');
       const originalMethod = req.headers['x-e2p-original-method'];
       if (typeof originalMethod !== 'string') throw protocol('X-E2P-Original-Method missing');
-      const { key, expiresAtMs } = openToken(req.headers['x-e2p-key']);
+      const { key, expiresAtMs, tokenId } = openToken(req.headers['x-e2p-key']);
+      let sealed: { pieces: Uint8Array[]; total: number };
       try {
         const { body, release } = await readBody(req, { maxBytes: MAX_REQUEST_ENVELOPE_BYTES, timeoutMs: REQUEST_BODY_TIMEOUT_MS, budget });
         state.bodyRead = true;
-        let answer: UpstreamAnswer;
         try {
           if (body.length < IV_BYTES + TAG_BYTES) throw protocol('body shorter than IV and tag');
-          const sealed = body.subarray(IV_BYTES);
-          const plaintext = nodeAesGcm.open(key, body.subarray(0, IV_BYTES), NO_AAD, sealed);
+          const ciphertext = body.subarray(IV_BYTES);
+          const plaintext = nodeAesGcm.open(key, body.subarray(0, IV_BYTES), NO_AAD, ciphertext);
           if (plaintext === null) throw new SteveError('STEVE_DECRYPT', 'v1: request did not open');
-          // Only after the record authenticated: a forged body cannot fill the cache.
-          rememberTag(sealed.subarray(sealed.length - TAG_BYTES), expiresAtMs);
+          const tagId = cacheId(ciphertext.subarray(ciphertext.length - TAG_BYTES));
+          assertFresh(tagId);
           const request = decodeAppRequest(plaintext);
           if (request.method !== originalMethod) throw protocol('X-E2P-Original-Method differs from the encrypted method');
-          answer = await upstream.forward(request, res);
+          // Only a valid request that goes to the app is recorded; no await between the check and here.
+          record(tagId, tokenId, expiresAtMs);
+          let answer = await upstream.forward(request, { client: res, budget });
+          release();
+          if (answer.overBudget === true) throw new SteveError('STEVE_BUSY', 'v1: answers in memory would pass the budget');
+          let sealedAnswer = seal(key, answer);
+          if (sealedAnswer === null) {
+            budget.give(answer.held);
+            answer = madeAnswer(502, 'upstream_response_too_large');
+            sealedAnswer = seal(key, answer)!;
+          }
+          sealed = sealedAnswer;
+          const held = answer.held;
+          if (held > 0) holdUntilClosed(res, () => budget.give(held));
         } finally {
           release();
         }
-        sendSealed(res, key, answer);
-        return 200;
       } finally {
         key.fill(0);
       }
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(sealed.total), 'cache-control': 'no-store' });
+      await sendPieces(res, sealed.pieces, sendTimeoutMs);
+      return 200;
     },
   };
 }

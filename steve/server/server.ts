@@ -30,6 +30,7 @@ import {
   DIRECTION,
   MAX_CONFIRMATION_REQUEST_BYTES,
   MAX_REQUEST_ENVELOPE_BYTES,
+  MAX_SERVER_RESPONSE_ENVELOPE_BYTES,
   MAX_SESSION_REQUEST_BYTES,
   MESSAGE_TYPE,
   SESSION_ID_BYTES,
@@ -59,8 +60,9 @@ import { nodeAesGcm, sealParts } from './aead-node.js';
 import { createMemoryBudget, readBody } from './body.js';
 import { V1_CREATE_PATH, createLegacyV1, type LegacyV1 } from './legacy-v1.js';
 import { ReplyError, SERVER_REPLIES, replyFor, sendReply } from './replies.js';
+import { holdUntilClosed, sendPieces, DEFAULT_SEND_TIMEOUT_MS } from './send.js';
 import { DEFAULT_MAX_SESSIONS, PENDING_TTL_SECONDS, createSessionTable, type Session } from './session-table.js';
-import { createUpstream, type UpstreamAnswer } from './upstream.js';
+import { createUpstream, madeAnswer, type UpstreamAnswer } from './upstream.js';
 import { appResponseHead, envelopeHead } from './wire.js';
 import { nodeX25519Exchange } from './x25519-node.js';
 
@@ -72,8 +74,10 @@ const ESTABLISH_BODY_TIMEOUT_MS = 10_000;
 /** §5: the clients' default request timeout is 30 s. */
 const REQUEST_BODY_TIMEOUT_MS = 30_000;
 /**
- * Ours: request bodies held at once by the whole server: eight 32 MiB envelopes. Over it a request is
- * 429 busy (a failed request, not a failed session, §6); the count is what was declared or received.
+ * Ours: bytes of request bodies and answers held at once by the whole server: eight 32 MiB envelopes.
+ * Over it a request is 429 busy (a failed request, not a failed session, §6). Request bodies count as
+ * they arrive, until their request is done with them; answers count from their first body byte until
+ * they have left the process or their connection closed (send.ts).
  */
 export const DEFAULT_MAX_BUFFERED_BYTES = 8 * MAX_REQUEST_ENVELOPE_BYTES;
 /** An answer up to this size goes out as one buffer; larger ones as their pieces (no join). */
@@ -98,6 +102,8 @@ export interface SteveServerOptions {
   corsOrigins?: readonly string[];
   /** §7 default 10,000. */
   maxSessions?: number;
+  /** Pending sessions held at once (session-table.ts); default min(1,000, maxSessions). */
+  maxPendingSessions?: number;
   /** The enclave's Ed25519 identity key (private) for v1 (§8); without it v1 answers 404. */
   identityKey?: KeyObject | null;
   /** Milliseconds since the epoch; injectable for tests. */
@@ -106,6 +112,10 @@ export interface SteveServerOptions {
   random?: (length: number) => Uint8Array;
   upstreamTimeoutMs?: number;
   maxBufferedBytes?: number;
+  /** A socket that takes no answer bytes for this long is closed (send.ts); default 30 s. */
+  sendTimeoutMs?: number;
+  /** Tests only: legacy v1's replay cache size and per-token quota (legacy-v1.ts). */
+  legacyV1Limits?: { replayCacheEntries: number; maxRequestsPerToken: number };
   /** Told the kind of every failed call to the app (metrics). */
   onUpstreamError?: (kind: string) => void;
 }
@@ -117,6 +127,12 @@ export interface SteveServer {
   handle(req: IncomingMessage, res: ServerResponse, pathname: string): Promise<{ route: SteveRoute; status: number }>;
   /** Sessions in the table (pending and confirmed). */
   readonly sessions: number;
+  /** Sessions awaiting their confirmation. */
+  readonly pendingSessions: number;
+  /** Sessions evicted to make room since start. */
+  readonly evictedSessions: number;
+  /** Bytes of request bodies and answers held against the memory budget now. */
+  readonly bufferedBytes: number;
   close(): Promise<void>;
 }
 
@@ -141,8 +157,13 @@ export function createSteveServer(options: SteveServerOptions): SteveServer {
   const exchange: KeyExchange = suite === 'X25519' ? nodeX25519Exchange : xwingExchange;
   if (exchange.suite !== suite) throw new SteveError('STEVE_SUITE', `unknown suite ${String(suite)}`);
   const corsOrigins = options.corsOrigins ?? [];
-  const table = createSessionTable({ maxSessions: options.maxSessions ?? DEFAULT_MAX_SESSIONS, now });
+  const table = createSessionTable({
+    maxSessions: options.maxSessions ?? DEFAULT_MAX_SESSIONS,
+    ...(options.maxPendingSessions !== undefined ? { maxPendingSessions: options.maxPendingSessions } : {}),
+    now,
+  });
   const budget = createMemoryBudget(options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES);
+  const sendTimeoutMs = options.sendTimeoutMs ?? DEFAULT_SEND_TIMEOUT_MS;
   const upstream = createUpstream({
     url: options.upstream,
     forwardedProto: 'https',
@@ -153,7 +174,7 @@ export function createSteveServer(options: SteveServerOptions): SteveServer {
     },
   });
   const v1: LegacyV1 | null =
-    options.identityKey === undefined || options.identityKey === null ? null : createLegacyV1({ identityKey: options.identityKey, random, now, upstream, budget });
+    options.identityKey === undefined || options.identityKey === null ? null : createLegacyV1({ identityKey: options.identityKey, random, now, upstream, budget, sendTimeoutMs, ...options.legacyV1Limits });
   const sweeper = setInterval(() => table.purgeExpired(), SWEEP_INTERVAL_MS);
   sweeper.unref();
 
@@ -252,8 +273,7 @@ export function createSteveServer(options: SteveServerOptions): SteveServer {
         table.drop(session);
         throw new SteveError('STEVE_SESSION_INVALID', 'confirmation does not carry the transcript hash; session dropped');
       }
-      session.confirmed = true;
-      table.touch(session);
+      table.confirm(session);
       const sealed = sealRecord(
         nodeAesGcm,
         session.keys,
@@ -270,38 +290,42 @@ export function createSteveServer(options: SteveServerOptions): SteveServer {
   // -------------------------------------------------------------------------------------------------
   // /e2p/v2/request (§5 step 6)
 
-  /** Seals `answer` under `sequence` (APPLICATION, server->client) and writes the envelope. */
-  function sendSealed(res: ServerResponse, session: Session, sequence: number, answer: UpstreamAnswer, headers: Record<string, string>): void {
+  /** An answer sealed under its request's sequence: the envelope's pieces and their total length. */
+  interface SealedAnswer {
+    pieces: Uint8Array[];
+    total: number;
+  }
+
+  /**
+   * Seals `answer` under `sequence` (APPLICATION, server->client) as envelope pieces; null when the
+   * envelope would be over MAX_SERVER_RESPONSE_ENVELOPE_BYTES (nothing is sealed then).
+   */
+  function seal(session: Session, sequence: number, answer: UpstreamAnswer): SealedAnswer | null {
     const head =
       answer.error !== undefined
         ? encodeAppResponse({ status: answer.status, headers: answer.headers, body: null, error: answer.error })
         : appResponseHead(answer.status, answer.headers, answer.bodyBytes);
-    const nonce = recordNonce(session.keys.s2cIv, sequence);
-    const aad = recordAad(MESSAGE_TYPE.APPLICATION, DIRECTION.S2C, session.id, sequence);
     const plaintextLength = head.length + answer.bodyBytes;
-    const small = plaintextLength + TAG_BYTES <= SINGLE_WRITE_MAX_BYTES;
-    // A small answer is joined first (one cipher call, one output buffer); a large one is sealed in
-    // its pieces, so its body is never copied.
-    const pieces = answer.body.length === 0 ? [head] : small ? [Buffer.concat([head, ...answer.body], plaintextLength)] : [head, ...answer.body];
-    const { parts, tag } = sealParts(session.keys.s2cKey, nonce, aad, pieces);
     const ciphertextLength = plaintextLength + TAG_BYTES;
     const envelope = envelopeHead(session.id, sequence, ciphertextLength);
     const total = envelope.length + ciphertextLength;
-    res.writeHead(200, { ...headers, 'content-type': CBOR, 'content-length': String(total), 'cache-control': 'no-store' });
-    if (small) {
-      res.end(Buffer.concat([envelope, ...parts, tag], total));
-      return;
-    }
-    res.cork();
-    res.write(envelope);
-    for (const part of parts) res.write(part);
-    res.end(tag);
+    if (total > MAX_SERVER_RESPONSE_ENVELOPE_BYTES) return null;
+    const nonce = recordNonce(session.keys.s2cIv, sequence);
+    const aad = recordAad(MESSAGE_TYPE.APPLICATION, DIRECTION.S2C, session.id, sequence);
+    const small = total <= SINGLE_WRITE_MAX_BYTES;
+    // A small answer is joined first (one cipher call, one output buffer, one write); a large one is
+    // sealed in its pieces, so its body is never copied, and written piece by piece (send.ts).
+    const plaintext = answer.body.length === 0 ? [head] : small ? [Buffer.concat([head, ...answer.body], plaintextLength)] : [head, ...answer.body];
+    const { parts, tag } = sealParts(session.keys.s2cKey, nonce, aad, plaintext);
+    if (small) return { pieces: [Buffer.concat([envelope, ...parts, tag], total)], total };
+    return { pieces: [envelope, ...parts, tag], total };
   }
 
   async function request(req: IncomingMessage, res: ServerResponse, headers: Record<string, string>, state: { bodyRead: boolean }): Promise<number> {
     requireCbor(req);
     const { body, release } = await readBody(req, { maxBytes: MAX_REQUEST_ENVELOPE_BYTES, timeoutMs: REQUEST_BODY_TIMEOUT_MS, budget });
     state.bodyRead = true;
+    let sealed: SealedAnswer;
     try {
       const envelope = decodeEnvelope(body, { maxBytes: MAX_REQUEST_ENVELOPE_BYTES });
       const session = lookup(envelope.sessionId);
@@ -317,19 +341,38 @@ export function createSteveServer(options: SteveServerOptions): SteveServer {
       );
       // Recorded only now that the record is authentic; nothing awaited between check and accept.
       session.replay.accept(sequence);
+      const appRequest = decodeAppRequest(plaintext);
+      // §5: a client keeps at most 64 outstanding; more on one session is busy, not a failed session.
+      if (!table.retain(session)) throw new SteveError('STEVE_BUSY', 'too many requests in flight on this session');
+      // Used only now: a request decoded and goes to the app (session-table.ts).
       table.touch(session);
-      table.retain(session);
       try {
-        const appRequest = decodeAppRequest(plaintext);
-        const answer = await upstream.forward(appRequest, res);
-        sendSealed(res, session, sequence, answer, headers);
-        return 200;
+        let answer = await upstream.forward(appRequest, { client: res, budget });
+        // The request body is no longer needed: its budget goes back before the answer is written.
+        release();
+        if (answer.overBudget === true) throw new SteveError('STEVE_BUSY', 'answers in memory would pass the budget');
+        let sealedAnswer = seal(session, sequence, answer);
+        if (sealedAnswer === null) {
+          budget.give(answer.held);
+          options.onUpstreamError?.('too_large');
+          logger.warn({ kind: 'too_large', bodyBytes: answer.bodyBytes }, 'app answer over the envelope cap');
+          answer = madeAnswer(502, 'upstream_response_too_large');
+          sealedAnswer = seal(session, sequence, answer)!;
+        }
+        sealed = sealedAnswer;
+        // Counted until the answer has left the process or its connection is gone (send.ts).
+        const held = answer.held;
+        if (held > 0) holdUntilClosed(res, () => budget.give(held));
       } finally {
         table.release(session);
       }
     } finally {
       release();
     }
+    res.writeHead(200, { ...headers, 'content-type': CBOR, 'content-length': String(sealed.total), 'cache-control': 'no-store' });
+    const outcome = await sendPieces(res, sealed.pieces, sendTimeoutMs);
+    if (outcome === 'stalled') logger.info({ route: 'steve_request', sendTimeoutMs }, 'client took no answer bytes in time; connection closed');
+    return 200;
   }
 
   // -------------------------------------------------------------------------------------------------
@@ -403,6 +446,15 @@ export function createSteveServer(options: SteveServerOptions): SteveServer {
     handle,
     get sessions() {
       return table.size;
+    },
+    get pendingSessions() {
+      return table.pending;
+    },
+    get evictedSessions() {
+      return table.evicted;
+    },
+    get bufferedBytes() {
+      return budget.used;
     },
     async close() {
       clearInterval(sweeper);

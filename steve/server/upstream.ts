@@ -5,15 +5,17 @@
  * request's cookies and authorization cannot reach the app (§7: only the ones inside the encrypted
  * request).
  *
- * - Request headers: hop-by-hop ones dropped (connection, keep-alive, te, trailer, transfer-encoding,
- *   upgrade, proxy-*, and every name the Connection header lists, RFC 9110 §7.6.1), and `host`,
- *   `content-length` (undici sets it from the body) and `expect` (undici refuses it) too; `host` set to
- *   the upstream's, `x-forwarded-proto` added.
+ * - Request headers: the one policy of headers.ts (hop-by-hop and forwarding headers dropped, `host` the
+ *   app's, `x-forwarded-proto` the agent's).
  * - Redirects are returned as they are, never followed (§3); undici's pool does not follow them.
  * - The response body is capped at 33,554,432 bytes (§6, the authors' cap): a declared length over it
- *   is refused before reading, a running count after. Headers stay [name, value] pairs, one per field
- *   line, so repeated set-cookie survive (§3). Node's parser caps response headers at 16 KiB, so a
- *   sealed answer stays under the clients' 33,619,968-byte cap (32 MiB + 64 KiB, §6).
+ *   is refused before reading, a running count after (the server then also checks the sealed envelope
+ *   against the clients' cap). Headers stay [name, value] pairs, one per field line, so repeated
+ *   set-cookie survive (§3).
+ * - Memory: with a `budget`, every body byte is taken from the server's memory budget as it arrives;
+ *   when the budget is spent the app's request is aborted and the answer is `overBudget` (the server
+ *   answers 429 busy). The bytes of a successful answer stay taken (`held`) until the caller gives them
+ *   back, once the answer has left the process (send.ts).
  * - Failures never throw: unreachable (refused, reset, bad answer, a body over the cap) is status 502
  *   and timeout is 504, each with an `error` field, sealed like any answer (§7; the outer status stays
  *   200). Ours: a request undici refuses to send (CONNECT, a header it rejects) is 405/400 the same way.
@@ -25,15 +27,14 @@
 
 import { Pool, type Dispatcher } from 'undici';
 import { MAX_UPSTREAM_BODY_BYTES, type AppRequest, type AppResponse } from '../protocol/index.js';
+import type { MemoryBudget } from './body.js';
+import { appRequestHeaders, connectionTokens, isHopByHop, type ForwardedProto } from './headers.js';
 
 /** Ours: the app gets this long for its headers, and again between body chunks; clients give up at 30 s (§5). */
 export const DEFAULT_UPSTREAM_TIMEOUT_MS = 25_000;
 /** Ours: at most this many connections to the app; more requests wait in the pool's queue. */
 const UPSTREAM_CONNECTIONS = 128;
 
-/** RFC 9110 §7.6.1 and specs/steve.md §7; `proxy-*` is matched by prefix. */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
-const NOT_FORWARDED = new Set(['host', 'content-length', 'expect']);
 // RFC 9110 §5.6.2 token and §5.5 field value; the same grammar the protocol's encoder enforces.
 const TOKEN_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const FIELD_VALUE_RE = /^[\t\x20-\x7e\x80-\xff]*$/;
@@ -48,14 +49,18 @@ export interface UpstreamAnswer {
   bodyBytes: number;
   /** Set on the answers the proxy made up itself (502, 504, ...). */
   error?: AppResponse['error'];
+  /** Bytes of `body` taken from the forward's budget; the caller gives them back when the answer is gone. */
+  held: number;
+  /** The budget ran out while the body arrived: nothing is held, the app's request was aborted. */
+  overBudget?: true;
 }
 
 export interface UpstreamOptions {
   /** The app's base URL (http://host:port/); only its origin is used. */
   url: string;
   timeoutMs?: number;
-  /** `x-forwarded-proto` sent to the app. */
-  forwardedProto: string;
+  /** `x-forwarded-proto` sent to the app (headers.ts). */
+  forwardedProto: ForwardedProto;
   /** Told the kind of every failed call (an error code), for metrics and the log. */
   onError?: (kind: string, error: unknown) => void;
 }
@@ -66,8 +71,14 @@ export interface Upstream {
    * rather than left to run to the deadline for an answer nobody will read; the promise then settles
    * as a 502 `client_gone`.
    */
-  forward(request: AppRequest, client?: ClientConnection): Promise<UpstreamAnswer>;
+  forward(request: AppRequest, options?: ForwardOptions): Promise<UpstreamAnswer>;
   close(): Promise<void>;
+}
+
+export interface ForwardOptions {
+  client?: ClientConnection;
+  /** The server's memory budget, which the answer's body bytes are taken from as they arrive. */
+  budget?: MemoryBudget;
 }
 
 /**
@@ -80,30 +91,13 @@ export interface ClientConnection {
   off(event: 'close', listener: () => void): unknown;
 }
 
-function isHopByHop(name: string, listed: ReadonlySet<string>): boolean {
-  return HOP_BY_HOP.has(name) || name.startsWith('proxy-') || listed.has(name);
-}
-
-/** Most messages have no Connection header: one shared empty set for them. */
-const NO_TOKENS: ReadonlySet<string> = new Set<string>();
-
-function connectionTokens(value: string | string[] | undefined): ReadonlySet<string> {
-  if (value === undefined) return NO_TOKENS;
-  const out = new Set<string>();
-  for (const line of Array.isArray(value) ? value : [value]) {
-    for (const token of line.split(',')) {
-      const name = token.trim().toLowerCase();
-      if (name !== '') out.add(name);
-    }
-  }
-  return out;
-}
-
-function made(status: number, error: string): UpstreamAnswer {
-  return { status, headers: [], body: [], bodyBytes: 0, error };
+/** An answer the proxy makes up itself: `status` with an `error` field and no body (§7). */
+export function madeAnswer(status: number, error: string): UpstreamAnswer {
+  return { status, headers: [], body: [], bodyBytes: 0, error, held: 0 };
 }
 
 class TooLarge extends Error {}
+class OverBudget extends Error {}
 class ClientGone extends Error {}
 
 function errorCode(err: unknown): string | undefined {
@@ -122,18 +116,6 @@ export function createUpstream(options: UpstreamOptions): Upstream {
     bodyTimeout: timeoutMs,
     connect: { timeout: Math.min(timeoutMs, 10_000) },
   });
-
-  function requestHeaders(request: AppRequest): Record<string, string> {
-    const listed = connectionTokens(request.headers.connection);
-    const out: Record<string, string> = Object.create(null) as Record<string, string>;
-    for (const name in request.headers) {
-      if (isHopByHop(name, listed) || NOT_FORWARDED.has(name)) continue;
-      out[name] = request.headers[name]!;
-    }
-    out.host = origin.host;
-    out['x-forwarded-proto'] = options.forwardedProto;
-    return out;
-  }
 
   function responseHeaders(headers: Record<string, string | string[] | undefined>): Array<readonly [string, string]> {
     const listed = connectionTokens(headers.connection);
@@ -154,29 +136,34 @@ export function createUpstream(options: UpstreamOptions): Upstream {
     const code = errorCode(err);
     if (err instanceof ClientGone) {
       options.onError?.('client_gone', err);
-      return made(502, 'client_gone');
+      return madeAnswer(502, 'client_gone');
+    }
+    if (err instanceof OverBudget) {
+      options.onError?.('over_budget', err);
+      return { ...madeAnswer(503, 'busy'), overBudget: true };
     }
     if (err instanceof TooLarge) {
       options.onError?.('too_large', err);
-      return made(502, 'upstream_response_too_large');
+      return madeAnswer(502, 'upstream_response_too_large');
     }
     if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT') {
       options.onError?.('timeout', err);
-      return made(504, 'upstream_timeout');
+      return madeAnswer(504, 'upstream_timeout');
     }
     if (code === 'UND_ERR_INVALID_ARG' || code === 'UND_ERR_NOT_SUPPORTED') {
       // A request undici will not send (a header or method it refuses): the client's, not the app's.
       options.onError?.('refused_request', err);
-      return made(400, 'bad_request');
+      return madeAnswer(400, 'bad_request');
     }
     options.onError?.(code ?? 'error', err);
-    return made(502, 'upstream_unavailable');
+    return madeAnswer(502, 'upstream_unavailable');
   }
 
   return {
-    forward(request, client) {
-      if (REFUSED_METHODS.has(request.method)) return Promise.resolve(made(405, 'method_not_allowed'));
-      if (client?.destroyed === true) return Promise.resolve(made(502, 'client_gone'));
+    forward(request, forwardOptions = {}) {
+      const { client, budget } = forwardOptions;
+      if (REFUSED_METHODS.has(request.method)) return Promise.resolve(madeAnswer(405, 'method_not_allowed'));
+      if (client?.destroyed === true) return Promise.resolve(madeAnswer(502, 'client_gone'));
       // A dispatch handler rather than pool.request(): the body arrives as chunks straight into the
       // array the sealer encrypts from, with no stream or promise per chunk in between.
       return new Promise<UpstreamAnswer>((resolve) => {
@@ -184,11 +171,14 @@ export function createUpstream(options: UpstreamOptions): Upstream {
         let headers: Record<string, string | string[] | undefined> = {};
         const body: Buffer[] = [];
         let size = 0;
+        let taken = 0;
         let settled = false;
         const settle = (answer: UpstreamAnswer): void => {
           if (settled) return;
           settled = true;
           client?.off('close', onClientGone);
+          // Only a complete answer keeps its bytes; a failed one never reaches a socket.
+          if (answer.held !== taken) budget?.give(taken);
           resolve(answer);
         };
         let gone = false;
@@ -212,18 +202,23 @@ export function createUpstream(options: UpstreamOptions): Upstream {
             if (typeof declared === 'string' && Number(declared) > MAX_UPSTREAM_BODY_BYTES) controller.abort(new TooLarge());
           },
           onResponseData(controller, chunk) {
+            if (settled) return;
             size += chunk.length;
             if (size > MAX_UPSTREAM_BODY_BYTES) controller.abort(new TooLarge());
-            else body.push(chunk);
+            else if (budget !== undefined && !budget.take(chunk.length)) controller.abort(new OverBudget());
+            else {
+              if (budget !== undefined) taken += chunk.length;
+              body.push(chunk);
+            }
           },
           onResponseEnd() {
             // Anything outside 200..599 is not an HTTP answer we can pass on.
             if (status > 599) {
               options.onError?.('bad_status', null);
-              settle(made(502, 'upstream_bad_response'));
+              settle(madeAnswer(502, 'upstream_bad_response'));
               return;
             }
-            settle({ status, headers: responseHeaders(headers), body, bodyBytes: size });
+            settle({ status, headers: responseHeaders(headers), body, bodyBytes: size, held: taken });
           },
           onResponseError(_controller, err) {
             settle(failed(err));
@@ -231,7 +226,7 @@ export function createUpstream(options: UpstreamOptions): Upstream {
         };
         client?.once('close', onClientGone);
         try {
-          pool.dispatch({ path: request.path, method: request.method as Dispatcher.HttpMethod, headers: requestHeaders(request), body: request.body }, handler);
+          pool.dispatch({ path: request.path, method: request.method as Dispatcher.HttpMethod, headers: appRequestHeaders(request.headers, { host: origin.host, proto: options.forwardedProto }), body: request.body }, handler);
         } catch (err) {
           settle(failed(err));
         }

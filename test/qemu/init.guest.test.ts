@@ -264,7 +264,8 @@ describe.runIf(IN_GUEST)('enclave-agent init in the guest (device NSM, agent on 
 
   it('boots with the device NSM, restarts a killed app (reported by the agent), and stops a kill loop at the limit', async () => {
     const listening = await until(() => find((r) => r.service === 'enclave-agent' && r.msg === 'agent listening'), 'the agent to listen');
-    const base = `http://${(listening.addresses as { public: string }).public}`;
+    // The app's state is on the internal /healthz (the public one says only the status).
+    const base = `http://${(listening.addresses as { internal: string }).internal}`;
     expect(find((r) => r.msg === 'boot step done' && r.step === 'entropy')).toMatchObject({ bytes: 256, nsm: 'device' });
     // The bridges service is this CLI's enclave-bridge, listening on vsock in the guest.
     expect(find((r) => r.msg === 'boot step done' && r.step === 'services')).toMatchObject({ started: [{ name: 'bridges', pid: expect.any(Number) }] });

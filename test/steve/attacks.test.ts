@@ -12,7 +12,7 @@
  * - malformed CBOR (indefinite lengths, floats, tags, duplicate keys, trailing bytes, non-shortest
  *   integers, a truncation) on all three endpoints, and a wrong media type;
  * - oversize bodies, declared and streamed, answered 413 before the body ends (nothing buffered past
- *   the limit); the session table and NSM queue full (429 busy).
+ *   the limit); the NSM queue full (429 busy).
  */
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -355,18 +355,8 @@ describe('oversize bodies: 413 before the body ends', () => {
   }, 30_000);
 });
 
+// The session table under a flood, requests in flight and the memory budget: test/steve/capacity.test.ts.
 describe('capacity: 429 busy', () => {
-  it('a full session table refuses new sessions (pending ones are never evicted)', async () => {
-    const small = await startStack({ suite: 'X25519', upstream: app.url, config: { maxSessions: 2 } });
-    extra.push(small);
-    await openSession(small);
-    await openSession(small);
-    expectRefused(await postCbor(small.base, '/e2p/v2/session', sessionRequest('X25519').bytes), 429);
-    // Once the pending ones expire (30 s on the injected clock), there is room again.
-    small.clock.offsetMs += 30_000;
-    await establish(small);
-  });
-
   it('a full NSM queue refuses new sessions; an NSM failure is 503', async () => {
     const inner = openMockNsm({ pki: mockPki(), logger: silentLogger });
     let gate: (() => void) | undefined;

@@ -5,14 +5,14 @@
  * POST, binary bodies, 32 MiB both ways, repeated set-cookie, redirects passed through, headers to the
  * app (§7: hop-by-hop dropped, host and x-forwarded-proto set, only the encrypted request's cookies and
  * authorization), the app down (sealed 502) or hanging (sealed 504), and 64 concurrent requests within
- * the replay window. Sessions show in /healthz and the metrics gauge.
+ * the replay window. Sessions show in the internal /healthz and the metrics gauge.
  */
 
 import { once } from 'node:events';
 import { createServer, request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MAX_UPSTREAM_BODY_BYTES, type Suite } from '../../steve/index.js';
+import { MAX_SERVER_RESPONSE_ENVELOPE_BYTES, MAX_UPSTREAM_BODY_BYTES, type Suite } from '../../steve/index.js';
 import {
   call,
   establish,
@@ -62,7 +62,7 @@ describe.each(['X25519', 'XWING-DRAFT10'] as Suite[])('STEVE v2 with %s', (suite
     expect(session.id.length).toBe(16);
     // Establishment never contacts the app.
     expect(app.hits.length).toBe(before);
-    const health = JSON.parse(text((await call(`${s.base}/healthz`)).body)) as { sessions: number };
+    const health = JSON.parse(text((await call(`${s.internal}/healthz`)).body)) as { sessions: number };
     expect(health.sessions).toBeGreaterThanOrEqual(1);
     const metrics = text((await call(`${s.internal}/metrics`)).body);
     expect(Number(/\nenclave_agent_steve_sessions (\d+)/.exec(metrics)?.[1])).toBeGreaterThanOrEqual(1);
@@ -168,22 +168,38 @@ describe('large bodies and app failures (X25519)', () => {
     impatient = await stack({ suite: 'X25519', upstream: app.url, steve: { upstreamTimeoutMs: 300 } });
   });
 
-  it('32 MiB request and response bodies (the §6 caps) go through intact', async () => {
+  it('32 MiB bodies (the §6 caps): requests and answers up to the caps go through intact; no envelope is over 32 MiB', async () => {
     const session = await establish(s);
     const big = pattern(MAX_UPSTREAM_BODY_BYTES - 1024, 5);
     // A request envelope is at most 32 MiB (§6): the body leaves room for the CBOR around it.
     const echoed = await send(session, { method: 'POST', path: '/echo', headers: { 'content-type': 'application/octet-stream' }, body: big });
     expect(JSON.parse(text(echoed.body))).toMatchObject({ bodyBytes: big.length, bodySha256: sha256Hex(big) });
-    const down = await send(session, { path: `/bytes/${MAX_UPSTREAM_BODY_BYTES}` });
-    expect(down.status).toBe(200);
-    expect(down.body!.length).toBe(MAX_UPSTREAM_BODY_BYTES);
-    expect(sha256Hex(down.body!)).toBe(sha256Hex(pattern(MAX_UPSTREAM_BODY_BYTES, 7)));
-    // One byte over the authors' cap: a sealed 502, not a truncated body.
-    const over = await send(session, { path: `/bytes/${MAX_UPSTREAM_BODY_BYTES + 1}` });
-    expect(over.status).toBe(502);
-    expect(over.error).toBe('upstream_response_too_large');
-    expect(over.body).toBeNull();
-  }, 30_000);
+    /** The answer to GET /bytes/N, with the size of its envelope as it came off the wire. */
+    const download = async (bytes: number) => {
+      const sealed = sealRequest(session, { method: 'GET', path: `/bytes/${bytes}`, headers: {}, body: null });
+      const reply = await postCbor(s.base, '/e2p/v2/request', sealed.bytes);
+      expect(reply.status).toBe(200);
+      return { envelopeBytes: reply.body.length, answer: openResponse(session, reply.body, sealed.sequence) };
+    };
+    // Just under the cap, with room for the envelope: intact.
+    const under = MAX_SERVER_RESPONSE_ENVELOPE_BYTES - 65_536;
+    const down = await download(under);
+    expect(down.answer.status).toBe(200);
+    expect(down.answer.body!.length).toBe(under);
+    expect(sha256Hex(down.answer.body!)).toBe(sha256Hex(pattern(under, 7)));
+    expect(down.envelopeBytes).toBeLessThanOrEqual(MAX_SERVER_RESPONSE_ENVELOPE_BYTES);
+    // A body at the authors' cap fits the body check but not the envelope the clients accept: a sealed
+    // 502 the client handles as a failed request, never an envelope over 32 MiB that drops its session.
+    for (const bytes of [MAX_UPSTREAM_BODY_BYTES, MAX_UPSTREAM_BODY_BYTES + 1]) {
+      const over = await download(bytes);
+      expect(over.answer.status, String(bytes)).toBe(502);
+      expect(over.answer.error).toBe('upstream_response_too_large');
+      expect(over.answer.body).toBeNull();
+      expect(over.envelopeBytes).toBeLessThan(1024);
+    }
+    // The session goes on.
+    expect((await send(session, { path: '/after-too-large' })).status).toBe(200);
+  }, 60_000);
 
   it('the app hanging: a sealed 504 with an error field; the outer status stays 200', async () => {
     const session = await establish(impatient);

@@ -5,6 +5,10 @@
  * salt, "key"); a protected request round-trips through the app; and every tampering (body bits, token
  * bytes, a replay, a mismatched method, an expired token, malformed key requests) is refused without
  * reaching the app.
+ *
+ * v1 is off unless `--legacy-v1=true` (then its endpoint is 404 and X-E2P-Key means nothing). On, its
+ * replay cache cannot be flushed: only records that are valid requests are remembered, an unexpired tag is
+ * never forgotten (a full cache is 429 busy), and one token has a quota of the cache.
  */
 
 import { createCipheriv, createDecipheriv, createPublicKey, hkdfSync, verify } from 'node:crypto';
@@ -17,9 +21,13 @@ import { call, header, pattern, random, sha256Hex, startDemoApp, startStack, tex
 let app: DemoApp;
 let s: Stack;
 
+/** Small enough to fill in a test; the defaults are V1_REPLAY_CACHE_ENTRIES and V1_MAX_REQUESTS_PER_TOKEN. */
+const CACHE_ENTRIES = 24;
+const PER_TOKEN = 12;
+
 beforeAll(async () => {
   app = await startDemoApp();
-  s = await startStack({ suite: 'X25519', upstream: app.url });
+  s = await startStack({ suite: 'X25519', upstream: app.url, config: { legacyV1: true }, steve: { legacyV1Limits: { replayCacheEntries: CACHE_ENTRIES, maxRequestsPerToken: PER_TOKEN } } });
 });
 
 afterAll(async () => {
@@ -38,11 +46,11 @@ function createKeyBody(publicKey: Uint8Array, nonce: Uint8Array): string {
   return JSON.stringify({ public_key_bytes: [...publicKey], nonce: [...nonce] });
 }
 
-async function createSharedKey(verifyingKey: Uint8Array): Promise<V1Session> {
+async function createSharedKey(verifyingKey: Uint8Array, stack: Stack = s): Promise<V1Session> {
   const scalar = random(32);
   const privateKey = x25519PrivateKey(scalar);
   const nonce = random(16);
-  const reply = await call(`${s.base}/e2p/v1/create_shared_key`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: createKeyBody(x25519PublicBytes(privateKey), nonce) });
+  const reply = await call(`${stack.base}/e2p/v1/create_shared_key`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: createKeyBody(x25519PublicBytes(privateKey), nonce) });
   expect(reply.status).toBe(200);
   expect(reply.headers['cache-control']).toBe('no-store');
   const answer = JSON.parse(text(reply.body)) as { public_key: number[]; signature: number[]; enclave_encrypted_shared_key: number[] };
@@ -73,8 +81,8 @@ function open(key: Uint8Array, body: Uint8Array): Uint8Array {
   return Buffer.concat([decipher.update(body.subarray(12, body.length - 16)), decipher.final()]);
 }
 
-function protectedCall(session: V1Session, body: Uint8Array, options: { url?: string; method?: string; headers?: Record<string, string> } = {}): Promise<Reply> {
-  return call(`${s.base}${options.url ?? '/api/items?x=1'}`, {
+function protectedCall(session: V1Session, body: Uint8Array, options: { url?: string; method?: string; headers?: Record<string, string>; stack?: Stack } = {}): Promise<Reply> {
+  return call(`${(options.stack ?? s).base}${options.url ?? '/api/items?x=1'}`, {
     method: 'POST',
     headers: {
       'content-type': 'application/octet-stream',
@@ -225,5 +233,102 @@ describe('v1: create_shared_key and protected requests', () => {
     it('the app saw none of it', () => {
       expect(app.hits.length).toBe(before);
     });
+  });
+});
+
+describe('v1: the replay cache cannot be flushed or filled past what it protects', () => {
+  let verifyingKey: Uint8Array;
+  let stack: Stack;
+
+  beforeAll(async () => {
+    // A stack of its own, so the cache starts empty.
+    stack = await startStack({ suite: 'X25519', upstream: app.url, config: { legacyV1: true }, steve: { legacyV1Limits: { replayCacheEntries: CACHE_ENTRIES, maxRequestsPerToken: PER_TOKEN } } });
+    verifyingKey = stack.agent.verifyingKey;
+  });
+
+  afterAll(async () => {
+    await stack.stop();
+  });
+
+  const request = (key: Uint8Array, path: string) => seal(key, encodeAppRequest({ method: 'POST', path, headers: {}, body: null }));
+
+  it('a record that opens but is not a request is not remembered: sent again it is 400 again, never 409', async () => {
+    const session = await createSharedKey(verifyingKey, stack);
+    const junk = seal(session.key, utf8('not a request'));
+    for (let i = 0; i < 3; i++) expectRefused(await protectedCall(session, junk, { stack }), 400, 'protocol_error', `attempt ${i}`);
+    // Nor is a valid request whose method header lies.
+    const lying = request(session.key, '/echo');
+    for (let i = 0; i < 2; i++) expectRefused(await protectedCall(session, lying, { stack, method: 'PUT' }), 400, 'protocol_error');
+  });
+
+  it('another client cannot push a victim\'s request out: junk from many tokens, then the host replays it: 409, the app ran it once', async () => {
+    const victim = await createSharedKey(verifyingKey, stack);
+    const captured = request(victim.key, '/echo?victim=1');
+    expect((await protectedCall(victim, captured, { stack })).status).toBe(200);
+    const ran = () => app.hits.filter((hit) => hit.url === '/echo?victim=1').length;
+    expect(ran()).toBe(1);
+    // Far more records than the cache holds, each opening under the attacker's own keys.
+    for (let t = 0; t < 4; t++) {
+      const attacker = await createSharedKey(verifyingKey, stack);
+      for (let i = 0; i < CACHE_ENTRIES; i++) expect((await protectedCall(attacker, seal(attacker.key, random(40)), { stack })).status).toBe(400);
+    }
+    expectRefused(await protectedCall(victim, captured, { stack }), 409, 'replay');
+    expect(ran()).toBe(1);
+  });
+
+  it('one token has a quota of the cache (429 past it); a full cache is 429 busy and forgets nothing until the tags expire', async () => {
+    const greedy = await createSharedKey(verifyingKey, stack);
+    const sent: Uint8Array[] = [];
+    for (let i = 0; i < PER_TOKEN; i++) {
+      const body = request(greedy.key, `/status/204?i=${i}`);
+      sent.push(body);
+      expect((await protectedCall(greedy, body, { stack })).status).toBe(200);
+    }
+    expectRefused(await protectedCall(greedy, request(greedy.key, '/status/204?over'), { stack }), 429, 'busy');
+    // Fill what is left of the cache with other tokens (the victim above holds one entry).
+    let filled = PER_TOKEN + 1;
+    while (filled < CACHE_ENTRIES) {
+      const other = await createSharedKey(verifyingKey, stack);
+      for (let i = 0; i < PER_TOKEN && filled < CACHE_ENTRIES; i++, filled++) {
+        expect((await protectedCall(other, request(other.key, `/status/204?f=${filled}`), { stack })).status).toBe(200);
+      }
+    }
+    const late = await createSharedKey(verifyingKey, stack);
+    const before = app.hits.length;
+    expectRefused(await protectedCall(late, request(late.key, '/echo?late=1'), { stack }), 429, 'busy');
+    // Full, and still nothing was forgotten: a replay is 409, not a second run.
+    expectRefused(await protectedCall(greedy, sent[0]!, { stack }), 409, 'replay');
+    expect(app.hits.length).toBe(before);
+    // Once the tokens (and with them their tags) expire, v1 works again with a new token.
+    stack.clock.offsetMs += 30 * 60_000 + 2000;
+    const fresh = await createSharedKey(verifyingKey, stack);
+    expect((await protectedCall(fresh, request(fresh.key, '/echo?fresh=1'), { stack })).status).toBe(200);
+  });
+});
+
+describe('v1 off (the default)', () => {
+  let stack: Stack;
+
+  beforeAll(async () => {
+    stack = await startStack({ suite: 'X25519', upstream: app.url });
+  });
+
+  afterAll(async () => {
+    await stack.stop();
+  });
+
+  it('create_shared_key is 404, and a request carrying X-E2P-Key is an ordinary plaintext request: 403 e2e_required, the app never sees it', async () => {
+    const before = app.hits.length;
+    const create = await call(`${stack.base}/e2p/v1/create_shared_key`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: createKeyBody(random(32), random(16)) });
+    expectRefused(create, 404, 'not_found');
+    const token = Buffer.from(random(V1_TOKEN_BYTES)).toString('base64');
+    for (const [method, path] of [
+      ['POST', '/api/items'],
+      ['GET', '/echo'],
+    ] as const) {
+      const reply = await call(`${stack.base}${path}`, { method, headers: { 'content-type': 'application/octet-stream', 'x-e2p-key': token, 'x-e2p-original-method': 'POST' }, ...(method === 'POST' ? { body: random(40) } : {}) });
+      expectRefused(reply, 403, 'e2e_required', `${method} ${path}`);
+    }
+    expect(app.hits.length).toBe(before);
   });
 });

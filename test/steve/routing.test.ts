@@ -48,6 +48,10 @@ describe('fail-closed routing (the default)', () => {
       ['GET', '/xwing/other.wasm'],
       ['GET', '/e2p'],
       ['GET', '/metrics'],
+      // A query makes a bootstrap path an ordinary request (steve/protocol/routing.ts).
+      ['GET', '/?card=4111111111111111'],
+      ['GET', '/register.js?v=2'],
+      ['HEAD', '/enclave-sw.js?x'],
     ] as const) {
       const reply = await call(`${s.base}${path}`, { method, body: method === 'GET' || method === 'HEAD' ? null : 'secret plaintext' });
       expect(reply.status, `${method} ${path}`).toBe(403);
@@ -57,10 +61,10 @@ describe('fail-closed routing (the default)', () => {
     }
     expect(app.hits.length).toBe(before);
     const metrics = text((await call(`${s.internal}/metrics`)).body);
-    expect(metrics).toContain('enclave_agent_http_requests_total{route="e2e_required",status="403"} 12');
+    expect(metrics).toContain('enclave_agent_http_requests_total{route="e2e_required",status="403"} 15');
   });
 
-  it('forwards the bootstrap files in plaintext: GET /, and GET or HEAD of the four scripts, without cookie or authorization', async () => {
+  it('forwards the bootstrap files in plaintext: GET /, and GET or HEAD of the four scripts, with only the headers a static file needs', async () => {
     for (const [method, path] of [
       ['GET', '/'],
       ['GET', '/?'],
@@ -73,16 +77,33 @@ describe('fail-closed routing (the default)', () => {
       ['HEAD', '/xwing/steve_xwing_wasm_bg.wasm'],
     ] as const) {
       const before = app.hits.length;
-      const reply = await call(`${s.base}${path}`, { method, headers: { cookie: 'sid=1', authorization: 'Bearer x', 'x-other': 'kept' } });
+      const reply = await call(`${s.base}${path}`, {
+        method,
+        headers: {
+          cookie: 'sid=1',
+          authorization: 'Bearer x',
+          'x-api-key': 'secret-key',
+          'x-other': 'dropped',
+          'x-forwarded-for': '10.9.8.7',
+          'x-forwarded-proto': 'https',
+          accept: 'text/html',
+          'accept-encoding': 'gzip',
+          'accept-language': 'en',
+          'user-agent': 'test-agent',
+          'if-none-match': '"etag-1"',
+          'if-modified-since': 'Mon, 01 Jan 2024 00:00:00 GMT',
+        },
+      });
       expect(reply.status, `${method} ${path}`).toBe(200);
       // `/?` has the empty query (WHATWG URL): the app is asked for `/`.
       if (method === 'GET') expect(text(reply.body)).toBe(`app:${path === '/?' ? '/' : path}`);
       expect(app.hits.length).toBe(before + 1);
       const hit = app.hits[before]!;
       expect(hit.method).toBe(method);
-      expect(hit.headers.cookie).toBeUndefined();
-      expect(hit.headers.authorization).toBeUndefined();
-      expect(hit.headers['x-other']).toBe('kept');
+      // Exactly the allow-list (steve/server/headers.ts), the agent's host and its one x-forwarded-proto.
+      expect(Object.keys(hit.headers).sort()).toEqual(['accept', 'accept-encoding', 'accept-language', 'connection', 'host', 'if-modified-since', 'if-none-match', 'user-agent', 'x-forwarded-proto']);
+      expect(hit.headers['x-forwarded-proto']).toBe('http');
+      expect(hit.headers['user-agent']).toBe('test-agent');
     }
   });
 
@@ -90,7 +111,8 @@ describe('fail-closed routing (the default)', () => {
     const before = app.hits.length;
     expect((await call(`${s.base}/attestation?nonce=aabb`)).status).toBe(200);
     expect(text((await call(`${s.base}/.well-known/caution/health`)).body)).toBe('OK');
-    const health = JSON.parse(text((await call(`${s.base}/healthz`)).body)) as { sessions: number };
+    expect(text((await call(`${s.base}/healthz`)).body)).toBe('{"status":"ok"}');
+    const health = JSON.parse(text((await call(`${s.internal}/healthz`)).body)) as { sessions: number };
     expect(typeof health.sessions).toBe('number');
     expect(app.hits.length).toBe(before);
   });
@@ -117,7 +139,7 @@ describe('fail-closed routing (the default)', () => {
     await establish(s);
     await establish(s);
     expect(await read()).toBe(start + 2);
-    expect((JSON.parse(text((await call(`${s.base}/healthz`)).body)) as { sessions: number }).sessions).toBe(start + 2);
+    expect((JSON.parse(text((await call(`${s.internal}/healthz`)).body)) as { sessions: number }).sessions).toBe(start + 2);
   });
 });
 
@@ -135,6 +157,51 @@ describe('with --allow-plaintext-fallback=true', () => {
     expect(app.hits.length).toBe(before + 1);
     const session = await establish(s);
     expect((await send(session, { path: '/through-steve' })).status).toBe(200);
+  });
+});
+
+/** Headers a client or the host could use to lie to an app about who asked and how (the hardening round). */
+const FORWARDING_HEADERS = {
+  forwarded: 'for=10.1.2.3;proto=https;host=evil.example',
+  'x-forwarded-for': '10.1.2.3',
+  'x-forwarded-host': 'evil.example',
+  'x-forwarded-port': '443',
+  'x-forwarded-proto': 'https',
+  'x-forwarded-prefix': '/admin',
+  'x-real-ip': '10.1.2.3',
+  'x-original-url': '/admin',
+  'x-rewrite-url': '/admin',
+  'x-client-ip': '10.1.2.3',
+  'true-client-ip': '10.1.2.3',
+};
+
+describe('forwarding headers are the agent\'s on every path', () => {
+  const forwardingSeen = (hit: { headers: Record<string, unknown> }) => Object.keys(hit.headers).filter((name) => name.startsWith('x-forwarded-') || name in FORWARDING_HEADERS);
+
+  it('STEVE: none of the client\'s reach the app; it sees exactly one x-forwarded-proto, https', async () => {
+    const s = await stack();
+    const session = await establish(s);
+    const before = app.hits.length;
+    expect((await send(session, { path: '/echo', headers: { ...FORWARDING_HEADERS, 'x-kept': 'yes' } })).status).toBe(200);
+    const hit = app.hits[before]!;
+    expect(forwardingSeen(hit)).toEqual(['x-forwarded-proto']);
+    expect(hit.headers['x-forwarded-proto']).toBe('https');
+    expect(hit.headers['x-kept']).toBe('yes');
+  });
+
+  it('plaintext fallback and bootstrap: none of the client\'s reach the app; it sees exactly one x-forwarded-proto, http', async () => {
+    const s = await stack({ allowPlaintextFallback: true });
+    for (const path of ['/api/data', '/']) {
+      const before = app.hits.length;
+      // Repeated lines too: Node joins them, the agent must drop them whole.
+      const reply = await call(`${s.base}${path}`, { headers: { ...FORWARDING_HEADERS, 'x-kept': 'yes' } });
+      expect(reply.status, path).toBe(200);
+      const hit = app.hits[before]!;
+      expect(forwardingSeen(hit), path).toEqual(['x-forwarded-proto']);
+      expect(hit.headers['x-forwarded-proto'], path).toBe('http');
+      // The fallback passes ordinary headers; a bootstrap request only the allow-list.
+      expect(hit.headers['x-kept'], path).toBe(path === '/' ? undefined : 'yes');
+    }
   });
 });
 

@@ -118,10 +118,9 @@ async function until<T>(what: string, probe: () => Promise<T | undefined>, timeo
   throw new Error(`${what}: not within ${timeoutMs} ms (last error: ${String(last)})`);
 }
 
+/** The public /healthz: a status only (the details are on the internal listener, never bridged). */
 interface Health {
   status: string;
-  nsm: { mode: string };
-  app?: { state: string; restarts: number; pid: number | null };
 }
 
 describe.runIf(ENABLED)('the enclave image booted under QEMU', () => {
@@ -138,6 +137,12 @@ describe.runIf(ENABLED)('the enclave image booted under QEMU', () => {
     const { status, body } = await getJson(`http://127.0.0.1:${port}/healthz`);
     return status === 200 ? (body as Health) : undefined;
   };
+  /** init's records of the app's starts on the console, in order: its pid and how many restarts it had. */
+  const appStarts = (): Array<{ pid: number; restarts: number }> =>
+    consoleLog
+      .split('\n')
+      .filter((line) => line.includes('"child started"') && line.includes('"child":"app"'))
+      .map((line) => JSON.parse(line.slice(line.indexOf('{'))) as { pid: number; restarts: number });
 
   beforeAll(async () => {
     work = await mkdtemp(join(tmpdir(), 'enclave-boot-'));
@@ -217,9 +222,9 @@ describe.runIf(ENABLED)('the enclave image booted under QEMU', () => {
     const ready = await until('both agents healthy through the bridges', async () => {
       if (qemu!.exitCode !== null) throw new QemuExited(`QEMU exited with ${qemu!.exitCode} before the agents were up`);
       const [main, device] = await Promise.all([health(mainPort), health(devicePort)]);
-      return main?.app?.state === 'running' && device !== undefined ? main : undefined;
+      return main?.status === 'ok' && device !== undefined && appStarts().length > 0 ? main : undefined;
     }, READY_TIMEOUT_MS);
-    expect(ready.nsm.mode).toBe('mock');
+    expect(ready).toEqual({ status: 'ok' });
   }, READY_TIMEOUT_MS + 900_000);
 
   afterAll(async () => {
@@ -266,29 +271,30 @@ describe.runIf(ENABLED)('the enclave image booted under QEMU', () => {
     expect(refused.stderr).toContain('STEVE_CLIENT_PCR');
   }, 300_000);
 
-  it('a killed app is restarted by init and the agent reports it; a kill loop stops at the limit with a clear log', async () => {
-    const before = (await health(mainPort))!;
-    expect(before.app).toMatchObject({ state: 'running', restarts: 0 });
+  it('a killed app is restarted by init; a kill loop stops at the limit with a clear log', async () => {
+    // The app's state is the operator's (the internal /healthz, never bridged): here, init's console records.
+    const before = appStarts();
+    expect(before).toEqual([{ pid: expect.any(Number), restarts: 0 }]);
     const kill = async () => cli(['fetch', `http://127.0.0.1:${mainPort}/kill`, '--pcrs', pcrsFile, '--root', rootPem]);
     await kill();
-    const restarted = await until('the app restarted', async () => {
-      const now = await health(mainPort);
-      return now?.app?.state === 'running' && now.app.restarts === 1 ? now : undefined;
-    }, 180_000);
-    expect(restarted.app!.pid).not.toBe(before.app!.pid);
-    const again = await cli(['fetch', `http://127.0.0.1:${mainPort}/`, '--pcrs', pcrsFile, '--root', rootPem]);
+    const restarted = await until('the app restarted', async () => appStarts().find((start) => start.restarts === 1), 180_000);
+    expect(restarted.pid).not.toBe(before[0]!.pid);
+    const again = await until('the restarted app answering', async () => {
+      const result = await cli(['fetch', `http://127.0.0.1:${mainPort}/`, '--pcrs', pcrsFile, '--root', rootPem]);
+      return result.stdout === GREETING ? result : undefined;
+    }, 120_000, 2000);
     expect(again.stdout).toBe(GREETING);
 
     // Kill it until init gives up: the restart policy allows 3 restarts within the window.
-    const failed = await until('the app given up on', async () => {
-      const now = await health(mainPort);
-      if (now?.app?.state === 'failed') return now;
-      if (now?.app?.state === 'running') await kill();
+    await until('the app given up on', async () => {
+      if (consoleLog.includes('INIT_CRASH_LOOP')) return true;
+      await kill();
       return undefined;
     }, 300_000, 3000);
-    expect(failed.app!.restarts).toBe(3);
-    await until('the crash-loop record on the console', async () => (consoleLog.includes('INIT_CRASH_LOOP') ? true : undefined), 30_000, 1000);
+    expect(Math.max(...appStarts().map((start) => start.restarts))).toBe(3);
     const record = consoleLog.split('\n').find((line) => line.includes('INIT_CRASH_LOOP'))!;
     expect(record).toMatch(/"child":"app"/);
+    // The public /healthz still says only that the agent is up.
+    expect(await health(mainPort)).toEqual({ status: 'ok' });
   }, 600_000);
 });

@@ -7,10 +7,12 @@ import { once } from 'node:events';
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+import type { ParseArgsConfig } from 'node:util';
 import { createDemoApp } from './demo/app.js';
 import { DEMO_MANIFEST_JSON } from './demo/manifest.js';
+import { parseCommandArgv, wantsHelp } from './command-argv.js';
 import { AgentError } from './errors.js';
+import { crossCheckInitConfig } from './init-cross-check.js';
 import { loadRootFlag } from './root-flag.js';
 import { createLogger } from './log.js';
 import { startAgent } from './agent.js';
@@ -58,14 +60,12 @@ function usage(message: string): AgentError {
 }
 
 export async function runCommand(command: Command, argv: string[]): Promise<number> {
-  if (argv.includes('--help') || argv.includes('-h')) {
+  if (wantsHelp(argv)) {
     process.stdout.write(`${command.usage}\n`);
     return 0;
   }
   try {
-    const { values, positionals } = parseArgs({ args: argv, options: command.options, strict: true, allowPositionals: true });
-    const { min, max } = command.positionals ?? { min: 0, max: 0 };
-    if (positionals.length < min || positionals.length > max) throw usage(`expected ${min === max ? min : `${min}-${max}`} argument(s), got ${positionals.length}`);
+    const { values, positionals } = parseCommandArgv(argv, command.options, command.positionals);
     return await command.run(values, positionals);
   } catch (err) {
     const code = (err as { code?: string }).code;
@@ -392,8 +392,9 @@ const initCommand: Command = {
   summary: 'boot the enclave and supervise the agent and the app (the target of a minimal PID 1)',
   usage: INIT_USAGE,
   options: INIT_OPTIONS,
-  // The agent child runs this same CLI (`run`), with the same Node and Node flags.
-  run: (values) => runInitCommand(values, { cli: [process.execPath, ...process.execArgv, process.argv[1]!] }),
+  // The agent child runs this same CLI (`run`), with the same Node and Node flags. The cross-check refuses
+  // bridges that would expose the app or the internal listener, by both children's effective settings.
+  run: (values) => runInitCommand(values, { cli: [process.execPath, ...process.execArgv, process.argv[1]!], crossCheck: crossCheckInitConfig }),
 };
 
 /**

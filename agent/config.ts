@@ -159,6 +159,40 @@ export function settingFlags(): Record<string, { type: 'string' }> {
   return Object.fromEntries(SETTINGS.map((s) => [s.flag.slice(2), { type: 'string' as const }]));
 }
 
+/** One setting as `loadConfig` reads it: the parsed value and where it came from, or the problem. */
+export type SettingResult<T> = { readonly value: T; readonly source: string } | { readonly problem: string };
+
+/**
+ * Precedence (a string flag, then the first environment name set and non-empty, then the default) and
+ * parsing of one setting. `source` is the flag (`--upstream`), the environment name, or `--flag default`.
+ */
+function readSetting(setting: Setting, flags: Record<string, unknown>, env: Record<string, string | undefined>): SettingResult<unknown> {
+  const flagValue = flags[setting.flag.slice(2)];
+  const envName = setting.env.find((name) => env[name] !== undefined && env[name] !== '');
+  const source = typeof flagValue === 'string' ? setting.flag : (envName ?? `${setting.flag} default`);
+  const raw = typeof flagValue === 'string' ? flagValue : envName !== undefined ? env[envName]! : setting.default;
+  if (raw === undefined) return { problem: `${setting.flag} (or ${setting.env.join(' / ')}) is required: ${setting.doc}` };
+  if (raw === null) return { value: null, source };
+  try {
+    return { value: setting.parse(raw), source };
+  } catch (err) {
+    if (!(err instanceof Invalid)) throw err;
+    // URLs may carry credentials: never echo them.
+    const shown = setting.parse === httpUrl ? '' : `, got ${JSON.stringify(raw)}`;
+    return { problem: `${source}: ${err.message}${shown}` };
+  }
+}
+
+/**
+ * One setting exactly as `loadConfig` would resolve it (same precedence, same parser), without requiring
+ * the rest of the configuration to be valid: init cross-checks the agent's ports (agent/init-cross-check.ts)
+ * where the agent's other settings, such as its NSM or manifest, need not be in place yet.
+ */
+export function resolveSetting<K extends keyof AgentConfig>(key: K, flags: Record<string, unknown>, env: Record<string, string | undefined>): SettingResult<AgentConfig[K]> {
+  const setting = SETTINGS.find((s) => s.key === key)!;
+  return readSetting(setting, flags, env) as SettingResult<AgentConfig[K]>;
+}
+
 /**
  * Builds the configuration from parsed flag values and an environment. Throws one
  * `AgentError('AGENT_CONFIG')` listing every problem.
@@ -167,26 +201,9 @@ export function loadConfig(flags: Record<string, unknown>, env: Record<string, s
   const problems: string[] = [];
   const config: Record<string, unknown> = {};
   for (const setting of SETTINGS) {
-    const flagValue = flags[setting.flag.slice(2)];
-    const envName = setting.env.find((name) => env[name] !== undefined && env[name] !== '');
-    const source = typeof flagValue === 'string' ? setting.flag : envName;
-    const raw = typeof flagValue === 'string' ? flagValue : envName !== undefined ? env[envName]! : setting.default;
-    if (raw === undefined) {
-      problems.push(`${setting.flag} (or ${setting.env.join(' / ')}) is required: ${setting.doc}`);
-      continue;
-    }
-    if (raw === null) {
-      config[setting.key] = null;
-      continue;
-    }
-    try {
-      config[setting.key] = setting.parse(raw);
-    } catch (err) {
-      if (!(err instanceof Invalid)) throw err;
-      // URLs may carry credentials: never echo them.
-      const shown = setting.parse === httpUrl ? '' : `, got ${JSON.stringify(raw)}`;
-      problems.push(`${source ?? `${setting.flag} default`}: ${err.message}${shown}`);
-    }
+    const result = readSetting(setting, flags, env);
+    if ('problem' in result) problems.push(result.problem);
+    else config[setting.key] = result.value;
   }
   const mock = config.nsm === 'mock' || config.nsm === 'mock-signed-device';
   if (mock && config.mockPkiDir === null) problems.push(`--nsm ${String(config.nsm)} needs --mock-pki DIR (create one with: enclave-agent mock-pki --out DIR)`);

@@ -81,7 +81,21 @@ describe('host-bridge flags', () => {
 
 describe('enclave-bridge flags', () => {
   it('bridges 8080 by default, egress off', () => {
-    expect(parseEnclaveBridgeFlags({}, {})).toEqual({ ingressPorts: [8080], egress: null, maxConnections: 1024, idleTimeoutMs: 300_000, logLevel: 'info' });
+    expect(parseEnclaveBridgeFlags({}, {})).toEqual({
+      ingressPorts: [8080],
+      e2e: true,
+      sources: { ingressPorts: 'default', e2e: 'default' },
+      egress: null,
+      maxConnections: 1024,
+      idleTimeoutMs: 300_000,
+      logLevel: 'info',
+    });
+  });
+
+  it('says where the ingress ports and the e2e switch came from (init names them in its cross-check)', () => {
+    const env = { ENCLAVE_AGENT_INGRESS_PORTS: '8081', ENCLAVE_AGENT_E2E: 'false' };
+    expect(parseEnclaveBridgeFlags({ 'ingress-port': ['8082'], e2e: 'true' }, env)).toMatchObject({ ingressPorts: [8082], e2e: true, sources: { ingressPorts: '--ingress-port', e2e: '--e2e' } });
+    expect(parseEnclaveBridgeFlags({}, env)).toMatchObject({ ingressPorts: [8081], e2e: false, sources: { ingressPorts: 'ENCLAVE_AGENT_INGRESS_PORTS', e2e: 'ENCLAVE_AGENT_E2E' } });
   });
 
   it('never bridges the app port with --e2e true (the default), and allows it with --e2e false', () => {

@@ -6,7 +6,9 @@
  * Rules beyond the shapes: inside the enclave the app's port is never bridged while STEVE is on (`--e2e
  * true`, the default: the app must be reached only through the agent), the internal listener's port never
  * (specs/agent-http.md §1), the egress proxy listens on loopback only and needs a non-empty allowlist.
- * Pure: no I/O; the environment is an argument.
+ * The bridge knows the agent's ports only through its own flags and environment; under init, the agent's
+ * effective settings are cross-checked with the bridge's when the configuration is loaded
+ * (agent/init-cross-check.ts). Pure: no I/O; the environment is an argument.
  */
 
 import { BridgeError } from './errors.js';
@@ -50,6 +52,13 @@ export type HostBridgeConfig = HostIngressConfig | HostEgressConfig;
 
 export interface EnclaveBridgeConfig extends CommonConfig {
   readonly ingressPorts: readonly number[];
+  /** STEVE on: the app's port is never bridged. */
+  readonly e2e: boolean;
+  /**
+   * Where `ingressPorts` and `e2e` came from: the flag (`--ingress-port`, `--e2e`), the environment name,
+   * or `default`. init's cross-check with the agent's own settings names them (agent/init-cross-check.ts).
+   */
+  readonly sources: { readonly ingressPorts: string; readonly e2e: string };
   readonly egress: null | {
     readonly listen: HostPort;
     readonly cid: number;
@@ -187,11 +196,16 @@ export function parseEnclaveBridgeFlags(values: FlagValues, env: Environment): E
   const problems = new Problems();
   const base = common(problems, values);
 
-  const portTexts = strings(values['ingress-port']).length > 0 ? strings(values['ingress-port']) : commaList(env.ENCLAVE_AGENT_INGRESS_PORTS);
+  const portFlags = strings(values['ingress-port']);
+  const portTexts = portFlags.length > 0 ? portFlags : commaList(env.ENCLAVE_AGENT_INGRESS_PORTS);
+  const portsSource = portFlags.length > 0 ? '--ingress-port' : portTexts !== undefined ? 'ENCLAVE_AGENT_INGRESS_PORTS' : 'default';
   const ingressPorts = portTexts === undefined ? [...DEFAULT_INGRESS_PORTS] : portTexts.map((text) => integer(problems, '--ingress-port', text, 1, 65_535, 0));
   if (new Set(ingressPorts).size !== ingressPorts.length) problems.add('--ingress-port: a port is listed twice');
 
-  const e2eText = str(values.e2e) ?? fromEnv(env, 'ENCLAVE_AGENT_E2E') ?? 'true';
+  const e2eFlag = str(values.e2e);
+  const e2eEnv = fromEnv(env, 'ENCLAVE_AGENT_E2E');
+  const e2eText = e2eFlag ?? e2eEnv ?? 'true';
+  const e2eSource = e2eFlag !== undefined ? '--e2e' : e2eEnv !== undefined ? 'ENCLAVE_AGENT_E2E' : 'default';
   if (e2eText !== 'true' && e2eText !== 'false') problems.add(`--e2e expected true or false, got ${JSON.stringify(e2eText)}`);
   const e2e = e2eText !== 'false';
   const appPort = upstreamPort(problems, str(values.upstream) ?? fromEnv(env, 'ENCLAVE_AGENT_UPSTREAM', 'STEVE_APP_UPSTREAM') ?? 'http://127.0.0.1:8083');
@@ -218,6 +232,7 @@ export function parseEnclaveBridgeFlags(values: FlagValues, env: Environment): E
     if (list !== null) egress = Object.freeze({ listen: Object.freeze({ ...listen }), cid, vsockPort, allowlist: list });
   }
   problems.throwIfAny();
-  return Object.freeze({ ...base, ingressPorts: Object.freeze(ingressPorts), egress });
+  const sources = Object.freeze({ ingressPorts: portsSource, e2e: e2eSource });
+  return Object.freeze({ ...base, ingressPorts: Object.freeze(ingressPorts), e2e, sources, egress });
 }
 

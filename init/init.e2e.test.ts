@@ -4,7 +4,8 @@
  * the app gets it restarted and the agent's /healthz shows it; killing it in a loop stops after the limit
  * with the INIT_CRASH_LOOP record while the agent reports `failed`; SIGTERM stops everything with the
  * reported status, the service after the agent and the app; a service's `args` run this same CLI; an
- * orphan left by the app is reaped by init (a child subreaper); config errors exit 2.
+ * orphan left by the app is reaped by init (a child subreaper); config errors exit 2, bridges that would
+ * expose the app or the agent's internal listener among them.
  *
  * The boot's system steps are switched off (`boot` all false): mounts, lo and the entropy pool are never
  * touched on this machine; they run in the QEMU guest (test/qemu/init.guest.test.ts).
@@ -237,6 +238,33 @@ describe('enclave-agent init', () => {
     const missing = startInit([]);
     expect(await missing.exit).toBe(2);
     expect(missing.stderr.join('')).toContain('--config FILE (or ENCLAVE_INIT_CONFIG) is required');
+  }, 30_000);
+
+  it('bridges that would expose the app or the internal listener: exit 2 naming the ports, with --print-measurement too', async () => {
+    // Each half passes its own check: the bridge sees no --upstream or --internal-listen of its own.
+    const path = await writeConfig(
+      initConfig(LONG_RUNNING_APP, {
+        services: [{ name: 'bridges', args: ['enclave-bridge', '--ingress-port', '9000', '--ingress-port=7000'] }],
+        agent: {
+          args: ['--nsm', 'mock', '--deployment', 'test', '--mock-pki', join(dir, 'pki'), '--manifest', join(dir, 'manifest.json'), '--listen', '127.0.0.1:0', '--upstream=http://127.0.0.1:9000'],
+          env: { ENCLAVE_AGENT_INTERNAL_LISTEN: '127.0.0.1:7000' },
+        },
+      }),
+    );
+    const problems = [
+      'services[0] "bridges": ingress port 9000 (--ingress-port in services[0].args) is the app\'s port (agent\'s upstream, --upstream in agent.args)',
+      'services[0] "bridges": ingress port 7000 (--ingress-port in services[0].args) is the internal listener\'s port (agent\'s internal listener, ENCLAVE_AGENT_INTERNAL_LISTEN in agent.env)',
+    ];
+    for (const args of [['--config', path, '--print-measurement'], ['--config', path]]) {
+      const init = startInit(args);
+      let stdout = '';
+      init.child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
+      expect(await init.exit, args.join(' ')).toBe(2);
+      const stderr = init.stderr.join('');
+      expect(stderr).toContain('enclave-agent init: invalid configuration:');
+      for (const problem of problems) expect(stderr).toContain(problem);
+      expect(stdout).toBe('');
+    }
   }, 30_000);
 
   it('--print-measurement prints the canonical config, its SHA-384 and the PCR value, and boots nothing', async () => {

@@ -5,7 +5,7 @@
 
 import { pino } from 'pino';
 import { startAgent, type RunningAgent } from '../agent/agent.js';
-import { testAgentConfig } from './agent-config.js';
+import { testAgentConfig, type TestAgentConfig } from './agent-config.js';
 import { DEMO_MANIFEST_JSON } from '../agent/demo/manifest.js';
 import { parseManifest } from '../agent/manifest.js';
 import { openMockNsm, type MockPki, type Nsm } from '../nsm/index.js';
@@ -20,11 +20,20 @@ export interface TestAgent {
   stop(): Promise<void>;
 }
 
-/** Starts the real agent (mock NSM on `pki`, pinned `suite`) on 127.0.0.1:0 in front of `upstream`. */
-export async function startTestAgent(options: { pki: MockPki; suite: Suite; upstream: string; pcrs?: ReadonlyMap<number, Uint8Array> }): Promise<TestAgent> {
+/**
+ * Starts the real agent (mock NSM on `pki`, pinned `suite`) on 127.0.0.1:0 in front of `upstream`;
+ * `config` overrides other settings (CORS origins, ...).
+ */
+export async function startTestAgent(options: {
+  pki: MockPki;
+  suite: Suite;
+  upstream: string;
+  pcrs?: ReadonlyMap<number, Uint8Array>;
+  config?: Partial<TestAgentConfig>;
+}): Promise<TestAgent> {
   const nsm = openMockNsm({ pki: options.pki, logger: { warn() {} }, ...(options.pcrs !== undefined ? { pcrs: options.pcrs } : {}) });
   const agent = await startAgent({
-    config: testAgentConfig({ upstream: options.upstream, nsmQueueMax: 64, keyExchange: options.suite }),
+    config: testAgentConfig({ upstream: options.upstream, nsmQueueMax: 64, keyExchange: options.suite, ...options.config }),
     nsm,
     manifest: parseManifest(new TextEncoder().encode(DEMO_MANIFEST_JSON), 'test manifest'),
     logger: pino({ level: 'silent' }),

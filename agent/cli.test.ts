@@ -8,6 +8,7 @@
  */
 
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
@@ -419,5 +420,29 @@ describe.skipIf(existsSync('/dev/nsm'))('attest on a machine without /dev/nsm', 
     expect(run.stderr).not.toMatch(STACK_FRAME);
     expect(run.stdout).toBe('');
     expect(existsSync(out)).toBe(false);
+  });
+});
+
+describe('manifest: the bootstrap hashes for an image build', () => {
+  it('exit 0 writing the manifest with the hashes; exit 2 for an unknown path; exit 1 for a missing file', async () => {
+    const input = join(work, 'bootstrap-in.json');
+    const file = join(work, 'bootstrap-sw.js');
+    await writeFile(input, '{"version":"1.0","powered_by":"t","enclave_source":{"type":"local","path":"."},"framework_source":{"type":"git_archive","url":"u"}}');
+    await writeFile(file, 'self.onfetch = null;');
+    const out = join(work, 'bootstrap-out.json');
+    const [ok, unknown, missing] = await Promise.all([
+      cli(['manifest', '--in', input, '--bootstrap', `/enclave-sw.js=${file}`, '--out', out], work),
+      cli(['manifest', '--in', input, '--bootstrap', `/app.js=${file}`, '--out', join(work, 'bootstrap-unknown.json')], work),
+      cli(['manifest', '--in', input, '--bootstrap', `/register.js=${join(work, 'bootstrap-none.js')}`, '--out', join(work, 'bootstrap-missing.json')], work),
+    ]);
+    expect(ok.status, ok.stderr).toBe(0);
+    const sha = createHash('sha256').update('self.onfetch = null;').digest('hex');
+    expect(ok.stdout).toMatch(new RegExp(`^${sha}  /enclave-sw\\.js  20 bytes\nmanifest sha256 [0-9a-f]{64} written to `));
+    expect(JSON.parse(await readFile(out, 'utf8'))).toMatchObject({ bootstrap: { '/enclave-sw.js': sha } });
+    expectUsage(unknown, /--bootstrap expected PATH=FILE with PATH one of \/, \/enclave-sw\.js/);
+    expect(existsSync(join(work, 'bootstrap-unknown.json'))).toBe(false);
+    expect(missing.status).toBe(1);
+    expect(missing.stderr).toMatch(/AGENT_IO: cannot read --bootstrap \/register\.js .*bootstrap-none\.js: ENOENT/);
+    expect(missing.stderr).not.toMatch(STACK_FRAME);
   });
 });

@@ -8,8 +8,9 @@ import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ParseArgsConfig } from 'node:util';
-import { createDemoApp } from './demo/app.js';
-import { DEMO_MANIFEST_JSON } from './demo/manifest.js';
+import type { AddressInfo } from 'node:net';
+import { createDemoApp, loadDemoBootstrap } from './demo/app.js';
+import { demoManifest } from './demo/manifest.js';
 import { parseCommandArgv, wantsHelp } from './command-argv.js';
 import { AgentError } from './errors.js';
 import { crossCheckInitConfig } from './init-cross-check.js';
@@ -20,6 +21,7 @@ import { loadConfig, settingFlags, SETTINGS } from './config.js';
 import { loadManifest } from './manifest.js';
 import { runVerifyCommand, VERIFY_OPTIONS, VERIFY_USAGE } from './verify-remote.js';
 import { FETCH_OPTIONS, FETCH_USAGE, runFetchCommand } from './fetch-command.js';
+import { MANIFEST_OPTIONS, MANIFEST_USAGE, runManifestCommand } from './manifest-command.js';
 import {
   BridgeError,
   ENCLAVE_BRIDGE_OPTIONS,
@@ -340,10 +342,11 @@ const demo: Command = {
   summary: 'run the agent on a fresh mock NSM in front of a small demo app (loopback only)',
   usage:
     'Usage: enclave-agent demo [--listen HOST:PORT] [--app-listen HOST:PORT] [--internal-listen HOST:PORT]\n\n' +
-    'Writes a fresh mock PKI and the demo manifest to a temporary directory, starts the demo app (default\n' +
-    '127.0.0.1:8083) and the agent (default 127.0.0.1:8080, metrics on 127.0.0.1:9090) with the MOCK NSM,\n' +
-    'and runs until interrupted. Try:\n' +
-    "  curl -s -X POST -H content-type:application/json -d '{\"nonce\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"}' http://127.0.0.1:8080/attestation",
+    'Writes a fresh mock PKI and the demo manifest (with the SHA-256 of the bootstrap files the app serves)\n' +
+    'to a temporary directory, starts the demo app (default 127.0.0.1:8083) and the agent (default\n' +
+    '127.0.0.1:8080, metrics on 127.0.0.1:9090) with the MOCK NSM, and runs until interrupted. Try:\n' +
+    "  curl -s -X POST -H content-type:application/json -d '{\"nonce\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"}' http://127.0.0.1:8080/attestation\n" +
+    '  enclave-agent verify --url http://127.0.0.1:8080/attestation --root DIR/root.pem --bootstrap require',
   options: { listen: { type: 'string' }, 'app-listen': { type: 'string' }, 'internal-listen': { type: 'string' } },
   async run(values) {
     const appListen = str(values['app-listen']) ?? '127.0.0.1:8083';
@@ -351,12 +354,17 @@ const demo: Command = {
     if (match === null) throw usage(`--app-listen expected HOST:PORT, got ${JSON.stringify(appListen)}`);
     const dir = await mkdtemp(join(tmpdir(), 'enclave-agent-demo-'));
     await writeMockPki(dir, createMockPki());
-    await writeFile(join(dir, 'manifest.json'), DEMO_MANIFEST_JSON);
     // The demo page pins the mock root, so the browser's enclave worker can verify the mock documents.
-    const app = createDemoApp({ root: await readFile(join(dir, 'root.pem'), 'utf8') });
+    // The app serves one snapshot of its bootstrap files, and the manifest attests that snapshot's hashes.
+    const root = await readFile(join(dir, 'root.pem'), 'utf8');
+    const bootstrap = await loadDemoBootstrap({ root });
+    await writeFile(join(dir, 'manifest.json'), demoManifest(bootstrap));
+    const app = createDemoApp({ root, bootstrap });
     app.listen(Number(match[2]), match[1]);
     await once(app, 'listening');
-    process.stderr.write(`demo: app on ${appListen}; mock root ${join(dir, 'root.pem')}\n`);
+    // The port actually bound, so `--app-listen HOST:0` works.
+    const appAddress = `${match[1]}:${(app.address() as AddressInfo).port}`;
+    process.stderr.write(`demo: app on ${appAddress}; mock root ${join(dir, 'root.pem')}\n`);
     const flags = {
       nsm: 'mock',
       deployment: 'test',
@@ -364,7 +372,7 @@ const demo: Command = {
       manifest: join(dir, 'manifest.json'),
       listen: str(values.listen) ?? '127.0.0.1:8080',
       'internal-listen': str(values['internal-listen']) ?? '127.0.0.1:9090',
-      upstream: `http://${appListen}`,
+      upstream: `http://${appAddress}`,
     };
     return runAgent(flags, {}, () => new Promise<void>((resolve) => app.close(() => resolve())));
   },
@@ -376,6 +384,14 @@ const verify: Command = {
   usage: VERIFY_USAGE,
   options: VERIFY_OPTIONS,
   run: (values) => runVerifyCommand(values),
+};
+
+const manifestCommand: Command = {
+  name: 'manifest',
+  summary: 'add the SHA-256 of the bootstrap files the app serves to a build manifest',
+  usage: MANIFEST_USAGE,
+  options: MANIFEST_OPTIONS,
+  run: (values) => runManifestCommand(values),
 };
 
 const fetchCommand: Command = {
@@ -428,4 +444,4 @@ const enclaveBridge: Command = {
   run: (values) => runBridge('enclave-bridge', (io) => runEnclaveBridgeCommand(values, process.env, io)),
 };
 
-export const commands: Command[] = [run, demo, mockPki, attest, verifyDocument, verify, fetchCommand, initCommand, hostBridge, enclaveBridge];
+export const commands: Command[] = [run, demo, mockPki, attest, verifyDocument, verify, manifestCommand, fetchCommand, initCommand, hostBridge, enclaveBridge];

@@ -13,17 +13,24 @@ export type AgentErrorCode =
   | 'AGENT_VERIFY_FETCH'
   | 'AGENT_VERIFY_RESPONSE'
   | 'AGENT_VERIFY_MANIFEST'
-  | 'AGENT_VERIFY_TOFU';
+  | 'AGENT_VERIFY_TOFU'
+  | 'AGENT_VERIFY_BOOTSTRAP';
 
 export class AgentError extends Error {
   readonly code: AgentErrorCode;
   /** Every problem found, for errors that gather several (configuration). */
   readonly problems: readonly string[];
+  /**
+   * Structured, public facts about a verdict for a machine-readable report (`verify --json` prints the
+   * per-path bootstrap results of an `AGENT_VERIFY_BOOTSTRAP` failure). Never secrets.
+   */
+  readonly detail: Readonly<Record<string, unknown>> | undefined;
 
-  constructor(code: AgentErrorCode, message: string, options?: { cause?: unknown; problems?: readonly string[] }) {
+  constructor(code: AgentErrorCode, message: string, options?: { cause?: unknown; problems?: readonly string[]; detail?: Readonly<Record<string, unknown>> }) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'AgentError';
     this.code = code;
     this.problems = options?.problems ?? [message];
+    this.detail = options?.detail;
   }
 }

@@ -243,6 +243,14 @@ describe('parseVerifyFlags', () => {
     const { options } = await parseVerifyFlags({ url });
     expect(options.policy).toEqual({ kind: 'none' });
     expect(options.root).toBeUndefined();
+    expect(options.bootstrap).toEqual({ mode: 'check' });
+  });
+
+  it('takes --bootstrap require|check|skip and --bootstrap-origin as an origin', async () => {
+    for (const mode of ['require', 'check', 'skip'] as const) expect((await parseVerifyFlags({ url, bootstrap: mode })).options.bootstrap).toEqual({ mode });
+    const { options } = await parseVerifyFlags({ url, bootstrap: 'require', 'bootstrap-origin': 'https://enclave.example:8443' });
+    expect(options.bootstrap?.mode).toBe('require');
+    expect(options.bootstrap?.origin?.href).toBe('https://enclave.example:8443/');
   });
 
   const usageCases: [string, () => Record<string, string | boolean | string[]>, RegExp][] = [
@@ -253,6 +261,14 @@ describe('parseVerifyFlags', () => {
     ['a missing --pcrs file', () => ({ url, pcrs: [join(dir, 'missing.json')] }), /missing\.json: no such file/],
     ['a --pcrs directory', () => ({ url, pcrs: [dir] }), /not a regular file/],
     ['an empty --tofu', () => ({ url, tofu: '' }), /--tofu expected a file path/],
+    ['an unknown --bootstrap mode', () => ({ url, bootstrap: 'warn' }), /--bootstrap expected require, check or skip, got "warn"/],
+    ['an upper-case --bootstrap mode', () => ({ url, bootstrap: 'CHECK' }), /--bootstrap expected require, check or skip/],
+    ['--bootstrap-origin with a path', () => ({ url, 'bootstrap-origin': 'https://enclave.example/app' }), /--bootstrap-origin expected an http: or https: origin/],
+    ['--bootstrap-origin with a query', () => ({ url, 'bootstrap-origin': 'https://enclave.example/?x=1' }), /--bootstrap-origin expected/],
+    ['--bootstrap-origin with credentials', () => ({ url, 'bootstrap-origin': 'https://u:p@enclave.example' }), /--bootstrap-origin expected/],
+    ['--bootstrap-origin not http', () => ({ url, 'bootstrap-origin': 'file:///etc' }), /--bootstrap-origin expected/],
+    ['--bootstrap-origin not a URL', () => ({ url, 'bootstrap-origin': 'enclave.example' }), /--bootstrap-origin expected/],
+    ['--bootstrap-origin with --bootstrap skip', () => ({ url, bootstrap: 'skip', 'bootstrap-origin': 'https://enclave.example' }), /--bootstrap-origin goes with/],
   ];
   it.each(usageCases)('refuses %s (AGENT_USAGE)', async (_, values, message) => {
     await expect(parseVerifyFlags(values())).rejects.toMatchObject({ code: 'AGENT_USAGE', message: expect.stringMatching(message) });
@@ -283,6 +299,7 @@ describe('the report', () => {
       pcrPolicy: { kind: 'tofu', path: '/tmp/state.json', result: 'recorded' },
       manifest: { ...MANIFEST, note: 'line\nbreak' },
       binding: { manifestSha256: sha256Hex(MANIFEST_TEXT), verifyingKey: KEY, metadataKeys: ['evil\u001b[31m'] },
+      bootstrap: { mode: 'check', origin: 'http://127.0.0.1:8080', attested: false, results: [] },
     };
     const text = formatRemoteReport(report);
     expect(text).toMatch(/^VALID attestation from http:\/\/127\.0\.0\.1:8080\/attestation\n/);
@@ -296,6 +313,7 @@ describe('the report', () => {
     expect(text).toContain(`manifest        sha256:${sha256Hex(MANIFEST_TEXT)} matches user_data.manifest_sha256`);
     expect(text).toContain(`verifying_key   present (${bytesToHex(KEY)})`);
     expect(text).toContain('metadata keys   evil\\u{1b}[31m');
+    expect(text).toContain('bootstrap       NOT CHECKED: the manifest attests no bootstrap files');
     expect(text).toContain('run_command');
     expect(text).not.toMatch(/[\u0000-\u0009\u000b-\u001f]/);
 
@@ -313,6 +331,7 @@ describe('the report', () => {
       manifestMatched: true,
       verifyingKey: bytesToHex(KEY),
       metadataKeys: ['evil\u001b[31m'],
+      bootstrap: { mode: 'check', origin: 'http://127.0.0.1:8080', attested: false, passed: true, results: [] },
     });
     expect(formatRemoteReport({ ...report, rootName: AWS_ROOT_NAME, pcrPolicy: { kind: 'none' } })).toMatch(/\(AWS Nitro Enclaves Root-G1\)[\s\S]*PCR policy {6}NOT CHECKED/);
   });

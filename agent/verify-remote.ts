@@ -2,8 +2,9 @@
  * `enclave-agent verify --url`: the user's side of /attestation (specs/agent-http.md §2-§3). Sends a fresh
  * 32-byte nonce, and accepts the answer only if the document verifies (pinned root, chain, signature, our
  * nonce, the PCR policy) and the manifest shown is the one signed: `manifest_base64`'s SHA-256 is
- * `user_data.manifest_sha256`, and the `manifest` object is exactly what those bytes parse to. Only then
- * is a trust-on-first-use file recorded.
+ * `user_data.manifest_sha256`, and the `manifest` object is exactly what those bytes parse to. Then the
+ * bootstrap files the origin serves are compared with the hashes that manifest attests
+ * (agent/verify-bootstrap.ts). Only then is a trust-on-first-use file recorded.
  *
  * Pure parts (response parsing, the manifest binding, the report) take bytes and return values; the I/O
  * (one HTTP request, reading flag files, recording TOFU state) sits in the functions at the bottom. It must
@@ -27,6 +28,7 @@ import {
 } from '../nsm/index.js';
 import { AgentError } from './errors.js';
 import { loadRootFlag } from './root-flag.js';
+import { BOOTSTRAP_MODES, bootstrapReportJson, formatBootstrapReport, verifyBootstrap, type BootstrapMode, type BootstrapReport } from './verify-bootstrap.js';
 import { encodeTrustedState, IDENTITY_PCRS, loadTrustedStateFile, parseTrustedState, writeTrustedStateFile } from './trusted-state.js';
 
 /** specs/agent-http.md §2: clients send 32 random bytes. */
@@ -61,6 +63,8 @@ export interface RemoteVerifyOptions {
   maxResponseBytes?: number;
   /** Clock in ms; default Date.now. */
   now?: () => number;
+  /** The bootstrap step: mode (default `check`) and the origin to fetch from (default `url`'s). */
+  bootstrap?: { mode: BootstrapMode; origin?: URL };
 }
 
 /** The JSON body of a 200 answer, decoded but not yet trusted. */
@@ -94,6 +98,7 @@ export interface RemoteReport {
   pcrPolicy: PcrPolicyResult;
   manifest: Record<string, unknown>;
   binding: ManifestBinding;
+  bootstrap: BootstrapReport;
 }
 
 function usage(message: string): AgentError {
@@ -133,6 +138,20 @@ export function jsonEqual(a: unknown, b: unknown): boolean {
 
 function decodeJson(bytes: Uint8Array): unknown {
   return JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+}
+
+/** `--bootstrap-origin`: an http: or https: origin (scheme, host, optional port), nothing more. */
+export function parseOriginUrl(text: string): URL {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw usage(`--bootstrap-origin expected an http: or https: origin, got ${JSON.stringify(printable(text))}`);
+  }
+  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.username !== '' || url.password !== '' || url.pathname !== '/' || url.search !== '' || url.hash !== '') {
+    throw usage(`--bootstrap-origin expected an http: or https: origin like https://host[:port], got ${JSON.stringify(printable(text))}`);
+  }
+  return url;
 }
 
 /** The endpoint URL: absolute, http: or https:, without credentials (they would be printed in reports). */
@@ -251,6 +270,7 @@ export function remoteReportJson(report: RemoteReport): object {
     manifestMatched: true,
     verifyingKey: binding.verifyingKey === null ? null : bytesToHex(binding.verifyingKey),
     metadataKeys: binding.metadataKeys,
+    bootstrap: bootstrapReportJson(report.bootstrap),
     manifest: report.manifest,
   };
 }
@@ -287,6 +307,7 @@ export function formatRemoteReport(report: RemoteReport): string {
     `  manifest        sha256:${binding.manifestSha256} matches user_data.manifest_sha256; the manifest below is the signed one`,
     `  verifying_key   ${binding.verifyingKey === null ? 'absent' : `present (${bytesToHex(binding.verifyingKey)})`}`,
     `  metadata keys   ${binding.metadataKeys.length === 0 ? 'none' : binding.metadataKeys.map((key) => printable(key, 40)).join(', ')}`,
+    ...formatBootstrapReport(report.bootstrap),
     '  manifest fields:',
     ...manifestFields,
     '',
@@ -425,6 +446,13 @@ export async function verifyRemote(options: RemoteVerifyOptions): Promise<Remote
     throw err;
   }
   const binding = checkManifestBinding(document.userData, response);
+  // After the binding: only a manifest the enclave signed says which bytes to expect. Before TOFU: a
+  // rewritten bootstrap fails the run, and a failed run records nothing.
+  const bootstrap = await verifyBootstrap(response.manifest, {
+    mode: options.bootstrap?.mode ?? 'check',
+    origin: options.bootstrap?.origin ?? url,
+    timeoutMs: options.timeoutMs ?? REMOTE_TIMEOUT_MS,
+  });
 
   let pcrPolicy: PcrPolicyResult;
   if (policy.kind === 'tofu' && firstUse) {
@@ -448,6 +476,7 @@ export async function verifyRemote(options: RemoteVerifyOptions): Promise<Remote
     pcrPolicy,
     manifest: response.manifest,
     binding,
+    bootstrap,
   };
 }
 
@@ -455,10 +484,14 @@ export async function verifyRemote(options: RemoteVerifyOptions): Promise<Remote
 // The `verify` command
 
 export const VERIFY_USAGE =
-  'Usage: enclave-agent verify --url URL [--pcrs FILE]... [--tofu FILE] [--root PEM] [--allow-debug] [--json]\n\n' +
+  'Usage: enclave-agent verify --url URL [--pcrs FILE]... [--tofu FILE] [--root PEM] [--allow-debug]\n' +
+  '                             [--bootstrap require|check|skip] [--bootstrap-origin URL] [--json]\n\n' +
   'Asks a running agent for an attestation document bound to a fresh 32-byte nonce (POST {"nonce"} to\n' +
   'URL) and checks it: the certificate chain up to the pinned root, the signature, the nonce, the PCRs\n' +
-  'against your policy, and that the manifest shown is the one whose SHA-256 the enclave signed.\n\n' +
+  'against your policy, and that the manifest shown is the one whose SHA-256 the enclave signed. Then it\n' +
+  'fetches the bootstrap files a browser loads in plaintext (/, /enclave-sw.js, ...) and compares their\n' +
+  'SHA-256 with the manifest\'s "bootstrap" hashes. This shows what this run was served, not what\n' +
+  'another client is served.\n\n' +
   '--url URL      the /attestation endpoint, http: or https: (https://host/attestation); redirects are\n' +
   '               not followed; the answer must come within 60 s and be at most 1 MiB\n' +
   '--pcrs FILE    pinned PCRs, a trusted-state file {"pcr0":hex,"pcr1":hex,"pcr2":hex[,"pcrN":hex...]};\n' +
@@ -467,6 +500,10 @@ export const VERIFY_USAGE =
   '               there (mode 0600) once everything else verified. Not with --pcrs\n' +
   '--root PEM     trust anchor (default: the pinned AWS Nitro Enclaves Root-G1)\n' +
   '--allow-debug  accept debug-mode documents (PCR0-2 all zero)\n' +
+  '--bootstrap M  check (default): every file the manifest attests must be served (200) with its hash;\n' +
+  '               other paths are reported "not attested" and not fetched. require: also every other\n' +
+  '               bootstrap path must be answered 404. skip: fetch nothing\n' +
+  '--bootstrap-origin URL  where to fetch them (default: the origin of --url)\n' +
   '--json         print the result as JSON\n\n' +
   'Without --pcrs or --tofu the PCRs are shown but not checked: any enclave image would pass.\n\n' +
   'Exit status: 0 valid, 1 invalid (its code is printed), 2 usage error.';
@@ -477,6 +514,8 @@ export const VERIFY_OPTIONS = {
   tofu: { type: 'string' },
   root: { type: 'string' },
   'allow-debug': { type: 'boolean' },
+  bootstrap: { type: 'string' },
+  'bootstrap-origin': { type: 'string' },
   json: { type: 'boolean' },
 } satisfies NonNullable<ParseArgsConfig['options']>;
 
@@ -503,9 +542,19 @@ export async function parseVerifyFlags(values: FlagValues): Promise<{ options: R
     if (tofu.length === 0) throw usage('--tofu expected a file path');
     policy = { kind: 'tofu', path: tofu };
   }
+  const mode = values.bootstrap ?? 'check';
+  if (typeof mode !== 'string' || !(BOOTSTRAP_MODES as readonly string[]).includes(mode)) throw usage(`--bootstrap expected require, check or skip, got ${JSON.stringify(printable(String(mode)))}`);
+  const origin = typeof values['bootstrap-origin'] === 'string' ? parseOriginUrl(values['bootstrap-origin']) : undefined;
+  if (origin !== undefined && mode === 'skip') throw usage('--bootstrap-origin goes with --bootstrap check or require, not skip');
   const root = typeof values.root === 'string' ? await loadRootFlag(values.root) : undefined;
   return {
-    options: { url, policy, allowDebug: values['allow-debug'] === true, ...(root !== undefined ? { root } : {}) },
+    options: {
+      url,
+      policy,
+      allowDebug: values['allow-debug'] === true,
+      bootstrap: { mode: mode as BootstrapMode, ...(origin !== undefined ? { origin } : {}) },
+      ...(root !== undefined ? { root } : {}),
+    },
     json: values.json === true,
   };
 }
@@ -525,7 +574,13 @@ export async function runVerifyCommand(values: FlagValues, out: { write(text: st
   } catch (err) {
     if (!isVerdict(err)) throw err;
     const message = printable(err.message, 2000);
-    out.write(json ? `${JSON.stringify({ valid: false, code: err.code, message, url: options.url.href }, null, 2)}\n` : `INVALID ${err.code}: ${message}\n`);
+    // A bootstrap failure carries every path's result, so the report shows what did match as well.
+    const bootstrap = err instanceof AgentError && err.code === 'AGENT_VERIFY_BOOTSTRAP' ? (err.detail?.bootstrap as BootstrapReport | undefined) : undefined;
+    if (json) {
+      out.write(`${JSON.stringify({ valid: false, code: err.code, message, url: options.url.href, ...(bootstrap !== undefined ? { bootstrap: bootstrapReportJson(bootstrap) } : {}) }, null, 2)}\n`);
+    } else {
+      out.write(`INVALID ${err.code}: ${message}\n${bootstrap !== undefined ? `${formatBootstrapReport(bootstrap).join('\n')}\n` : ''}`);
+    }
     return 1;
   }
 }

@@ -11,7 +11,7 @@
 import fc from 'fast-check';
 import { mutate, mutationArbitrary } from '../test/mutations.js';
 import { describe, expect, it } from 'vitest';
-import { CborError, decodeCbor, encodeCbor, type CborErrorCode, type CborInput, type CborValue, type DecodeOptions } from './index.js';
+import { CborError, DEFAULT_MAX_ITEMS, decodeCbor, encodeCbor, type CborErrorCode, type CborInput, type CborValue, type DecodeOptions } from './index.js';
 
 const hex = (text: string): Uint8Array => new Uint8Array(Buffer.from(text, 'hex'));
 const toHex = (bytes: Uint8Array): string => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
@@ -27,6 +27,7 @@ const DECODE_CODES: ReadonlySet<CborErrorCode> = new Set<CborErrorCode>([
   'CBOR_DUPLICATE_KEY',
   'CBOR_BAD_KEY',
   'CBOR_TOO_DEEP',
+  'CBOR_TOO_MANY_ITEMS',
   'CBOR_INTEGER_RANGE',
   'CBOR_INVALID_UTF8',
 ]);
@@ -40,6 +41,9 @@ const OPTION_SETS: readonly DecodeOptions[] = [
   { maxDepth: 0 },
   { maxDepth: 1, allowIndefinite: true, canonical: true },
   { maxDepth: 64, allowIndefinite: true },
+  { maxItems: 1 },
+  { maxItems: 7, allowIndefinite: true },
+  { maxItems: Number.MAX_SAFE_INTEGER, allowIndefinite: true, canonical: true },
 ];
 
 /** The code of the `CborError` `run` throws; any other outcome fails the test. */
@@ -384,15 +388,23 @@ describe('decodeCbor: strictness', () => {
 
   it('fails fast on huge declared lengths, before allocating', () => {
     const started = performance.now();
+    // With no item budget to speak of, the byte count alone refuses them.
+    const unlimited: DecodeOptions = { maxItems: Number.MAX_SAFE_INTEGER };
     expect(decodeCode('5affffffff')).toBe('CBOR_TRUNCATED');
     expect(decodeCode('7affffffff')).toBe('CBOR_TRUNCATED');
-    expect(decodeCode('9affffffff')).toBe('CBOR_TRUNCATED');
-    expect(decodeCode('baffffffff')).toBe('CBOR_TRUNCATED');
-    expect(decodeCode('bb00000000ffffffff')).toBe('CBOR_TRUNCATED');
-    expect(decodeCode('9b001fffffffffffff')).toBe('CBOR_TRUNCATED');
-    expect(decodeCode('bb001fffffffffffff')).toBe('CBOR_TRUNCATED');
+    expect(decodeCode('9affffffff', unlimited)).toBe('CBOR_TRUNCATED');
+    expect(decodeCode('baffffffff', unlimited)).toBe('CBOR_TRUNCATED');
+    expect(decodeCode('bb00000000ffffffff', unlimited)).toBe('CBOR_TRUNCATED');
+    expect(decodeCode('9b000fffffffffffff', unlimited)).toBe('CBOR_TRUNCATED');
+    expect(decodeCode('bb000fffffffffffff', unlimited)).toBe('CBOR_TRUNCATED');
     expect(decodeCode('5bffffffffffffffff')).toBe('CBOR_INTEGER_RANGE');
     expect(decodeCode('9bffffffffffffffff')).toBe('CBOR_INTEGER_RANGE');
+    // 2^53 - 1 items never fit in the largest budget: the top-level item has taken one.
+    expect(decodeCode('9b001fffffffffffff', unlimited)).toBe('CBOR_TOO_MANY_ITEMS');
+    // With the default budget, the item count refuses the containers first.
+    expect(decodeCode('9affffffff')).toBe('CBOR_TOO_MANY_ITEMS');
+    expect(decodeCode('baffffffff')).toBe('CBOR_TOO_MANY_ITEMS');
+    expect(decodeCode('bb00000000ffffffff')).toBe('CBOR_TOO_MANY_ITEMS');
     // A map of n entries needs at least 2n bytes: n entries' worth of single bytes is still short.
     expect(decodeCode('a30000000000')).toBe('CBOR_TRUNCATED');
     // 4 GiB would take seconds to allocate and fill; the checks above take microseconds.
@@ -419,6 +431,104 @@ describe('decodeCbor: strictness', () => {
     const bytes = hex('00');
     const notBytes: unknown[] = [bytes.buffer, [0], '00', 0, null, undefined, new DataView(bytes.buffer), new Int8Array(1), new Uint8ClampedArray(1), new Uint16Array(1), { length: 1, 0: 0 }];
     for (const input of notBytes) expect(() => decodeCbor(input as Uint8Array)).toThrow(TypeError);
+  });
+});
+
+/** The CborError `run` throws (any other outcome fails the test). */
+function errorOf(run: () => unknown): CborError {
+  try {
+    run();
+  } catch (error) {
+    if (error instanceof CborError) return error;
+    throw error;
+  }
+  throw new Error('expected a CborError, got a value');
+}
+
+/** `head` followed by `fill` up to `length` bytes. */
+function padded(head: string, length: number, fill = 0): Uint8Array {
+  const bytes = new Uint8Array(length).fill(fill);
+  bytes.set(hex(head));
+  return bytes;
+}
+
+const MIB_32 = 32 * 1024 * 1024;
+
+describe('decodeCbor: item budget (maxItems)', () => {
+  // Regression: 32 MiB holding one array of one-byte items was read as 33 million JS values (about
+  // 1.7 s here) before anyone could refuse it. The offset says where decoding stopped: at the head.
+  it('refuses a 32 MiB one-array input at its 5-byte head', () => {
+    const lying = errorOf(() => decodeCbor(padded('9a02000000', MIB_32)));
+    expect([lying.code, lying.offset]).toEqual(['CBOR_TOO_MANY_ITEMS', 5]);
+    // A count that the bytes could hold: only the item budget stops it.
+    const count = (MIB_32 - 5).toString(16).padStart(8, '0');
+    for (const fill of [0x00, 0x80, 0xf6]) {
+      const error = errorOf(() => decodeCbor(padded(`9a${count}`, MIB_32, fill), { allowIndefinite: true, canonical: true }));
+      expect([error.code, error.offset], `fill ${fill}`).toEqual(['CBOR_TOO_MANY_ITEMS', 5]);
+    }
+  });
+
+  it('refuses a 32 MiB one-map input at its head, and a huge array nested in a small map at its own', () => {
+    const entries = ((MIB_32 - 5) / 2).toString(16).padStart(8, '0');
+    const map = errorOf(() => decodeCbor(padded(`ba${entries}`, MIB_32)));
+    expect([map.code, map.offset]).toEqual(['CBOR_TOO_MANY_ITEMS', 5]);
+    // {"a": [0 x (32 MiB - 8)]}: the array head ends at byte 8.
+    const nested = errorOf(() => decodeCbor(padded(`a161619a${(MIB_32 - 8).toString(16).padStart(8, '0')}`, MIB_32)));
+    expect([nested.code, nested.offset]).toEqual(['CBOR_TOO_MANY_ITEMS', 8]);
+  });
+
+  it('counts every item: the top level, elements, map keys and values, at every depth', () => {
+    const cases: [string, number][] = [
+      ['00', 1],
+      ['80', 1],
+      ['83010203', 4],
+      ['a201020304', 5],
+      ['8301820203820405', 8],
+      ['a26161016162820203', 7],
+      ['826161a161626163', 5],
+    ];
+    for (const [hexText, items] of cases) {
+      expect(decodeCbor(hex(hexText), { maxItems: items }), hexText).toBeDefined();
+      expect(decodeCode(hexText, { maxItems: items - 1 }), hexText).toBe('CBOR_TOO_MANY_ITEMS');
+    }
+  });
+
+  it('refuses a definite container at the head whose count no longer fits, siblings included', () => {
+    // [1, [2, 3], [4, 5]] with 7 items: the outer head promises 3 (4 of 7), the first pair 2 (6), the
+    // second pair's head (ending at byte 6) would make 8.
+    const error = errorOf(() => decodeCbor(hex('8301820203820405'), { maxItems: 7 }));
+    expect([error.code, error.offset]).toEqual(['CBOR_TOO_MANY_ITEMS', 6]);
+    // [[0 x 3], 0, 0] with 5: the inner head (byte 2) already makes 6 with its two unread siblings.
+    const early = errorOf(() => decodeCbor(hex('83830000000000'), { maxItems: 5 }));
+    expect([early.code, early.offset]).toEqual(['CBOR_TOO_MANY_ITEMS', 2]);
+  });
+
+  it('counts indefinite arrays and maps item by item, refusing at the first item over', () => {
+    const array = (n: number): Uint8Array => hex(`9f${'00'.repeat(n)}ff`);
+    expect(decodeCbor(array(10), { allowIndefinite: true, maxItems: 11 })).toHaveLength(10);
+    const error = errorOf(() => decodeCbor(array(10), { allowIndefinite: true, maxItems: 10 }));
+    expect([error.code, error.offset]).toEqual(['CBOR_TOO_MANY_ITEMS', 10]);
+    // {_ "a": 1, "b": [_ 2, 3]}: 1 + 4 + 2 = 7 items.
+    expect(decodeCbor(hex('bf61610161629f0203ffff'), { allowIndefinite: true, maxItems: 7 })).toBeInstanceOf(Map);
+    expect(decodeCode('bf61610161629f0203ffff', { allowIndefinite: true, maxItems: 6 })).toBe('CBOR_TOO_MANY_ITEMS');
+    // An indefinite array followed by 32 MiB of zeros stops after maxItems, not at the end of the input.
+    const long = errorOf(() => decodeCbor(padded('9f', MIB_32), { allowIndefinite: true, maxItems: 1001 }));
+    expect([long.code, long.offset]).toEqual(['CBOR_TOO_MANY_ITEMS', 1001]);
+  });
+
+  it(`defaults to ${DEFAULT_MAX_ITEMS} items, the top-level one included`, () => {
+    expect(DEFAULT_MAX_ITEMS).toBe(4096);
+    const array = (n: number): Uint8Array => encodeCbor(new Array<number>(n).fill(0));
+    expect(decodeCbor(array(DEFAULT_MAX_ITEMS - 1))).toHaveLength(DEFAULT_MAX_ITEMS - 1);
+    expect(codeOf(() => decodeCbor(array(DEFAULT_MAX_ITEMS)))).toBe('CBOR_TOO_MANY_ITEMS');
+  });
+
+  it('maxItems 0 refuses everything at offset 0; anything but a non-negative integer is a TypeError', () => {
+    const none = errorOf(() => decodeCbor(hex('00'), { maxItems: 0 }));
+    expect([none.code, none.offset]).toEqual(['CBOR_TOO_MANY_ITEMS', 0]);
+    for (const maxItems of [-1, 1.5, Number.NaN, Infinity, 2 ** 53, '5' as unknown as number]) {
+      expect(() => decodeCbor(hex('00'), { maxItems }), String(maxItems)).toThrow(TypeError);
+    }
   });
 });
 

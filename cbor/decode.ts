@@ -6,11 +6,15 @@
  * byte after the one top-level item. Indefinite-length maps and arrays are accepted only when the caller
  * asks for them (real NSM documents since 2025 use an indefinite payload map, specs/nsm.md §3; STEVE
  * forbids them, specs/steve.md §2). With `canonical`, integers and lengths must use their shortest form.
+ * The number of data items is capped too (`maxItems`): without it, 32 MiB of one-byte items in one array
+ * would become 33 million JS values before any caller could look at the shape.
  *
  * Why not cbor-x: it silently keeps the last of duplicate keys and accepts floats, tags and
  * non-shortest integers, so a peer could smuggle a second `nonce` past a check. This decoder fails
  * closed with a coded `CborError`. Lengths are checked against the remaining input before anything is
- * allocated, so a 5-byte header cannot ask for 4 GiB. Pure: no I/O, no clock.
+ * allocated, so a 5-byte header cannot ask for 4 GiB, and item counts against the remaining item budget
+ * before anything is iterated, so a 5-byte array head cannot ask for 33 million items either: a
+ * malformed input costs time in proportion to what is read before it is refused. Pure: no I/O, no clock.
  */
 
 import { CborError } from './errors.js';
@@ -26,9 +30,25 @@ export interface DecodeOptions {
   canonical?: boolean;
   /** Maximum nesting of arrays and maps. Default 16: our deepest message nests 4 levels. */
   maxDepth?: number;
+  /**
+   * Maximum number of data items in the whole input, counting every item: the top-level one, each
+   * array element, each map key and each map value, at every depth (a map of n entries holds 2n). A
+   * definite-length array or map whose declared count does not fit in what is left is refused at its
+   * head, before anything is read or allocated for it; indefinite ones are counted item by item.
+   * Default DEFAULT_MAX_ITEMS (4,096).
+   */
+  maxItems?: number;
 }
 
 const DEFAULT_MAX_DEPTH = 16;
+/**
+ * Ours. The largest input any caller decodes with the default is an attestation document's payload: 55
+ * items in every real AWS document in test/vectors/nitro (9 keys, 16 PCRs, a cabundle of 4
+ * certificates), 87 with all 32 PCRs; its COSE_Sign1 envelope is 5, an NSM reply fewer than 40 (at most
+ * 32 locked PCRs). 4,096 is over 40 times the largest and decodes in well under a millisecond. STEVE
+ * passes a tighter budget of its own per message (steve/protocol/fields.ts).
+ */
+export const DEFAULT_MAX_ITEMS = 4_096;
 /** Recursion stays far below V8's stack limit (about 5,000 levels of readItem measured here). */
 const MAX_DEPTH_LIMIT = 512;
 const BREAK = 0xff;
@@ -56,11 +76,19 @@ interface State {
   readonly allowIndefinite: boolean;
   readonly canonical: boolean;
   readonly maxDepth: number;
+  readonly maxItems: number;
+  /**
+   * The item budget not yet spent. Spent when an item is promised, not when it is read: a definite
+   * array or map pays for all its entries at its head, an indefinite one for each entry before it is read.
+   */
+  itemsLeft: number;
 }
 
 /** Decodes exactly one CBOR item that must span all of `bytes`. Throws `CborError`. */
 export function decodeCbor(bytes: Uint8Array, options: DecodeOptions = {}): CborValue {
   if (!(bytes instanceof Uint8Array)) throw new TypeError('"bytes" expected Uint8Array');
+  const maxItems = options.maxItems ?? DEFAULT_MAX_ITEMS;
+  if (!Number.isSafeInteger(maxItems) || maxItems < 0) throw new TypeError('"maxItems" expected a non-negative integer');
   const state: State = {
     bytes,
     offset: 0,
@@ -68,7 +96,10 @@ export function decodeCbor(bytes: Uint8Array, options: DecodeOptions = {}): Cbor
     canonical: options.canonical ?? false,
     // The decoder recurses once per level: a cap keeps a caller's large maxDepth off the stack limit.
     maxDepth: Math.min(options.maxDepth ?? DEFAULT_MAX_DEPTH, MAX_DEPTH_LIMIT),
+    maxItems,
+    itemsLeft: maxItems,
   };
+  spend(state, 1);
   const value = readItem(state, 0);
   if (state.offset !== bytes.length) {
     throw new CborError('CBOR_TRAILING_BYTES', `${bytes.length - state.offset} bytes after the item`, state.offset);
@@ -82,6 +113,12 @@ function fail(state: State, code: ConstructorParameters<typeof CborError>[0], me
 
 function need(state: State, count: number): void {
   if (count > state.bytes.length - state.offset) fail(state, 'CBOR_TRUNCATED', `need ${count} more bytes`);
+}
+
+/** Takes `count` items from the budget, or refuses: called before the items are read. */
+function spend(state: State, count: number): void {
+  if (count > state.itemsLeft) fail(state, 'CBOR_TOO_MANY_ITEMS', `more than ${state.maxItems} data items`);
+  state.itemsLeft -= count;
 }
 
 /** Reads the argument of an initial byte; returns -1 for "indefinite" (additional info 31). */
@@ -212,13 +249,19 @@ function atBreak(state: State): boolean {
 function readArray(state: State, info: number, depth: number): CborValue[] {
   enter(state, depth);
   const count = readLength(state, info);
-  const items: CborValue[] = [];
   if (count < 0) {
-    while (!atBreak(state)) items.push(readItem(state, depth));
+    const items: CborValue[] = [];
+    while (!atBreak(state)) {
+      spend(state, 1);
+      items.push(readItem(state, depth));
+    }
     return items;
   }
+  // The whole count is paid at the head, so a huge one is refused before the first item is read.
+  spend(state, count);
   // Every item takes at least one byte: a count beyond the remaining input is a lie.
   need(state, count);
+  const items: CborValue[] = [];
   for (let i = 0; i < count; i++) items.push(readItem(state, depth));
   return items;
 }
@@ -226,12 +269,18 @@ function readArray(state: State, info: number, depth: number): CborValue[] {
 function readMap(state: State, info: number, depth: number): CborMap {
   enter(state, depth);
   const count = readLength(state, info);
-  const map: CborMap = new Map();
   if (count < 0) {
-    while (!atBreak(state)) readEntry(state, map, depth);
+    const map: CborMap = new Map();
+    while (!atBreak(state)) {
+      spend(state, 2);
+      readEntry(state, map, depth);
+    }
     return map;
   }
+  // A key and a value per entry, all paid at the head.
+  spend(state, count * 2);
   need(state, count * 2);
+  const map: CborMap = new Map();
   for (let i = 0; i < count; i++) readEntry(state, map, depth);
   return map;
 }

@@ -13,6 +13,8 @@ export type CborErrorCode =
   | 'CBOR_DUPLICATE_KEY'
   | 'CBOR_BAD_KEY'
   | 'CBOR_TOO_DEEP'
+  /** More data items than the decoder's `maxItems` budget (decode.ts). */
+  | 'CBOR_TOO_MANY_ITEMS'
   | 'CBOR_INTEGER_RANGE'
   | 'CBOR_INVALID_UTF8'
   | 'CBOR_ENCODE';

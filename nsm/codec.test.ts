@@ -341,6 +341,8 @@ describe('decodeNsmResponse: replies built by hand', () => {
     ['a duplicate field', `a1${text('DescribePCR')}a3${text('lock')}f5${text('data')}5830${'00'.repeat(48)}${text('lock')}f4`, 'CBOR_DUPLICATE_KEY'],
     ['an indefinite map', `bf${text('LockPCR')}a0ff`, 'CBOR_INDEFINITE_LENGTH'],
     ['invalid UTF-8', '62c328', 'CBOR_INVALID_UTF8'],
+    // {"DescribeNSM": {"locked_pcrs": [0 x 4,096]}}: over the codec's default budget of 4,096 items.
+    ['a reply of too many items', `a1${text('DescribeNSM')}a1${text('locked_pcrs')}991000${'00'.repeat(4096)}`, 'CBOR_TOO_MANY_ITEMS'],
   ])('rejects garbage (%s) with NSM_BAD_RESPONSE, keeping the CBOR cause', (_label, hexText, cborCode) => {
     for (const expected of REQUEST_TYPES) {
       try {

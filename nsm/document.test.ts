@@ -6,7 +6,7 @@
 
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { encodeCbor } from '../cbor/index.js';
+import { DEFAULT_MAX_ITEMS, decodeCbor, encodeCbor, type CborValue } from '../cbor/index.js';
 import { signMockDocument } from '../test/mock-documents.js';
 import { loadNitroVectors } from '../test/vectors/nitro.js';
 import { AWS_NITRO_ROOT_G1_DER } from './aws-root.js';
@@ -40,6 +40,33 @@ describe('parseAttestationDocument', () => {
     expect(doc.timestamp).toBe(v.timestampMs);
     expect(doc.cabundle).toHaveLength(4);
     expect(doc.payload[0]).toBe(v.indefinite ? 0xbf : 0xa9);
+  });
+
+  // cbor/decode.ts DEFAULT_MAX_ITEMS is sized from these counts: the parser decodes the COSE_Sign1
+  // envelope and the payload separately, each with the codec's default item budget.
+  it.each(vectors)('$file fits the CBOR item budget many times over: 5 items of envelope, 55 of payload', (v) => {
+    const fitsIn = (bytes: Uint8Array, maxItems: number): boolean => {
+      try {
+        decodeCbor(bytes, { allowIndefinite: true, maxItems });
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    const untagged = v.bytes[0] === 0xd2 ? v.bytes.subarray(1) : v.bytes;
+    expect([fitsIn(untagged, 5), fitsIn(untagged, 4)]).toEqual([true, false]);
+    const { payload } = parseAttestationDocument(v.bytes);
+    expect([fitsIn(payload, 55), fitsIn(payload, 54)]).toEqual([true, false]);
+    expect(55 * 40).toBeLessThan(DEFAULT_MAX_ITEMS);
+  });
+
+  it('a mock document with all 32 PCRs has an 87-item payload and parses', () => {
+    const pcrs = new Map(Array.from({ length: 32 }, (_, i) => [i, new Uint8Array(48).fill(i)] as const));
+    const doc = parseAttestationDocument(signMockDocument(createMockPki(), { pcrs }));
+    expect(doc.pcrs.size).toBe(32);
+    const payload: CborValue = decodeCbor(doc.payload, { maxItems: 87 });
+    expect(payload).toBeInstanceOf(Map);
+    expect(() => decodeCbor(doc.payload, { maxItems: 86 })).toThrowError(expect.objectContaining({ code: 'CBOR_TOO_MANY_ITEMS' }));
   });
 
   it('accepts the COSE_Sign1 tag (18) and rejects any other tag', () => {

@@ -7,9 +7,21 @@
 
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { encodeCbor } from '../../cbor/index.js';
+import { CborError, encodeCbor, type CborInput } from '../../cbor/index.js';
 import { hex } from '../../test/vectors/steve/vectors.js';
-import { decodeAppRequest, decodeAppResponse, encodeAppRequest, encodeAppResponse, type AppRequest, type AppResponse, type JsonValue } from './application.js';
+import {
+  decodeAppRequest,
+  decodeAppRequestStrict,
+  decodeAppResponse,
+  encodeAppRequest,
+  encodeAppResponse,
+  readCanonicalAppRequest,
+  type AppRequest,
+  type AppResponse,
+  type JsonValue,
+} from './application.js';
+import { MAX_APPLICATION_RESPONSE_BYTES, MAX_ERROR_ITEMS, MAX_HEADER_FIELDS, MAX_REQUEST_ENVELOPE_BYTES } from './constants.js';
+import { SteveError } from '../errors.js';
 import { code } from '../../test/steve-codes.js';
 
 
@@ -198,5 +210,90 @@ describe('application response', () => {
     expect(code(() => encodeAppResponse({ ...ok, error: 1.5 }))).toBe('STEVE_BAD_ARGUMENT');
     expect(code(() => encodeAppResponse({ ...ok, error: new Date() as never }))).toBe('STEVE_BAD_ARGUMENT');
     expect(code(() => encodeAppResponse({ ...ok, error: { a: undefined } as never }))).toBe('STEVE_BAD_ARGUMENT');
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------
+// Limits: the head check and the item budget derived from MAX_HEADER_FIELDS and MAX_ERROR_ITEMS
+
+/** The SteveError `run` throws (any other outcome fails the test). */
+function steveError(run: () => unknown): SteveError {
+  try {
+    run();
+  } catch (error) {
+    if (error instanceof SteveError) return error;
+    throw error;
+  }
+  throw new Error('expected a SteveError, got a value');
+}
+
+/** `head` (hex, spaces allowed) followed by zeros up to `length` bytes. */
+function padded(head: string, length: number): Uint8Array {
+  const bytes = new Uint8Array(length);
+  bytes.set(Buffer.from(head.replace(/ /g, ''), 'hex'));
+  return bytes;
+}
+
+const names = (count: number): string[] => Array.from({ length: count }, (_, i) => `h${i}`);
+
+describe('application plaintexts: shape and item limits', () => {
+  it('a 32 MiB plaintext that is one array is refused at its head, without the codec', () => {
+    const array = (length: number): Uint8Array => padded(`9a${(length - 5).toString(16).padStart(8, '0')}`, length);
+    for (const [decode, length] of [
+      [decodeAppRequest, MAX_REQUEST_ENVELOPE_BYTES],
+      [decodeAppResponse, MAX_APPLICATION_RESPONSE_BYTES],
+    ] as const) {
+      const error = steveError(() => decode(array(length)));
+      expect([error.code, error.cause]).toEqual(['STEVE_PROTOCOL', undefined]);
+      expect(error.message).toMatch(/is not a definite CBOR map of at most 4 entries$/);
+    }
+    expect(steveError(() => decodeAppRequest(encodeCbor(new Map<string, CborInput>([['method', 'GET'], ['path', '/'], ['headers', new Map()], ['body', null], ['x', 1]])))).message).toMatch(/at most 4 entries$/);
+  });
+
+  // {method: "GET", path: "/", headers: <map of 2^24 entries>, ...}: the headers head ends at byte 32.
+  it('a headers map declaring 2^24 entries is refused by the item budget at its head', () => {
+    const body = padded(`a4 66${hex(new TextEncoder().encode('method'))} 63474554 64${hex(new TextEncoder().encode('path'))} 612f 67${hex(new TextEncoder().encode('headers'))} ba01000000`, MAX_REQUEST_ENVELOPE_BYTES);
+    const error = steveError(() => decodeAppRequest(body));
+    expect(error.code).toBe('STEVE_PROTOCOL');
+    expect(error.cause).toBeInstanceOf(CborError);
+    expect([(error.cause as CborError).code, (error.cause as CborError).offset]).toEqual(['CBOR_TOO_MANY_ITEMS', 32]);
+  });
+
+  it(`a request holds at most ${MAX_HEADER_FIELDS} header fields, on the fast and the strict path alike`, () => {
+    const fields = (count: number): Map<string, string> => new Map(names(count).map((name) => [name, 'v']));
+    const wire = (count: number): Uint8Array => encodeCbor(new Map<string, CborInput>([['method', 'GET'], ['path', '/'], ['headers', fields(count)], ['body', null]]));
+    const most = wire(MAX_HEADER_FIELDS);
+    expect(Object.keys(readCanonicalAppRequest(most)!.headers)).toHaveLength(MAX_HEADER_FIELDS);
+    expect(Object.keys(decodeAppRequestStrict(most).headers)).toHaveLength(MAX_HEADER_FIELDS);
+    expect(encodeAppRequest({ method: 'GET', path: '/', headers: Object.fromEntries(fields(MAX_HEADER_FIELDS)), body: null })).toEqual(most);
+    const over = wire(MAX_HEADER_FIELDS + 1);
+    expect(readCanonicalAppRequest(over)).toBeNull();
+    expect(code(() => decodeAppRequest(over))).toBe('STEVE_PROTOCOL');
+    expect((steveError(() => decodeAppRequestStrict(over)).cause as CborError).code).toBe('CBOR_TOO_MANY_ITEMS');
+    expect(code(() => encodeAppRequest({ method: 'GET', path: '/', headers: Object.fromEntries(fields(MAX_HEADER_FIELDS + 1)), body: null }))).toBe('STEVE_BAD_ARGUMENT');
+  });
+
+  it(`a response holds at most ${MAX_HEADER_FIELDS} header pairs and ${MAX_ERROR_ITEMS} error items: exactly the budget decodes`, () => {
+    const pairs = (count: number): Array<[string, string]> => names(count).map((name) => [name, 'v']);
+    // An array of n zeros is n + 1 items.
+    const error = (items: number): number[] => new Array<number>(items - 1).fill(0);
+    const wire = (headers: number, errorItems: number): Uint8Array =>
+      encodeCbor(new Map<string, CborInput>([['status', 200], ['headers', pairs(headers)], ['body', null], ['error', error(errorItems)]]));
+    const full = decodeAppResponse(wire(MAX_HEADER_FIELDS, MAX_ERROR_ITEMS));
+    expect([full.headers.length, (full.error as number[]).length]).toEqual([MAX_HEADER_FIELDS, MAX_ERROR_ITEMS - 1]);
+    expect(encodeAppResponse({ status: 200, headers: pairs(MAX_HEADER_FIELDS), body: null, error: error(MAX_ERROR_ITEMS) })).toEqual(wire(MAX_HEADER_FIELDS, MAX_ERROR_ITEMS));
+    // One item more anywhere is over the budget.
+    expect((steveError(() => decodeAppResponse(wire(MAX_HEADER_FIELDS, MAX_ERROR_ITEMS + 1))).cause as CborError).code).toBe('CBOR_TOO_MANY_ITEMS');
+    expect(code(() => decodeAppResponse(wire(MAX_HEADER_FIELDS + 1, 1)))).toBe('STEVE_PROTOCOL');
+    // The header count is checked on its own; the error may use what the headers leave.
+    expect(steveError(() => decodeAppResponse(wire(MAX_HEADER_FIELDS + 1, 1))).message).toMatch(/"headers" holds more than 16384 fields/);
+    expect((decodeAppResponse(wire(0, MAX_ERROR_ITEMS + 100)).error as number[]).length).toBe(MAX_ERROR_ITEMS + 99);
+    // The encoder keeps to both limits.
+    expect(code(() => encodeAppResponse({ status: 200, headers: pairs(MAX_HEADER_FIELDS + 1), body: null }))).toBe('STEVE_BAD_ARGUMENT');
+    expect(code(() => encodeAppResponse({ status: 200, headers: [], body: null, error: error(MAX_ERROR_ITEMS + 1) }))).toBe('STEVE_BAD_ARGUMENT');
+    // Map keys count as items: {k0: 0, ..., k510: 0} is 1 + 2 x 511 = 1,023 items, one more key is 1,025.
+    const object = (keys: number): JsonValue => Object.fromEntries(names(keys).map((name) => [name, 0]));
+    expect(code(() => encodeAppResponse({ status: 200, headers: [], body: null, error: object(511) }))).toBeUndefined();
+    expect(code(() => encodeAppResponse({ status: 200, headers: [], body: null, error: object(512) }))).toBe('STEVE_BAD_ARGUMENT');
   });
 });

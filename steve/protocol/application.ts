@@ -16,14 +16,25 @@
  *   an empty body (§3 "null when empty").
  * - `error`: any JSON-able CBOR value (null, booleans, integers, text, arrays, text-keyed maps); byte
  *   strings and integer map keys are refused because they have no JSON form.
+ * - At most MAX_HEADER_FIELDS header fields, and at most MAX_ERROR_ITEMS CBOR items in `error`; the
+ *   encoders refuse more (STEVE_BAD_ARGUMENT). The decoders refuse at its first byte anything that is
+ *   not a map of at most 4 entries, and give the codec an item budget derived from those two limits
+ *   (below), so a plaintext of 32 MiB of one-byte items is refused at its head, not built.
  * Pure: no I/O.
  */
 
 import { encodeCbor, type CborInput, type CborValue } from '../../cbor/index.js';
 import { SteveError, type SteveErrorCode } from '../errors.js';
-import { MAX_APPLICATION_RESPONSE_BYTES, MAX_REQUEST_ENVELOPE_BYTES } from './constants.js';
+import {
+  APP_REQUEST_ENTRIES,
+  APP_RESPONSE_ENTRIES,
+  MAX_APPLICATION_RESPONSE_BYTES,
+  MAX_ERROR_ITEMS,
+  MAX_HEADER_FIELDS,
+  MAX_REQUEST_ENVELOPE_BYTES,
+} from './constants.js';
 import { CanonicalReader } from './canonical.js';
-import { decodeMap, expectText, expectUint, readFields } from './fields.js';
+import { decodeMap, expectText, expectUint, readFields, type MapShape } from './fields.js';
 import type { DecodeLimit } from './messages.js';
 
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
@@ -49,6 +60,20 @@ export interface AppResponse {
 
 export const MIN_STATUS = 200;
 export const MAX_STATUS = 599;
+
+/**
+ * A request is {method, path, headers: {name: value, ...}, body}: the map and its 4 keys (5), method,
+ * path and body (3), the headers map (1) and a name and a value per field: 9 + 2 x 16,384 = 32,777
+ * items. A valid request with one field more needs 2 more, so the budget alone enforces
+ * MAX_HEADER_FIELDS for the strict decoder.
+ */
+const APP_REQUEST_SHAPE: MapShape = { maxEntries: APP_REQUEST_ENTRIES, maxItems: 9 + 2 * MAX_HEADER_FIELDS };
+/**
+ * A response is {status, headers: [[name, value], ...], body, error?}: the map and up to 4 keys (5),
+ * status and body (2), the headers array (1), 3 items per pair, and the error: 8 + 3 x 16,384 + 1,024 =
+ * 50,184 items. The header count is also checked on its own, as `error` may use what headers leave.
+ */
+const APP_RESPONSE_SHAPE: MapShape = { maxEntries: APP_RESPONSE_ENTRIES, maxItems: 8 + 3 * MAX_HEADER_FIELDS + MAX_ERROR_ITEMS };
 
 // RFC 9110 §5.6.2 token, §5.5 field-value (VCHAR, obs-text, SP, HTAB), §4.1 and RFC 3986 for the target.
 const TOKEN_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
@@ -89,18 +114,27 @@ function wireBody(body: Uint8Array | null): Uint8Array | null {
 // ---------------------------------------------------------------------------------------------------
 // JSON-able `error` values
 
-function jsonToCbor(value: unknown, depth: number): CborInput {
+/** `count.items` counts the CBOR items made, against MAX_ERROR_ITEMS. */
+function jsonToCbor(value: unknown, depth: number, count: { items: number }): CborInput {
   check(depth <= 8, 'STEVE_BAD_ARGUMENT', '"error" nests too deeply');
+  count.items += 1;
+  check(count.items <= MAX_ERROR_ITEMS, 'STEVE_BAD_ARGUMENT', `"error" holds more than ${MAX_ERROR_ITEMS} CBOR items`);
   if (value === null || typeof value === 'boolean' || typeof value === 'string') return value;
   if (typeof value === 'number') {
     // CBOR floats are refused by every STEVE peer (§2): only integers travel.
     check(Number.isSafeInteger(value), 'STEVE_BAD_ARGUMENT', '"error" may hold only safe integers');
     return value;
   }
-  if (Array.isArray(value)) return value.map((item) => jsonToCbor(item, depth + 1));
+  if (Array.isArray(value)) return value.map((item) => jsonToCbor(item, depth + 1, count));
   const proto: unknown = typeof value === 'object' ? Object.getPrototypeOf(value) : undefined;
   check(proto === Object.prototype || proto === null, 'STEVE_BAD_ARGUMENT', '"error" must be a JSON-able value');
-  return new Map(Object.entries(value as Record<string, unknown>).map(([k, v]) => [k, jsonToCbor(v, depth + 1)]));
+  return new Map(
+    Object.entries(value as Record<string, unknown>).map(([k, v]) => {
+      // The key is an item too.
+      count.items += 1;
+      return [k, jsonToCbor(v, depth + 1, count)];
+    }),
+  );
 }
 
 function cborToJson(value: CborValue): JsonValue {
@@ -123,7 +157,9 @@ export function encodeAppRequest(request: AppRequest): Uint8Array {
   checkPath(request.path, 'STEVE_BAD_ARGUMENT');
   check(typeof request.headers === 'object' && request.headers !== null, 'STEVE_BAD_ARGUMENT', '"headers" expected an object');
   const headers = new Map<string, string>();
-  for (const [name, value] of Object.entries(request.headers)) {
+  const fields = Object.entries(request.headers);
+  check(fields.length <= MAX_HEADER_FIELDS, 'STEVE_BAD_ARGUMENT', `"headers" holds more than ${MAX_HEADER_FIELDS} fields`);
+  for (const [name, value] of fields) {
     checkField(name, value, LOWER_TOKEN_RE, 'STEVE_BAD_ARGUMENT');
     headers.set(name, value);
   }
@@ -159,7 +195,7 @@ export function decodeAppRequest(bytes: Uint8Array, limit: DecodeLimit = {}): Ap
 /** The request through the strict codec and field checks only (decodeAppRequest's reference). */
 export function decodeAppRequestStrict(bytes: Uint8Array, limit: DecodeLimit = {}): AppRequest {
   const what = 'application request';
-  const map = decodeMap(bytes, what, limit.maxBytes ?? MAX_REQUEST_ENVELOPE_BYTES);
+  const map = decodeMap(bytes, what, limit.maxBytes ?? MAX_REQUEST_ENVELOPE_BYTES, APP_REQUEST_SHAPE);
   const f = readFields(map, what, ['method', 'path', 'headers', 'body']);
   const method = expectText(f.method, 'method');
   checkMethod(method, 'STEVE_PROTOCOL');
@@ -191,7 +227,8 @@ export function readCanonicalAppRequest(bytes: Uint8Array): AppRequest | null {
   const path = reader.ascii();
   if (path === null || !PATH_RE.test(path) || !reader.literal(KEY_HEADERS)) return null;
   const count = reader.head(5);
-  if (count < 0) return null;
+  // Over MAX_HEADER_FIELDS the strict decoder's item budget refuses it: so must this path.
+  if (count < 0 || count > MAX_HEADER_FIELDS) return null;
   const headers = Object.create(null) as Record<string, string>;
   for (let i = 0; i < count; i++) {
     const name = reader.ascii();
@@ -215,6 +252,7 @@ export function readCanonicalAppRequest(bytes: Uint8Array): AppRequest | null {
 export function encodeAppResponse(response: AppResponse): Uint8Array {
   checkStatus(response.status, 'STEVE_BAD_ARGUMENT');
   check(Array.isArray(response.headers), 'STEVE_BAD_ARGUMENT', '"headers" expected an array of [name, value] pairs');
+  check(response.headers.length <= MAX_HEADER_FIELDS, 'STEVE_BAD_ARGUMENT', `"headers" holds more than ${MAX_HEADER_FIELDS} fields`);
   const headers: CborInput[] = [];
   for (const pair of response.headers) {
     check(Array.isArray(pair) && pair.length === 2, 'STEVE_BAD_ARGUMENT', 'a header is not a [name, value] pair');
@@ -227,17 +265,18 @@ export function encodeAppResponse(response: AppResponse): Uint8Array {
     ['headers', headers],
     ['body', wireBody(response.body)],
   ]);
-  if (response.error !== undefined) map.set('error', jsonToCbor(response.error, 0));
+  if (response.error !== undefined) map.set('error', jsonToCbor(response.error, 0, { items: 0 }));
   return encodeCbor(map);
 }
 
 /** Default cap: MAX_APPLICATION_RESPONSE_BYTES (§6). */
 export function decodeAppResponse(bytes: Uint8Array, limit: DecodeLimit = {}): AppResponse {
   const what = 'application response';
-  const map = decodeMap(bytes, what, limit.maxBytes ?? MAX_APPLICATION_RESPONSE_BYTES);
+  const map = decodeMap(bytes, what, limit.maxBytes ?? MAX_APPLICATION_RESPONSE_BYTES, APP_RESPONSE_SHAPE);
   const f = readFields(map, what, ['status', 'headers', 'body'], ['error']);
   const status = expectUint(f.status, 'status', MIN_STATUS, MAX_STATUS);
   if (!Array.isArray(f.headers)) throw new SteveError('STEVE_PROTOCOL', '"headers" expected an array');
+  if (f.headers.length > MAX_HEADER_FIELDS) throw new SteveError('STEVE_PROTOCOL', `"headers" holds more than ${MAX_HEADER_FIELDS} fields`);
   const headers: Array<readonly [string, string]> = [];
   for (const pair of f.headers) {
     if (!Array.isArray(pair) || pair.length !== 2) throw new SteveError('STEVE_PROTOCOL', 'a header is not a [name, value] pair');

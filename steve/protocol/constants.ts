@@ -104,3 +104,31 @@ export const MAX_SESSION_REQUEST_BYTES = 4_096;
  * tag + ids); we take the same 4 KiB the clients allow for the answer (§6).
  */
 export const MAX_CONFIRMATION_REQUEST_BYTES = 4_096;
+
+// Message shapes (§3). Each message is one CBOR map with a fixed set of keys, so its first byte already
+// says whether it can be one: a definite map of at most this many entries (fields.ts expectMapPrefix).
+/** version, key_exchange, client_nonce, client_key_material, context_hash (§3). */
+export const SESSION_REQUEST_ENTRIES = 5;
+/** version, key_exchange, session_id, server_key_material, attestation_document, expires_in_seconds (§3). */
+export const SESSION_RESPONSE_ENTRIES = 6;
+/** version, session_id, sequence, ciphertext (§3). */
+export const ENVELOPE_ENTRIES = 4;
+/** method, path, headers, body (§3). */
+export const APP_REQUEST_ENTRIES = 4;
+/** status, headers, body, and the optional error (§3). */
+export const APP_RESPONSE_ENTRIES = 4;
+/**
+ * Ours: header fields in one application request (map entries) or response ([name, value] pairs).
+ * The clients allow 64 KiB on top of the 32 MiB body for everything else in a response (§6: 33,619,968 =
+ * 33,554,432 + 65,536), and the smallest pair is 4 bytes of CBOR (array head, a one-letter name with its
+ * head, an empty value's head): 65,536 / 4 = 16,384. Our server cannot send more: undici refuses an
+ * upstream header section over 16 KiB of names and values, at least 1 byte each. A request's fields
+ * cross an HTTP/1.1 hop to the app, whose parser takes tens of KiB of header section at most (Node's
+ * 16 KiB, at least 4 bytes a field line: 4,096 fields), so the same 16,384 refuses no working request.
+ */
+export const MAX_HEADER_FIELDS = 16_384;
+/**
+ * Ours: CBOR data items in an application response's `error` (§3: a JSON-able value). Our server sends
+ * one text string (steve/server/upstream.ts); 1,024 leaves a JSON object of a few hundred fields.
+ */
+export const MAX_ERROR_ITEMS = 1_024;

@@ -4,7 +4,10 @@
  * random bytes, damaged valid messages and well-formed maps with the right keys but random values
  * (fast-check, fixed seeds): each either returns or throws a SteveError with a known code, never another
  * exception. The two decoders with an in-place fast path (envelope, application request) must also
- * agree with their strict reference on every input: the same value, or the same error code.
+ * agree with their strict reference on every input: the same value, or the same error code. The head
+ * check every message decoder runs first (expectMapPrefix) must never refuse a prefix of a message the
+ * decoder accepts, and what it refuses the decoder refuses; array and map heads with large counts put
+ * inside messages exercise the item budgets.
  */
 
 import fc from 'fast-check';
@@ -14,6 +17,8 @@ import { mutate, mutationArbitrary } from '../../test/mutations.js';
 import { STEVE_ERROR_CODES, SteveError } from '../errors.js';
 import { decodeAppRequest, decodeAppRequestStrict, readCanonicalAppRequest, decodeAppResponse, encodeAppRequest, encodeAppResponse } from './application.js';
 import { checkBindingUserData, encodeBindingUserData, type Binding } from './binding.js';
+import { APP_REQUEST_ENTRIES, APP_RESPONSE_ENTRIES, ENVELOPE_ENTRIES, SESSION_REQUEST_ENTRIES, SESSION_RESPONSE_ENTRIES } from './constants.js';
+import { expectMapPrefix } from './fields.js';
 import { decodeEnvelope, decodeEnvelopeStrict, readCanonicalEnvelope, decodeSessionRequest, decodeSessionResponse, encodeEnvelope, encodeSessionRequest, encodeSessionResponse } from './messages.js';
 import { sequenceFromBytes } from './sequence.js';
 
@@ -24,6 +29,8 @@ interface Decoder {
   decode: (bytes: Uint8Array) => unknown;
   samples: Uint8Array[];
   keys: string[];
+  /** The message's number of entries for expectMapPrefix; 0 when it is not a CBOR map. */
+  entries: number;
 }
 
 const DECODERS: Decoder[] = [
@@ -35,42 +42,49 @@ const DECODERS: Decoder[] = [
       encodeSessionRequest({ suite: 'XWING-DRAFT10', clientNonce: new Uint8Array(32), clientKeyMaterial: new Uint8Array(1216).fill(9), contextHash: new Uint8Array(32) }),
     ],
     keys: ['version', 'key_exchange', 'client_nonce', 'client_key_material', 'context_hash'],
+    entries: SESSION_REQUEST_ENTRIES,
   },
   {
     name: 'decodeSessionResponse',
     decode: decodeSessionResponse,
     samples: [encodeSessionResponse({ suite: 'X25519', sessionId: new Uint8Array(16), serverKeyMaterial: new Uint8Array(32), attestationDocument: new Uint8Array(40).fill(0x84), expiresInSeconds: 30 })],
     keys: ['version', 'key_exchange', 'session_id', 'server_key_material', 'attestation_document', 'expires_in_seconds'],
+    entries: SESSION_RESPONSE_ENTRIES,
   },
   {
     name: 'decodeEnvelope',
     decode: decodeEnvelope,
     samples: [encodeEnvelope({ sessionId: new Uint8Array(16), sequence: 3, ciphertext: new Uint8Array(48) })],
     keys: ['version', 'session_id', 'sequence', 'ciphertext'],
+    entries: ENVELOPE_ENTRIES,
   },
   {
     name: 'decodeAppRequest',
     decode: decodeAppRequest,
     samples: [encodeAppRequest({ method: 'POST', path: '/x?y=1', headers: { 'content-type': 'application/json', cookie: 'a=1' }, body: new Uint8Array([123, 125]) })],
     keys: ['method', 'path', 'headers', 'body'],
+    entries: APP_REQUEST_ENTRIES,
   },
   {
     name: 'decodeAppResponse',
     decode: decodeAppResponse,
     samples: [encodeAppResponse({ status: 201, headers: [['set-cookie', 'a=1'], ['set-cookie', 'b=2']], body: null, error: { code: 'x', n: [1, 2] } })],
     keys: ['status', 'headers', 'body', 'error'],
+    entries: APP_RESPONSE_ENTRIES,
   },
   {
     name: 'checkBindingUserData',
     decode: (bytes) => checkBindingUserData(bytes, binding),
     samples: [encodeBindingUserData(binding)],
     keys: [],
+    entries: 0,
   },
   {
     name: 'sequenceFromBytes',
     decode: sequenceFromBytes,
     samples: [Uint8Array.from([0, 0, 0, 0, 0, 0, 1, 2])],
     keys: [],
+    entries: 0,
   },
 ];
 
@@ -101,6 +115,30 @@ const cborValue: fc.Arbitrary<CborInput> = fc.letrec<{ value: CborInput }>((tie)
   ),
 })).value;
 
+/**
+ * An array or map head with a large count (1, 2 or 4 count bytes, or indefinite), put into `bytes` at
+ * a random place or over its first byte: what a peer writes to make a decoder iterate.
+ */
+const withBigHead = (samples: fc.Arbitrary<Uint8Array>): fc.Arbitrary<Uint8Array> =>
+  fc
+    .tuple(
+      samples,
+      fc.nat(),
+      fc.boolean(),
+      fc.constantFrom(0x80, 0xa0),
+      fc.oneof(
+        fc.integer({ min: 24, max: 0xff }).map((n) => [24, n]),
+        fc.integer({ min: 0x100, max: 0xffff }).map((n) => [25, n >>> 8, n & 0xff]),
+        fc.integer({ min: 0x1_0000, max: 0xffff_ffff }).map((n) => [26, n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff]),
+        fc.constant([31]),
+      ),
+    )
+    .map(([bytes, at, replace, major, [info, ...count]]) => {
+      const head = [major | info!, ...count];
+      const where = bytes.length === 0 ? 0 : at % bytes.length;
+      return Uint8Array.from([...bytes.subarray(0, where), ...head, ...bytes.subarray(replace ? where + 1 : where)]);
+    });
+
 describe.each(DECODERS)('$name on hostile input', ({ decode, samples, keys }) => {
   it('the samples decode', () => {
     for (const sample of samples) expect(outcome(decode, sample)).toBe('ok');
@@ -126,6 +164,15 @@ describe.each(DECODERS)('$name on hostile input', ({ decode, samples, keys }) =>
     );
   });
 
+  it('array and map heads with large counts inside valid messages: only known SteveError codes', () => {
+    fc.assert(
+      fc.property(withBigHead(fc.constantFrom(...samples)), (bytes) => {
+        outcome(decode, bytes);
+      }),
+      { seed: 20_260_104, numRuns: 2000 },
+    );
+  });
+
   it('offset views decode like copies', () => {
     for (const sample of samples) {
       const framed = new Uint8Array(sample.length + 7).fill(0xee);
@@ -148,6 +195,38 @@ describe.each(DECODERS.filter((d) => d.keys.length > 0))('$name on well-formed m
       ),
       { seed: 20_260_103, numRuns: 2000 },
     );
+  });
+});
+
+describe.each(DECODERS.filter((d) => d.entries > 0))('$name and its head check (expectMapPrefix)', ({ decode, samples, keys, entries }) => {
+  const inputs = fc.oneof(
+    fc.uint8Array({ maxLength: 200 }),
+    fc.tuple(fc.constantFrom(...samples), fc.array(mutationArbitrary, { minLength: 1, maxLength: 3 })).map(([sample, mutations]) => mutations.reduce(mutate, sample)),
+    withBigHead(fc.constantFrom(...samples)),
+    fc
+      .tuple(fc.uniqueArray(fc.constantFrom(...keys, 'extra', 'more', 'Version'), { maxLength: keys.length + 2 }), fc.array(cborValue, { minLength: keys.length + 2, maxLength: keys.length + 2 }))
+      .map(([chosen, values]) => encodeCbor(new Map<string, CborInput>(chosen.map((key, i) => [key, values[i]!])))),
+  );
+
+  it('never refuses a prefix of a message the decoder accepts; what it refuses, the decoder refuses', () => {
+    fc.assert(
+      fc.property(inputs, (bytes) => {
+        const decoded = outcome(decode, bytes);
+        for (let length = 0; length <= Math.min(bytes.length, 10); length++) {
+          let refused = false;
+          try {
+            expectMapPrefix(bytes.subarray(0, length), entries);
+          } catch (error) {
+            if (!(error instanceof SteveError) || error.code !== 'STEVE_PROTOCOL') throw error;
+            refused = true;
+          }
+          if (decoded === 'ok') expect(refused).toBe(false);
+          if (refused) expect(decoded).toBe('STEVE_PROTOCOL');
+        }
+      }),
+      { seed: 20_260_105, numRuns: 3000 },
+    );
+    for (const sample of samples) for (let length = 0; length <= sample.length; length++) expectMapPrefix(sample.subarray(0, length), entries);
   });
 });
 
@@ -261,6 +340,15 @@ describe.each(FAST_PATHS)('$name fast path against the strict decoder', ({ fast,
         expect(result(fast, bytes)).toEqual(result(strict, bytes));
       }),
       { seed: 20_261_124, numRuns: 3000 },
+    );
+  });
+
+  it('canonical messages with an array or map head of a large count put in: same value or same error', () => {
+    fc.assert(
+      fc.property(withBigHead(valid), (bytes) => {
+        expect(result(fast, bytes)).toEqual(result(strict, bytes));
+      }),
+      { seed: 20_261_126, numRuns: 2000 },
     );
   });
 });

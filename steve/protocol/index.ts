@@ -7,11 +7,14 @@
 
 export {
   AAD_BYTES,
+  APP_REQUEST_ENTRIES,
+  APP_RESPONSE_ENTRIES,
   BINDER_BYTES,
   CLIENT_KEY_MATERIAL_BYTES,
   CONFIRMATION_SEQUENCE,
   CONTEXT_HASH_BYTES,
   DIRECTION,
+  ENVELOPE_ENTRIES,
   FIRST_APPLICATION_SEQUENCE,
   IV_PREFIX_BYTES,
   KEY_BYTES,
@@ -24,6 +27,8 @@ export {
   MAX_APPLICATION_RESPONSE_BYTES,
   MAX_CONFIRMATION_REQUEST_BYTES,
   MAX_CONFIRMATION_RESPONSE_BYTES,
+  MAX_ERROR_ITEMS,
+  MAX_HEADER_FIELDS,
   MAX_REQUEST_ENVELOPE_BYTES,
   MAX_SEQUENCE,
   MAX_SERVER_RESPONSE_ENVELOPE_BYTES,
@@ -38,6 +43,8 @@ export {
   SEQUENCE_BYTES,
   SERVER_KEY_MATERIAL_BYTES,
   SESSION_ID_BYTES,
+  SESSION_REQUEST_ENTRIES,
+  SESSION_RESPONSE_ENTRIES,
   SHARED_SECRET_BYTES,
   SUITES,
   TAG_BYTES,
@@ -51,6 +58,13 @@ export {
 } from './constants.js';
 export { concatBytes, constantTimeEqual, writeU64 } from './bytes.js';
 export { isSequence, sequenceFromBytes, sequenceToBytes } from './sequence.js';
+/**
+ * For a server, on the first chunk of a request body before it reads the rest:
+ * `expectMapPrefix(chunk, SESSION_REQUEST_ENTRIES, 'session request')` on /e2p/v2/session and
+ * `expectMapPrefix(chunk, ENVELOPE_ENTRIES, 'envelope')` on /e2p/v2/confirm and /e2p/v2/request throw
+ * STEVE_PROTOCOL (400) for a body that cannot be the message, after reading its first byte.
+ */
+export { expectMapPrefix } from './fields.js';
 export {
   decodeEnvelope,
   decodeSessionRequest,

@@ -7,10 +7,18 @@
 
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { decodeCbor, encodeCbor } from '../../cbor/index.js';
+import { CborError, decodeCbor, encodeCbor } from '../../cbor/index.js';
 import { hex } from '../../test/vectors/steve/vectors.js';
 import { SteveError } from '../errors.js';
-import { MAX_SESSION_REQUEST_BYTES } from './constants.js';
+import {
+  ENVELOPE_ENTRIES,
+  MAX_REQUEST_ENVELOPE_BYTES,
+  MAX_SESSION_REQUEST_BYTES,
+  MAX_SESSION_RESPONSE_BYTES,
+  SESSION_REQUEST_ENTRIES,
+  SESSION_RESPONSE_ENTRIES,
+} from './constants.js';
+import { expectMapPrefix } from './fields.js';
 import {
   decodeEnvelope,
   decodeSessionRequest,
@@ -226,7 +234,8 @@ describe('strictness (§2, §3)', () => {
 
   it('keeps the CborError as cause and never echoes bytes', () => {
     try {
-      decodeEnvelope(rawMap([...envelopeEntries(), entry('version', item(2))]));
+      // Four entries (a fifth would be refused at the head, before the codec), one key twice.
+      decodeEnvelope(rawMap([...envelopeEntries().slice(0, 3), entry('version', item(2))]));
       expect.unreachable();
     } catch (error) {
       expect((error as SteveError).cause).toMatchObject({ code: 'CBOR_DUPLICATE_KEY' });
@@ -319,5 +328,141 @@ describe('encoders refuse what decoders would', () => {
     expect(code(() => encodeEnvelope({ sessionId: filled(16), sequence: -1, ciphertext: filled(16) }))).toBe('STEVE_BAD_ARGUMENT');
     expect(code(() => encodeEnvelope({ sessionId: filled(16), sequence: 1, ciphertext: filled(15) }))).toBe('STEVE_BAD_ARGUMENT');
     expect(code(() => encodeEnvelope({ sessionId: filled(17), sequence: 1, ciphertext: filled(16) }))).toBe('STEVE_BAD_ARGUMENT');
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------
+// Malformed bodies cost what it takes to see they are malformed (fields.ts expectMapPrefix, item budgets)
+
+/** `head` (hex) followed by `fill` up to `length` bytes. */
+function padded(head: string, length: number, fill = 0): Uint8Array {
+  const bytes = new Uint8Array(length).fill(fill);
+  bytes.set(Buffer.from(head.replace(/ /g, ''), 'hex'));
+  return bytes;
+}
+const u32 = (n: number): string => n.toString(16).padStart(8, '0');
+
+/** The SteveError `run` throws (any other outcome fails the test). */
+function steveError(run: () => unknown): SteveError {
+  try {
+    run();
+  } catch (error) {
+    if (error instanceof SteveError) return error;
+    throw error;
+  }
+  throw new Error('expected a SteveError, got a value');
+}
+
+const SHAPE = (entries: number): RegExp => new RegExp(`is not a definite CBOR map of at most ${entries} entries$`);
+
+describe('malformed bodies are refused at their first bytes', () => {
+  const MIB_32 = MAX_REQUEST_ENVELOPE_BYTES;
+
+  // Regression: a 32 MiB envelope holding one array of one-byte items was decoded into 33 million
+  // values (about 1.2 s of event loop per request through the server) before "is not a CBOR map".
+  // Refused by the head check, the error carries no CborError: the codec never ran.
+  it.each([
+    ['one array of 0x00 items', `9a${u32(MIB_32 - 5)}`, 0x00],
+    ['one array of empty arrays', `9a${u32(MIB_32 - 5)}`, 0x80],
+    ['one byte string', `5a${u32(MIB_32 - 5)}`, 0x00],
+    ['one text string, invalid UTF-8 at its end', `7a${u32(MIB_32 - 5)}`, 0x61],
+    ['an indefinite map', 'bf', 0x00],
+    ['a map of 2^24 entries', `ba${u32((MIB_32 - 5) / 2)}`, 0x00],
+    ['a map of 5 entries', 'a5', 0x00],
+  ])('a 32 MiB envelope that is %s: STEVE_PROTOCOL from its head', (_name, head, fill) => {
+    const body = padded(head, MIB_32, fill);
+    body[MIB_32 - 1] = 0xff;
+    const error = steveError(() => decodeEnvelope(body, { maxBytes: MIB_32 }));
+    expect([error.code, error.cause]).toEqual(['STEVE_PROTOCOL', undefined]);
+    expect(error.message).toMatch(SHAPE(ENVELOPE_ENTRIES));
+  });
+
+  it('the session request and response: arrays and maps of one entry too many, refused at byte 0', () => {
+    // A 4 KiB array: 0x99 and a two-byte count of 4,093 one-byte items.
+    const request = steveError(() => decodeSessionRequest(padded(`99${(MAX_SESSION_REQUEST_BYTES - 3).toString(16).padStart(4, '0')}`, MAX_SESSION_REQUEST_BYTES)));
+    expect([request.code, request.cause]).toEqual(['STEVE_PROTOCOL', undefined]);
+    expect(request.message).toMatch(SHAPE(SESSION_REQUEST_ENTRIES));
+    const sixEntries = rawMap([...requestEntries(), entry('extra', item(0))]);
+    expect(steveError(() => decodeSessionRequest(sixEntries)).message).toMatch(SHAPE(SESSION_REQUEST_ENTRIES));
+    const response = steveError(() => decodeSessionResponse(padded(`9a${u32(MAX_SESSION_RESPONSE_BYTES - 5)}`, MAX_SESSION_RESPONSE_BYTES)));
+    expect([response.code, response.cause]).toEqual(['STEVE_PROTOCOL', undefined]);
+    expect(response.message).toMatch(SHAPE(SESSION_RESPONSE_ENTRIES));
+    const sevenEntries = rawMap([...responseEntries(), entry('extra', item(0))]);
+    expect(steveError(() => decodeSessionResponse(sevenEntries)).message).toMatch(SHAPE(SESSION_RESPONSE_ENTRIES));
+  });
+
+  it('fewer entries pass the head check and are refused by the field checks', () => {
+    expect(steveError(() => decodeEnvelope(Uint8Array.of(0xa0))).message).toMatch(/lacks "version"/);
+    expect(steveError(() => decodeSessionRequest(rawMap(requestEntries().slice(1)))).message).toMatch(/lacks "version"/);
+  });
+
+  // Inside a map of the right size, the codec's item budget (1 + 2 x entries) stops a huge value at its
+  // own head: {"version": [0 x (32 MiB - 14)], ...} ends its array head at byte 14.
+  it('a huge array as a value is refused by the item budget at its head', () => {
+    const body = padded(`a4 6776657273696f6e 9a${u32(MIB_32 - 14)}`, MIB_32);
+    const error = steveError(() => decodeEnvelope(body, { maxBytes: MIB_32 }));
+    expect(error.code).toBe('STEVE_PROTOCOL');
+    expect(error.cause).toBeInstanceOf(CborError);
+    expect([(error.cause as CborError).code, (error.cause as CborError).offset]).toEqual(['CBOR_TOO_MANY_ITEMS', 14]);
+    // A small one too: every value of the three outer messages is a single item.
+    const nested = rawMap(replace(envelopeEntries(), 'version', item([2])));
+    expect((steveError(() => decodeEnvelope(nested)).cause as CborError).code).toBe('CBOR_TOO_MANY_ITEMS');
+  });
+});
+
+describe('expectMapPrefix', () => {
+  it('for fewer than 24 entries, decides on the first byte: a0..a0+maxEntries pass, every other byte is refused', () => {
+    for (const maxEntries of [0, 4, 5, 6, 23]) {
+      for (let byte = 0; byte < 256; byte++) {
+        const fits = byte >= 0xa0 && byte <= 0xa0 + maxEntries;
+        // The bytes after the head are never read: anything may follow.
+        expect(code(() => expectMapPrefix(Uint8Array.of(byte, 0xff, 0x9b), maxEntries)), `${byte} ${maxEntries}`).toBe(fits ? undefined : 'STEVE_PROTOCOL');
+      }
+    }
+  });
+
+  it('passes an empty prefix and a head cut short; reads longer counts in shortest form only', () => {
+    const cases: Array<[string, number, string | undefined]> = [
+      ['', 0, undefined],
+      ['b8', 24, undefined],
+      ['b818', 24, undefined],
+      ['b819', 24, 'STEVE_PROTOCOL'],
+      ['b817', 100, 'STEVE_PROTOCOL'], // 23 in a one-byte count: not shortest (§2)
+      ['b8', 23, 'STEVE_PROTOCOL'], // a one-byte count is at least 24: decided at byte 0
+      ['b900', 300, undefined],
+      ['b9012c', 300, undefined],
+      ['b9012d', 300, 'STEVE_PROTOCOL'],
+      ['b900ff', 300, 'STEVE_PROTOCOL'],
+      ['b9', 255, 'STEVE_PROTOCOL'],
+      ['ba00010000', 65_536, undefined],
+      ['ba0000ffff', 100_000, 'STEVE_PROTOCOL'],
+      ['ba', 65_535, 'STEVE_PROTOCOL'],
+      ['bb0000000100000000', 2 ** 32, undefined],
+      ['bb00000000ffffffff', 2 ** 33, 'STEVE_PROTOCOL'],
+      ['bb', 2 ** 32 - 1, 'STEVE_PROTOCOL'],
+      ['bf', 1000, 'STEVE_PROTOCOL'],
+      ['bc', 1000, 'STEVE_PROTOCOL'],
+      ['80', 1000, 'STEVE_PROTOCOL'],
+    ];
+    for (const [prefix, maxEntries, expected] of cases) {
+      expect(code(() => expectMapPrefix(new Uint8Array(Buffer.from(prefix, 'hex')), maxEntries)), `${prefix} ${maxEntries}`).toBe(expected);
+    }
+  });
+
+  it('passes every prefix of every valid message, and names the message', () => {
+    const messages: Array<[Uint8Array, number]> = [
+      [rawMap(requestEntries()), SESSION_REQUEST_ENTRIES],
+      [rawMap(responseEntries()), SESSION_RESPONSE_ENTRIES],
+      [rawMap(envelopeEntries()), ENVELOPE_ENTRIES],
+    ];
+    for (const [bytes, entries] of messages) {
+      for (let length = 0; length <= bytes.length; length++) expect(code(() => expectMapPrefix(bytes.subarray(0, length), entries))).toBeUndefined();
+    }
+    expect(() => expectMapPrefix(Uint8Array.of(0x80), ENVELOPE_ENTRIES, 'envelope')).toThrow('envelope is not a definite CBOR map of at most 4 entries');
+  });
+
+  it('refuses bad arguments with STEVE_BAD_ARGUMENT', () => {
+    for (const prefix of [[0xa4], 'a4', null, new ArrayBuffer(1)]) expect(code(() => expectMapPrefix(prefix as never, 4))).toBe('STEVE_BAD_ARGUMENT');
+    for (const maxEntries of [-1, 1.5, Number.NaN, '4']) expect(code(() => expectMapPrefix(Uint8Array.of(0xa4), maxEntries as never))).toBe('STEVE_BAD_ARGUMENT');
   });
 });

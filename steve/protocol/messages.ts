@@ -14,6 +14,9 @@
  * - `expires_in_seconds` is 1..2^53-1; `attestation_document` may be any byte string (the verifier judges it).
  * - Fixed-size fields are copied out of the input; `ciphertext` and `attestation_document` stay views
  *   into it, so a 32 MiB envelope is not copied. Each decoder takes a size cap (§6) checked first.
+ * - Anything that does not start as a map of at most the message's number of keys is refused at its
+ *   first byte, and the codec may read at most 1 + 2 x keys CBOR items (fields.ts), so a malformed
+ *   body costs what it takes to see that it is one, not what it would take to build it.
  * Pure: no I/O.
  */
 
@@ -24,6 +27,7 @@ import { CanonicalReader } from './canonical.js';
 import {
   CLIENT_KEY_MATERIAL_BYTES,
   CONTEXT_HASH_BYTES,
+  ENVELOPE_ENTRIES,
   MAX_APPLICATION_RESPONSE_BYTES,
   MAX_SESSION_REQUEST_BYTES,
   MAX_SESSION_RESPONSE_BYTES,
@@ -31,12 +35,14 @@ import {
   SEQUENCE_BYTES,
   SERVER_KEY_MATERIAL_BYTES,
   SESSION_ID_BYTES,
+  SESSION_REQUEST_ENTRIES,
+  SESSION_RESPONSE_ENTRIES,
   TAG_BYTES,
   VERSION,
   isSuite,
   type Suite,
 } from './constants.js';
-import { decodeMap, expectBytes, expectText, expectUint, expectVersion, readFields } from './fields.js';
+import { decodeMap, expectBytes, expectText, expectUint, expectVersion, flatMapShape, readFields } from './fields.js';
 import { readSequence, sequenceFromBytes, sequenceToBytes } from './sequence.js';
 
 export interface SessionRequest {
@@ -65,6 +71,11 @@ export interface DecodeLimit {
   maxBytes?: number;
 }
 
+// All three are flat maps (every value one item): 11, 13 and 9 CBOR items at most.
+const SESSION_REQUEST_SHAPE = flatMapShape(SESSION_REQUEST_ENTRIES);
+const SESSION_RESPONSE_SHAPE = flatMapShape(SESSION_RESPONSE_ENTRIES);
+const ENVELOPE_SHAPE = flatMapShape(ENVELOPE_ENTRIES);
+
 function assertSuite(value: unknown, code: 'STEVE_SUITE' | 'STEVE_BAD_ARGUMENT'): asserts value is Suite {
   if (!isSuite(value)) throw new SteveError(code, '"key_exchange" must be X25519 or XWING-DRAFT10');
 }
@@ -91,7 +102,7 @@ export function encodeSessionRequest(request: SessionRequest): Uint8Array {
 /** Default cap: MAX_SESSION_REQUEST_BYTES (ours, 4 KiB). */
 export function decodeSessionRequest(bytes: Uint8Array, limit: DecodeLimit = {}): SessionRequest {
   const what = 'session request';
-  const map = decodeMap(bytes, what, limit.maxBytes ?? MAX_SESSION_REQUEST_BYTES);
+  const map = decodeMap(bytes, what, limit.maxBytes ?? MAX_SESSION_REQUEST_BYTES, SESSION_REQUEST_SHAPE);
   const f = readFields(map, what, ['version', 'key_exchange', 'client_nonce', 'client_key_material', 'context_hash']);
   expectVersion(f.version, what);
   const suite = expectText(f.key_exchange, 'key_exchange');
@@ -130,7 +141,7 @@ export function encodeSessionResponse(response: SessionResponse): Uint8Array {
 /** Default cap: MAX_SESSION_RESPONSE_BYTES (§6, 65,536). */
 export function decodeSessionResponse(bytes: Uint8Array, limit: DecodeLimit = {}): SessionResponse {
   const what = 'session response';
-  const map = decodeMap(bytes, what, limit.maxBytes ?? MAX_SESSION_RESPONSE_BYTES);
+  const map = decodeMap(bytes, what, limit.maxBytes ?? MAX_SESSION_RESPONSE_BYTES, SESSION_RESPONSE_SHAPE);
   const f = readFields(map, what, ['version', 'key_exchange', 'session_id', 'server_key_material', 'attestation_document', 'expires_in_seconds']);
   expectVersion(f.version, what);
   const suite = expectText(f.key_exchange, 'key_exchange');
@@ -185,7 +196,7 @@ export function decodeEnvelope(bytes: Uint8Array, limit: DecodeLimit = {}): Enve
 /** The envelope through the strict codec and field checks only (decodeEnvelope's reference). */
 export function decodeEnvelopeStrict(bytes: Uint8Array, limit: DecodeLimit = {}): Envelope {
   const what = 'envelope';
-  const map = decodeMap(bytes, what, limit.maxBytes ?? MAX_APPLICATION_RESPONSE_BYTES);
+  const map = decodeMap(bytes, what, limit.maxBytes ?? MAX_APPLICATION_RESPONSE_BYTES, ENVELOPE_SHAPE);
   const f = readFields(map, what, ['version', 'session_id', 'sequence', 'ciphertext']);
   expectVersion(f.version, what);
   const ciphertext = expectBytes(f.ciphertext, 'ciphertext');

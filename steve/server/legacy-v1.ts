@@ -24,12 +24,13 @@
  * - Statuses as v2 (§7): bad token or record 401 session_invalid, malformed 400, over 32 MiB 413.
  */
 
-import { createHmac, hkdfSync, sign, type KeyObject } from 'node:crypto';
+import { createHmac, sign, type KeyObject } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { MAX_REQUEST_ENVELOPE_BYTES, decodeAppRequest, encodeAppResponse } from '../protocol/index.js';
 import { SteveError } from '../errors.js';
 import { nodeAesGcm, sealParts } from './aead-node.js';
 import { readBody, type MemoryBudget } from './body.js';
+import { nodeHkdfSha256 } from './kdf-node.js';
 import type { Upstream, UpstreamAnswer } from './upstream.js';
 import { appResponseHead } from './wire.js';
 import { x25519PrivateKey, x25519PublicBytes, x25519SharedSecret } from './x25519-node.js';
@@ -49,6 +50,9 @@ const KEY_BYTES = 32;
 export const V1_TOKEN_BYTES = 1 + IV_BYTES + 8 + KEY_BYTES + TAG_BYTES;
 const TOKEN_AAD = new TextEncoder().encode('steve-e2p-v1/token');
 const NO_AAD = new Uint8Array(0);
+/** §8: the session key is HKDF-SHA256 with an empty salt and info "key". */
+const EMPTY_SALT = new Uint8Array(0);
+const KEY_INFO = new TextEncoder().encode('key');
 /** Ours: how many recent request tags the replay cache remembers (16 bytes + overhead each: a few MiB). */
 const REPLAY_CACHE_ENTRIES = 65_536;
 const BASE64_RE = /^[A-Za-z0-9+/]*={0,2}$/;
@@ -133,7 +137,10 @@ export function createLegacyV1(options: LegacyV1Options): LegacyV1 {
     if (plaintext === null) throw new SteveError('STEVE_SESSION_INVALID', 'v1: token did not open');
     const view = new DataView(plaintext.buffer, plaintext.byteOffset, plaintext.byteLength);
     const expiresAtMs = Number(view.getBigUint64(0));
-    const key = Uint8Array.from(plaintext.subarray(8));
+    // In an ArrayBuffer of its own: a small Uint8Array's bytes would be left behind in V8's heap when
+    // node:crypto first reads it (kdf-node.ts).
+    const key = new Uint8Array(new ArrayBuffer(KEY_BYTES));
+    key.set(plaintext.subarray(8));
     plaintext.fill(0);
     if (now() >= expiresAtMs) {
       key.fill(0);
@@ -179,7 +186,8 @@ export function createLegacyV1(options: LegacyV1Options): LegacyV1 {
         scalar.fill(0);
         const serverPublic = x25519PublicBytes(privateKey);
         const shared = x25519SharedSecret(privateKey, publicKey);
-        const key = new Uint8Array(hkdfSync('sha256', shared, new Uint8Array(0), 'key', KEY_BYTES));
+        // Not hkdfSync: it keeps a copy of the secret in a KeyObject until GC (kdf-node.ts).
+        const key = nodeHkdfSha256(shared, EMPTY_SALT, KEY_INFO, KEY_BYTES);
         shared.fill(0);
         const signed = new Uint8Array(nonce.length + serverPublic.length);
         signed.set(nonce, 0);

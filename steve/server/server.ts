@@ -38,7 +38,6 @@ import {
   decodeAppRequest,
   decodeEnvelope,
   decodeSessionRequest,
-  deriveSessionKeys,
   encodeAppResponse,
   encodeBindingUserData,
   encodeEnvelope,
@@ -57,6 +56,7 @@ import {
 import { SteveError } from '../errors.js';
 import { nodeAesGcm, sealParts } from './aead-node.js';
 import { createMemoryBudget, readBody } from './body.js';
+import { nodeDeriveSessionKeys } from './kdf-node.js';
 import { V1_CREATE_PATH, createLegacyV1, type LegacyV1 } from './legacy-v1.js';
 import { ReplyError, SERVER_REPLIES, replyFor, sendReply } from './replies.js';
 import { DEFAULT_MAX_SESSIONS, PENDING_TTL_SECONDS, createSessionTable, type Session } from './session-table.js';
@@ -197,8 +197,8 @@ export function createSteveServer(options: SteveServerOptions): SteveServer {
           sessionId,
           contextHash: request.contextHash,
         });
-        // Wipes the shared secret (§4).
-        keys = deriveSessionKeys(sharedSecret, hash);
+        // Wipes the shared secret (§4), leaving no copy of it (kdf-node.ts).
+        keys = nodeDeriveSessionKeys(sharedSecret, hash);
         const userData = encodeBindingUserData({ suite, sessionId, transcriptHash: hash, binder: keys.binder });
         // The binder is only for the document; the server has no other use for it.
         keys.binder.fill(0);

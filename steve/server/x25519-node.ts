@@ -52,14 +52,19 @@ export function x25519PublicBytes(privateKey: KeyObject): Uint8Array {
  * X25519(own private key, peer's u-coordinate): 32 bytes, never all zero. The peer's most significant
  * bit is masked first (RFC 7748 §5: "implementations of X25519 MUST mask the most significant bit"), so a
  * key with it set means the same as in noble and in the RFC.
+ *
+ * The result is the Buffer node:crypto returned, not a copy: it lives outside V8's heap, the caller
+ * zeroes it when done and then no copy is left (a copy in a small Uint8Array would live in the heap,
+ * where native use or the garbage collector can move it and leave its bytes behind; the copy this
+ * returned once while its source went unwiped was found in the agent's memory after every session).
  */
 export function x25519SharedSecret(privateKey: KeyObject, peerPublic: Uint8Array): Uint8Array {
   assertKey(peerPublic, 'peer public key');
   const u = Buffer.concat([SPKI_PREFIX, peerPublic]);
   u[u.length - 1]! &= 0x7f;
-  let shared: Uint8Array;
+  let shared: Buffer;
   try {
-    shared = new Uint8Array(diffieHellman({ privateKey, publicKey: createPublicKey({ key: u, format: 'der', type: 'spki' }) }));
+    shared = diffieHellman({ privateKey, publicKey: createPublicKey({ key: u, format: 'der', type: 'spki' }) });
   } catch (cause) {
     // OpenSSL refuses a low-order point itself (its output would be all zero).
     throw new SteveError('STEVE_KEY', 'X25519 failed', { cause });

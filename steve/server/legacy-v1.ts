@@ -31,6 +31,7 @@ import { SteveError } from '../errors.js';
 import { nodeAesGcm, sealParts } from './aead-node.js';
 import { readBody, type MemoryBudget } from './body.js';
 import { nodeHkdfSha256 } from './kdf-node.js';
+import { drawSecret } from './secret-bytes.js';
 import type { Upstream, UpstreamAnswer } from './upstream.js';
 import { appResponseHead } from './wire.js';
 import { x25519PrivateKey, x25519PublicBytes, x25519SharedSecret } from './x25519-node.js';
@@ -106,11 +107,11 @@ function mediaType(req: IncomingMessage): string {
 
 export function createLegacyV1(options: LegacyV1Options): LegacyV1 {
   const { identityKey, random, now, upstream, budget } = options;
-  const tokenKey = Uint8Array.from(random(KEY_BYTES));
+  const tokenKey = drawSecret(random, KEY_BYTES);
   // Tag (hex) -> expiry; Map order is insertion order, so the oldest entries are first.
   const seenTags = new Map<string, number>();
   // Tags are public (they travel on the wire), but keyed so the cache's strings are not chosen by a peer.
-  const tagKey = Uint8Array.from(random(KEY_BYTES));
+  const tagKey = drawSecret(random, KEY_BYTES);
 
   function sealToken(key: Uint8Array, expiresAtMs: number): Uint8Array {
     const iv = random(IV_BYTES);
@@ -181,7 +182,7 @@ export function createLegacyV1(options: LegacyV1Options): LegacyV1 {
       state.bodyRead = true;
       try {
         const { publicKey, nonce } = parseCreateRequest(body);
-        const scalar = Uint8Array.from(random(32));
+        const scalar = drawSecret(random, 32);
         const privateKey = x25519PrivateKey(scalar);
         scalar.fill(0);
         const serverPublic = x25519PublicBytes(privateKey);

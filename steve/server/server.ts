@@ -23,7 +23,7 @@
  *   require one) over a confidential channel, whatever the host's hop was.
  */
 
-import { randomBytes, type KeyObject } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import {
@@ -48,7 +48,6 @@ import {
   sealRecord,
   transcriptHash,
   wipeSessionKeys,
-  xwingExchange,
   type KeyExchange,
   type SessionKeys,
   type Suite,
@@ -59,10 +58,12 @@ import { createMemoryBudget, readBody } from './body.js';
 import { nodeDeriveSessionKeys } from './kdf-node.js';
 import { V1_CREATE_PATH, createLegacyV1, type LegacyV1 } from './legacy-v1.js';
 import { ReplyError, SERVER_REPLIES, replyFor, sendReply } from './replies.js';
+import { nodeRandomBytes } from './secret-bytes.js';
 import { DEFAULT_MAX_SESSIONS, PENDING_TTL_SECONDS, createSessionTable, type Session } from './session-table.js';
 import { createUpstream, type UpstreamAnswer } from './upstream.js';
 import { appResponseHead, envelopeHead } from './wire.js';
 import { nodeX25519Exchange } from './x25519-node.js';
+import { nodeXwingExchange } from './xwing-node.js';
 
 export const SESSION_PATH = '/e2p/v2/session';
 export const CONFIRM_PATH = '/e2p/v2/confirm';
@@ -137,8 +138,8 @@ export function createSteveServer(options: SteveServerOptions): SteveServer {
   const { suite, attest } = options;
   const logger = options.logger;
   const now = options.now ?? Date.now;
-  const random = options.random ?? ((length: number) => new Uint8Array(randomBytes(length)));
-  const exchange: KeyExchange = suite === 'X25519' ? nodeX25519Exchange : xwingExchange;
+  const random = options.random ?? nodeRandomBytes;
+  const exchange: KeyExchange = suite === 'X25519' ? nodeX25519Exchange : nodeXwingExchange;
   if (exchange.suite !== suite) throw new SteveError('STEVE_SUITE', `unknown suite ${String(suite)}`);
   const corsOrigins = options.corsOrigins ?? [];
   const table = createSessionTable({ maxSessions: options.maxSessions ?? DEFAULT_MAX_SESSIONS, now });

@@ -12,6 +12,7 @@
 import { createPrivateKey, createPublicKey, diffieHellman, type KeyObject } from 'node:crypto';
 import { CLIENT_KEY_MATERIAL_BYTES, SERVER_KEY_MATERIAL_BYTES, type ClientKeyPair, type KeyExchange, type RandomBytes, type ServerResponse } from '../protocol/index.js';
 import { SteveError } from '../errors.js';
+import { drawSecret } from './secret-bytes.js';
 
 /** RFC 8410: PrivateKeyInfo { v0, id-X25519 (1.3.101.110), OCTET STRING { OCTET STRING (32) } }. */
 const PKCS8_PREFIX = Buffer.from('302e020100300506032b656e04220420', 'hex');
@@ -22,13 +23,6 @@ const KEY_BYTES = 32;
 function assertKey(value: unknown, name: string): asserts value is Uint8Array {
   if (!(value instanceof Uint8Array)) throw new SteveError('STEVE_KEY', `"${name}" expected Uint8Array, got ${value === null ? 'null' : typeof value}`);
   if (value.length !== KEY_BYTES) throw new SteveError('STEVE_KEY', `"${name}" expected ${KEY_BYTES} bytes, got ${value.length}`);
-}
-
-function draw(random: RandomBytes, length: number): Uint8Array {
-  if (typeof random !== 'function') throw new SteveError('STEVE_BAD_ARGUMENT', '"random" expected a function');
-  const bytes = random(length);
-  if (!(bytes instanceof Uint8Array) || bytes.length !== length) throw new SteveError('STEVE_BAD_ARGUMENT', `"random()" expected ${length} bytes`);
-  return Uint8Array.from(bytes);
 }
 
 /** A private KeyObject from a 32-byte scalar (OpenSSL clamps it, as RFC 7748 §5 says). */
@@ -94,12 +88,12 @@ export const nodeX25519Exchange: KeyExchange = Object.freeze({
   clientRandomBytes: 32,
   serverRandomBytes: 32,
   generateClientKeyPair(random: RandomBytes): ClientKeyPair {
-    const secret = draw(random, 32);
+    const secret = drawSecret(random, 32);
     return { material: x25519PublicBytes(x25519PrivateKey(secret)), secret };
   },
   serverRespond(clientMaterial: Uint8Array, random: RandomBytes): ServerResponse {
     assertKey(clientMaterial, 'clientMaterial');
-    return withScalar(draw(random, 32), (key) => {
+    return withScalar(drawSecret(random, 32), (key) => {
       const sharedSecret = x25519SharedSecret(key, clientMaterial);
       return { serverMaterial: x25519PublicBytes(key), sharedSecret };
     });

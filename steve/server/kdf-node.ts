@@ -10,10 +10,10 @@
  *   start, and the caller's array is zeroed. Handing the caller's array to node:crypto directly would
  *   be wrong for X-Wing's: noble returns a small on-heap Uint8Array, and V8 moves such an array out of
  *   its heap on first native use, leaving the old bytes behind as unreachable garbage no wipe reaches.
- * - HKDF is written out with `createHmac` (RFC 5869 §2.2-2.3). node:crypto's `hkdfSync` would be shorter, but it wraps its input
- *   key in a KeyObject, a native copy that lives until the garbage collector frees it: the memory scan
- *   finds that copy after every session. An Hmac reads our buffer in place, and OpenSSL cleanses its
- *   own state when `digest()` frees it.
+ * - HKDF is written out with `createHmac` (RFC 5869 §2.2-2.3). node:crypto's `hkdfSync` would be
+ *   shorter, but it wraps its input key in a KeyObject, a native copy that lives until the garbage
+ *   collector frees it: with it the scan found five copies per session (one per output). An Hmac
+ *   reads our buffer in place, and OpenSSL cleanses its own state when `digest()` frees it.
  * - The PRK and each HMAC output come back as Buffers node:crypto allocated outside the heap; each
  *   output is copied into an ArrayBuffer of its own (what `wipeSessionKeys` zeroes, what AES reads in
  *   place) and the Buffers are zeroed.

@@ -47,10 +47,10 @@ export function x25519PublicBytes(privateKey: KeyObject): Uint8Array {
  * bit is masked first (RFC 7748 §5: "implementations of X25519 MUST mask the most significant bit"), so a
  * key with it set means the same as in noble and in the RFC.
  *
- * The result is the Buffer node:crypto returned, not a copy: it lives outside V8's heap, the caller
- * zeroes it when done and then no copy is left (a copy in a small Uint8Array would live in the heap,
- * where native use or the garbage collector can move it and leave its bytes behind; the copy this
- * returned once while its source went unwiped was found in the agent's memory after every session).
+ * The result is the Buffer node:crypto returned, not a copy: it lives outside V8's heap, and once the
+ * caller zeroes it no copy is left. (Returning a Uint8Array copy instead left the unwiped Buffer in the
+ * agent's memory after every session, test/steve/secret-wipe.test.ts; and a copy of 32 bytes would
+ * live in V8's heap, where native use or the garbage collector can move it and leave its bytes behind.)
  */
 export function x25519SharedSecret(privateKey: KeyObject, peerPublic: Uint8Array): Uint8Array {
   assertKey(peerPublic, 'peer public key');

@@ -34,12 +34,14 @@
  * - Statuses as v2 (§7): bad token or record 401 session_invalid, malformed 400, over 32 MiB 413.
  */
 
-import { createHmac, hkdfSync, sign, type KeyObject } from 'node:crypto';
+import { createHmac, sign, type KeyObject } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { MAX_REQUEST_ENVELOPE_BYTES, MAX_SERVER_RESPONSE_ENVELOPE_BYTES, decodeAppRequest, encodeAppResponse } from '../protocol/index.js';
 import { SteveError } from '../errors.js';
 import { nodeAesGcm, sealParts } from './aead-node.js';
 import { readBody, type MemoryBudget } from './body.js';
+import { nodeHkdfSha256 } from './kdf-node.js';
+import { drawSecret } from './secret-bytes.js';
 import { holdUntilClosed, sendPieces } from './send.js';
 import { madeAnswer, type Upstream, type UpstreamAnswer } from './upstream.js';
 import { appResponseHead } from './wire.js';
@@ -60,6 +62,9 @@ const KEY_BYTES = 32;
 export const V1_TOKEN_BYTES = 1 + IV_BYTES + 8 + KEY_BYTES + TAG_BYTES;
 const TOKEN_AAD = new TextEncoder().encode('steve-e2p-v1/token');
 const NO_AAD = new Uint8Array(0);
+/** §8: the session key is HKDF-SHA256 with an empty salt and info "key". */
+const EMPTY_SALT = new Uint8Array(0);
+const KEY_INFO = new TextEncoder().encode('key');
 /** Ours: request tags the replay cache holds at once (a 44-character key and an expiry each: a few MiB). */
 export const V1_REPLAY_CACHE_ENTRIES = 65_536;
 /** Ours: requests one token may send in its 30-minute life (its share of the replay cache); more are 429. */
@@ -124,14 +129,14 @@ export function createLegacyV1(options: LegacyV1Options): LegacyV1 {
   const { identityKey, random, now, upstream, budget, sendTimeoutMs } = options;
   const cacheEntries = options.replayCacheEntries ?? V1_REPLAY_CACHE_ENTRIES;
   const perToken = options.maxRequestsPerToken ?? V1_MAX_REQUESTS_PER_TOKEN;
-  const tokenKey = Uint8Array.from(random(KEY_BYTES));
+  const tokenKey = drawSecret(random, KEY_BYTES);
   // Tag id -> the expiry of its token.
   const seenTags = new Map<string, number>();
   // Token id -> requests recorded under it, and the token's expiry.
   const tokenUse = new Map<string, { count: number; expiresAtMs: number }>();
   let lastSweepAt = Number.NEGATIVE_INFINITY;
   // Tags and tokens are public (they travel on the wire), but keyed so the cache's strings are not chosen by a peer.
-  const tagKey = Uint8Array.from(random(KEY_BYTES));
+  const tagKey = drawSecret(random, KEY_BYTES);
 
   function sealToken(key: Uint8Array, expiresAtMs: number): Uint8Array {
     const iv = random(IV_BYTES);
@@ -158,7 +163,10 @@ export function createLegacyV1(options: LegacyV1Options): LegacyV1 {
     if (plaintext === null) throw new SteveError('STEVE_SESSION_INVALID', 'v1: token did not open');
     const view = new DataView(plaintext.buffer, plaintext.byteOffset, plaintext.byteLength);
     const expiresAtMs = Number(view.getBigUint64(0));
-    const key = Uint8Array.from(plaintext.subarray(8));
+    // In an ArrayBuffer of its own: a small Uint8Array's bytes would be left behind in V8's heap when
+    // node:crypto first reads it (kdf-node.ts).
+    const key = new Uint8Array(new ArrayBuffer(KEY_BYTES));
+    key.set(plaintext.subarray(8));
     plaintext.fill(0);
     if (now() >= expiresAtMs) {
       key.fill(0);
@@ -217,12 +225,13 @@ export function createLegacyV1(options: LegacyV1Options): LegacyV1 {
       state.bodyRead = true;
       try {
         const { publicKey, nonce } = parseCreateRequest(body);
-        const scalar = Uint8Array.from(random(32));
+        const scalar = drawSecret(random, 32);
         const privateKey = x25519PrivateKey(scalar);
         scalar.fill(0);
         const serverPublic = x25519PublicBytes(privateKey);
         const shared = x25519SharedSecret(privateKey, publicKey);
-        const key = new Uint8Array(hkdfSync('sha256', shared, new Uint8Array(0), 'key', KEY_BYTES));
+        // Not hkdfSync: it keeps a copy of the secret in a KeyObject until GC (kdf-node.ts).
+        const key = nodeHkdfSha256(shared, EMPTY_SALT, KEY_INFO, KEY_BYTES);
         shared.fill(0);
         const signed = new Uint8Array(nonce.length + serverPublic.length);
         signed.set(nonce, 0);

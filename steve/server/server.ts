@@ -23,7 +23,7 @@
  *   require one) over a confidential channel, whatever the host's hop was.
  */
 
-import { randomBytes, type KeyObject } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import {
@@ -39,7 +39,6 @@ import {
   decodeAppRequest,
   decodeEnvelope,
   decodeSessionRequest,
-  deriveSessionKeys,
   encodeAppResponse,
   encodeBindingUserData,
   encodeEnvelope,
@@ -50,7 +49,6 @@ import {
   sealRecord,
   transcriptHash,
   wipeSessionKeys,
-  xwingExchange,
   type KeyExchange,
   type SessionKeys,
   type Suite,
@@ -58,13 +56,16 @@ import {
 import { SteveError } from '../errors.js';
 import { nodeAesGcm, sealParts } from './aead-node.js';
 import { createMemoryBudget, readBody } from './body.js';
+import { nodeDeriveSessionKeys } from './kdf-node.js';
 import { V1_CREATE_PATH, createLegacyV1, type LegacyV1 } from './legacy-v1.js';
 import { ReplyError, SERVER_REPLIES, replyFor, sendReply } from './replies.js';
+import { nodeRandomBytes } from './secret-bytes.js';
 import { holdUntilClosed, sendPieces, DEFAULT_SEND_TIMEOUT_MS } from './send.js';
 import { DEFAULT_MAX_SESSIONS, PENDING_TTL_SECONDS, createSessionTable, type Session } from './session-table.js';
 import { createUpstream, madeAnswer, type UpstreamAnswer } from './upstream.js';
 import { appResponseHead, envelopeHead } from './wire.js';
 import { nodeX25519Exchange } from './x25519-node.js';
+import { nodeXwingExchange } from './xwing-node.js';
 
 export const SESSION_PATH = '/e2p/v2/session';
 export const CONFIRM_PATH = '/e2p/v2/confirm';
@@ -153,8 +154,8 @@ export function createSteveServer(options: SteveServerOptions): SteveServer {
   const { suite, attest } = options;
   const logger = options.logger;
   const now = options.now ?? Date.now;
-  const random = options.random ?? ((length: number) => new Uint8Array(randomBytes(length)));
-  const exchange: KeyExchange = suite === 'X25519' ? nodeX25519Exchange : xwingExchange;
+  const random = options.random ?? nodeRandomBytes;
+  const exchange: KeyExchange = suite === 'X25519' ? nodeX25519Exchange : nodeXwingExchange;
   if (exchange.suite !== suite) throw new SteveError('STEVE_SUITE', `unknown suite ${String(suite)}`);
   const corsOrigins = options.corsOrigins ?? [];
   const table = createSessionTable({
@@ -218,8 +219,8 @@ export function createSteveServer(options: SteveServerOptions): SteveServer {
           sessionId,
           contextHash: request.contextHash,
         });
-        // Wipes the shared secret (§4).
-        keys = deriveSessionKeys(sharedSecret, hash);
+        // Wipes the shared secret (§4), leaving no copy of it (kdf-node.ts).
+        keys = nodeDeriveSessionKeys(sharedSecret, hash);
         const userData = encodeBindingUserData({ suite, sessionId, transcriptHash: hash, binder: keys.binder });
         // The binder is only for the document; the server has no other use for it.
         keys.binder.fill(0);

@@ -12,6 +12,7 @@
 import { createPrivateKey, createPublicKey, diffieHellman, type KeyObject } from 'node:crypto';
 import { CLIENT_KEY_MATERIAL_BYTES, SERVER_KEY_MATERIAL_BYTES, type ClientKeyPair, type KeyExchange, type RandomBytes, type ServerResponse } from '../protocol/index.js';
 import { SteveError } from '../errors.js';
+import { drawSecret } from './secret-bytes.js';
 
 /** RFC 8410: PrivateKeyInfo { v0, id-X25519 (1.3.101.110), OCTET STRING { OCTET STRING (32) } }. */
 const PKCS8_PREFIX = Buffer.from('302e020100300506032b656e04220420', 'hex');
@@ -22,13 +23,6 @@ const KEY_BYTES = 32;
 function assertKey(value: unknown, name: string): asserts value is Uint8Array {
   if (!(value instanceof Uint8Array)) throw new SteveError('STEVE_KEY', `"${name}" expected Uint8Array, got ${value === null ? 'null' : typeof value}`);
   if (value.length !== KEY_BYTES) throw new SteveError('STEVE_KEY', `"${name}" expected ${KEY_BYTES} bytes, got ${value.length}`);
-}
-
-function draw(random: RandomBytes, length: number): Uint8Array {
-  if (typeof random !== 'function') throw new SteveError('STEVE_BAD_ARGUMENT', '"random" expected a function');
-  const bytes = random(length);
-  if (!(bytes instanceof Uint8Array) || bytes.length !== length) throw new SteveError('STEVE_BAD_ARGUMENT', `"random()" expected ${length} bytes`);
-  return Uint8Array.from(bytes);
 }
 
 /** A private KeyObject from a 32-byte scalar (OpenSSL clamps it, as RFC 7748 §5 says). */
@@ -52,14 +46,19 @@ export function x25519PublicBytes(privateKey: KeyObject): Uint8Array {
  * X25519(own private key, peer's u-coordinate): 32 bytes, never all zero. The peer's most significant
  * bit is masked first (RFC 7748 §5: "implementations of X25519 MUST mask the most significant bit"), so a
  * key with it set means the same as in noble and in the RFC.
+ *
+ * The result is the Buffer node:crypto returned, not a copy: it lives outside V8's heap, and once the
+ * caller zeroes it no copy is left. (Returning a Uint8Array copy instead left the unwiped Buffer in the
+ * agent's memory after every session, test/steve/secret-wipe.test.ts; and a copy of 32 bytes would
+ * live in V8's heap, where native use or the garbage collector can move it and leave its bytes behind.)
  */
 export function x25519SharedSecret(privateKey: KeyObject, peerPublic: Uint8Array): Uint8Array {
   assertKey(peerPublic, 'peer public key');
   const u = Buffer.concat([SPKI_PREFIX, peerPublic]);
   u[u.length - 1]! &= 0x7f;
-  let shared: Uint8Array;
+  let shared: Buffer;
   try {
-    shared = new Uint8Array(diffieHellman({ privateKey, publicKey: createPublicKey({ key: u, format: 'der', type: 'spki' }) }));
+    shared = diffieHellman({ privateKey, publicKey: createPublicKey({ key: u, format: 'der', type: 'spki' }) });
   } catch (cause) {
     // OpenSSL refuses a low-order point itself (its output would be all zero).
     throw new SteveError('STEVE_KEY', 'X25519 failed', { cause });
@@ -89,12 +88,12 @@ export const nodeX25519Exchange: KeyExchange = Object.freeze({
   clientRandomBytes: 32,
   serverRandomBytes: 32,
   generateClientKeyPair(random: RandomBytes): ClientKeyPair {
-    const secret = draw(random, 32);
+    const secret = drawSecret(random, 32);
     return { material: x25519PublicBytes(x25519PrivateKey(secret)), secret };
   },
   serverRespond(clientMaterial: Uint8Array, random: RandomBytes): ServerResponse {
     assertKey(clientMaterial, 'clientMaterial');
-    return withScalar(draw(random, 32), (key) => {
+    return withScalar(drawSecret(random, 32), (key) => {
       const sharedSecret = x25519SharedSecret(key, clientMaterial);
       return { serverMaterial: x25519PublicBytes(key), sharedSecret };
     });

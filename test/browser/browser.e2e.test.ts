@@ -7,8 +7,9 @@
  * - the page gets the right answers to protected GET and POST calls, and the widget says what was verified;
  * - the worker is fetched at its plain URL (a bootstrap request has no query) and configured by message:
  *   it keeps its config when the browser stops and restarts it (CDP), a worker never configured fails
- *   closed with STEVE_BROWSER_CONFIG, and a new config takes effect at once while a page still on the old
- *   one is refused;
+ *   closed with STEVE_BROWSER_CONFIG, a new config takes effect at once while a page still on the old
+ *   one is refused, and the TOFU records of the version 1 database survive the upgrade that adds the
+ *   config store;
  * - the app is reached only through the STEVE server: its hits by path match the page's calls, an ordinary
  *   request to the agent without E2P gets 403 e2e_required and never reaches it, and a copy of every byte
  *   that crossed the host (a TCP proxy in front of the agent) holds none of the page's plaintext markers;
@@ -475,6 +476,53 @@ describe.skipIf(!chromiumAvailable)('browser client through the real agent (Chro
       expect(reloaded.first).toEqual({ ok: false, code: 'STEVE_CLIENT_PCR', stage: 'pcr', status: 502 });
       expect(await workerStatus(reloaded.page)).toMatchObject({ policy: 'pinned', profiles: ['expected-image'] });
       expect(countHits(stack, 'POST /api/echo')).toBe(echoes);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('keeps the TOFU records of a browser that has the version 1 database (the config store is added beside them)', async () => {
+    const stack = await startStack({ kind: 'tofu' });
+    const context = await browser.newContext();
+    try {
+      // What the previous release left: steve-tofu version 1 with one record, of another image, for this enclave.
+      const setup = await context.newPage();
+      await setup.goto(`${stack.origin}/healthz`);
+      const other = [...otherPcrs()].map(([index, value]) => [index, [...value]] as [number, number[]]);
+      await setup.evaluate(async (pcrs) => {
+        const db = await new Promise<IDBDatabase>((resolve, reject) => {
+          const request = indexedDB.open('steve-tofu', 1);
+          request.onupgradeneeded = () => request.result.createObjectStore('records');
+          request.onsuccess = () => resolve(request.result);
+          request.onerror = () => reject(request.error);
+        });
+        await new Promise<void>((resolve, reject) => {
+          const transaction = db.transaction('records', 'readwrite');
+          transaction.objectStore('records').put({ pcrs: pcrs.map(([index, bytes]) => [index, new Uint8Array(bytes)]) }, [`${location.origin}/`, location.origin, 'X25519']);
+          transaction.oncomplete = () => resolve();
+          transaction.onerror = () => reject(transaction.error);
+        });
+        db.close();
+      }, other);
+      await setup.close();
+
+      // The new worker upgrades the database and still holds the enclave to that record.
+      const { page, first } = await openDemo(context, stack.origin);
+      expect(first).toEqual({ ok: false, code: 'STEVE_CLIENT_PCR', stage: 'pcr', status: 502 });
+      const database = await page.evaluate(
+        () =>
+          new Promise<{ version: number; stores: string[] }>((resolve, reject) => {
+            const request = indexedDB.open('steve-tofu');
+            request.onsuccess = () => {
+              const result = { version: request.result.version, stores: Array.from(request.result.objectStoreNames).sort() };
+              request.result.close();
+              resolve(result);
+            };
+            request.onerror = () => reject(request.error);
+          }),
+      );
+      expect(database).toEqual({ version: 2, stores: ['config', 'records'] });
+      expect(stack.appHits.filter((hit) => hit.endsWith('/api/echo'))).toEqual([]);
     } finally {
       await context.close();
     }

@@ -75,6 +75,8 @@ export async function withStore<T>(
         transaction!.oncomplete = () => resolve();
         transaction!.onabort = transaction!.onerror = () => reject(transaction!.error ?? new Error('IndexedDB transaction failed'));
       });
+      // When the request fails first, its error is the one reported; the abort that follows is not left unhandled.
+      committed.catch(() => undefined);
       const result = await promised(run(transaction.objectStore(storeName)));
       await committed;
       return result;

@@ -194,8 +194,9 @@ export function createEnclaveWorker(options: EnclaveWorkerOptions): EnclaveWorke
       const config = parseWorkerConfig(text);
       current = configuredChannel(config, await workerConfigId(config));
     } catch (error) {
-      const coded = error instanceof SteveBrowserError ? error : configError('enclave config: the stored config is unusable', error);
-      current = unconfiguredChannel(configError(`${coded.message} (stored config)`, error));
+      // Another version's config, or a damaged record: the page's next configure replaces it.
+      const reason = error instanceof SteveBrowserError ? error.message : 'enclave config: unusable';
+      current = unconfiguredChannel(configError(`${reason} (the stored config)`, error));
     }
   }
 

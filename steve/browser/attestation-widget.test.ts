@@ -13,6 +13,7 @@ const status = (overrides: Partial<ChannelStatus> = {}): ChannelStatus => ({
   origin: 'https://e.example',
   suite: 'X25519',
   policy: 'pinned',
+  configId: 'cf'.repeat(32),
   profiles: ['prod'],
   session: {
     sessionId: '00112233445566778899aabbccddeeff',

@@ -1,12 +1,14 @@
 /**
- * The config handshake (config.ts): what a page may pass, what the worker URL carries, and that the worker
- * refuses whatever it cannot use, with STEVE_BROWSER_CONFIG at stage `config`.
+ * The config handshake (config.ts): what a page may pass, the JSON text the configure command carries and
+ * the worker stores, the config's id, and that the worker refuses whatever text it cannot use (from a
+ * message or from storage), with STEVE_BROWSER_CONFIG at stage `config` and nothing else.
  */
 
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { SUITES } from '../protocol/index.js';
-import { BROWSER_SUITES, CONFIG_PARAMETER, normaliseConfig, parseWorkerConfig, profilesForClient, workerScriptUrl, type EnclaveConfig } from './config.js';
-import { bytesToBase64, bytesToBase64Url } from './encoding.js';
+import { BROWSER_SUITES, encodeWorkerConfig, normaliseConfig, parseWorkerConfig, profilesForClient, workerConfigId, type EnclaveConfig } from './config.js';
+import { bytesToBase64 } from './encoding.js';
 import { SteveBrowserError } from './errors.js';
 
 const PCR = (byte: number) => 'ab'.repeat(47) + byte.toString(16).padStart(2, '0');
@@ -38,7 +40,7 @@ describe('enclave worker config', () => {
     expect([...BROWSER_SUITES]).toEqual([...SUITES]);
   });
 
-  it('normalises a page config and carries it through the worker URL unchanged', () => {
+  it('normalises a page config and carries it through the configure text unchanged', async () => {
     const config = normaliseConfig(base);
     expect(config).toEqual({
       version: 1,
@@ -49,9 +51,17 @@ describe('enclave worker config', () => {
       allowDebug: false,
       requestTimeoutMs: null,
     });
-    const url = workerScriptUrl('/enclave-sw.js', config, 'https://enclave.example:8443/app/page');
-    expect(url).toMatch(new RegExp(`^https://enclave\\.example:8443/enclave-sw\\.js\\?${CONFIG_PARAMETER}=[A-Za-z0-9_-]+$`));
-    expect(parseWorkerConfig(url)).toEqual(config);
+    const text = encodeWorkerConfig(config);
+    expect(JSON.parse(text)).toEqual(config);
+    expect(parseWorkerConfig(text)).toEqual(config);
+    // The worker's re-encoding is canonical: key order and spacing of the page's text do not matter.
+    const shuffled = JSON.stringify(Object.fromEntries(Object.entries(config).reverse()), null, 2);
+    expect(encodeWorkerConfig(parseWorkerConfig(shuffled))).toBe(text);
+    // The id: hex SHA-256 of the canonical text, equal for equal configs, different for any change.
+    const id = await workerConfigId(config);
+    expect(id).toMatch(/^[0-9a-f]{64}$/);
+    expect(await workerConfigId(parseWorkerConfig(shuffled))).toBe(id);
+    expect(await workerConfigId({ ...config, allowDebug: true })).not.toBe(id);
     const [profile] = profilesForClient(config.pcrPolicy as Extract<typeof config.pcrPolicy, { kind: 'pinned' }>);
     expect(profile!.name).toBe('prod');
     expect([...profile!.pcrs.keys()]).toEqual([0, 1, 2]);
@@ -61,7 +71,7 @@ describe('enclave worker config', () => {
   it('takes TOFU, a DER root, a Map of PCRs and options', () => {
     const tofu = normaliseConfig({ origin: 'http://127.0.0.1:8080', keyExchange: 'XWING-DRAFT10', pcrPolicy: { kind: 'tofu' }, root: ROOT_DER, allowDebug: true, requestTimeoutMs: 500 });
     expect(tofu).toMatchObject({ pcrPolicy: { kind: 'tofu' }, root: bytesToBase64(ROOT_DER), allowDebug: true, requestTimeoutMs: 500, keyExchange: 'XWING-DRAFT10' });
-    expect(parseWorkerConfig(workerScriptUrl('/enclave-sw.js', tofu, 'http://127.0.0.1:8080/'))).toEqual(tofu);
+    expect(parseWorkerConfig(encodeWorkerConfig(tofu))).toEqual(tofu);
     const mapped = normaliseConfig({ ...base, pcrPolicy: { kind: 'pinned', profiles: [{ name: 'm', pcrs: new Map([[4, PCR(4)]]) }] } });
     expect(mapped.pcrPolicy).toEqual({ kind: 'pinned', profiles: [{ name: 'm', pcrs: { 4: PCR(4) } }] });
     expect(normaliseConfig({ ...base, root: undefined }).root).toBeNull();
@@ -92,12 +102,40 @@ describe('enclave worker config', () => {
     }
   });
 
-  it('the worker refuses a URL without a usable config', () => {
-    const encode = (value: unknown) => `https://e.example/enclave-sw.js?config=${bytesToBase64Url(new TextEncoder().encode(JSON.stringify(value)))}`;
-    expect(configError(() => parseWorkerConfig('https://e.example/enclave-sw.js')).message).toMatch(/no "config"/);
-    expect(configError(() => parseWorkerConfig('https://e.example/enclave-sw.js?config=%%%')).message).toMatch(/base64url JSON/);
+  it('the worker refuses a text without a usable config', () => {
+    const encode = (value: unknown) => JSON.stringify(value);
+    expect(configError(() => parseWorkerConfig(undefined)).message).toMatch(/JSON text/);
+    expect(configError(() => parseWorkerConfig({ ...normaliseConfig(base) })).message).toMatch(/JSON text/);
+    expect(configError(() => parseWorkerConfig('')).message).toMatch(/JSON text/);
+    expect(configError(() => parseWorkerConfig('{"version":1,')).message).toMatch(/not JSON/);
+    expect(configError(() => parseWorkerConfig(' '.repeat(65_537))).message).toMatch(/longer than 65536/);
+    expect(configError(() => parseWorkerConfig('null')).message).toMatch(/version 1/);
     expect(configError(() => parseWorkerConfig(encode({ ...normaliseConfig(base), version: 2 }))).message).toMatch(/version 1/);
     expect(configError(() => parseWorkerConfig(encode({ ...normaliseConfig(base), keyExchange: 'none' }))).message).toMatch(/keyExchange/);
     expect(configError(() => parseWorkerConfig(encode({ ...normaliseConfig(base), root: '***' }))).message).toMatch(/root/);
+    expect(configError(() => parseWorkerConfig(encode({ ...normaliseConfig(base), origin: 'https://e.example/path' }))).message).toMatch(/origin/);
+  });
+
+  it('parses any text into a valid config or STEVE_BROWSER_CONFIG, nothing else (fast-check, fixed seed)', () => {
+    const valid = normaliseConfig(base);
+    // Mutations of a valid config (any field replaced by any JSON value), and arbitrary text.
+    const mutated = fc
+      .record({ key: fc.constantFrom(...Object.keys(valid)), value: fc.jsonValue() })
+      .map(({ key, value }) => JSON.stringify({ ...valid, [key]: value }));
+    fc.assert(
+      fc.property(fc.oneof(mutated, fc.json(), fc.string()), (text) => {
+        let parsed: ReturnType<typeof parseWorkerConfig>;
+        try {
+          parsed = parseWorkerConfig(text);
+        } catch (error) {
+          expect(error).toBeInstanceOf(SteveBrowserError);
+          expect([(error as SteveBrowserError).code, (error as SteveBrowserError).stage]).toEqual(['STEVE_BROWSER_CONFIG', 'config']);
+          return;
+        }
+        // What it accepts is normalised: parsing its own encoding gives it back.
+        expect(parseWorkerConfig(encodeWorkerConfig(parsed))).toEqual(parsed);
+      }),
+      { seed: 20_261_206, numRuns: 500 },
+    );
   });
 });

@@ -1,21 +1,34 @@
 /**
  * The enclave worker's configuration and how it gets from the page to the worker.
  *
- * The handshake (ours): the page validates its config, normalises it to JSON (PCRs as hex, the root as
- * base64 DER), encodes that as base64url and registers the worker at `/enclave-sw.js?config=<that>`. The
- * worker reads it from its own script URL (`self.location`) each time it starts. Why the URL and not a
- * postMessage: a browser stops an idle worker and starts it again for the next fetch, without the page;
- * a config that came by message would be gone then, and that fetch could only fail. The script URL
- * survives every restart, only a same-origin page can register it, and a different config is a different
- * script URL, so the browser installs it as a new worker version instead of mixing two configs. The
- * config holds nothing secret (expected PCRs, a public root). Messages carry commands only (messages.ts).
+ * The handshake (ours): the page validates its config and normalises it to JSON (PCRs as hex, the root as
+ * base64 DER). It registers the worker at its plain URL, `/enclave-sw.js` (a bootstrap request must have
+ * an empty query, steve/protocol/routing.ts), waits until the worker controls the page, and sends that
+ * JSON in a `steve/configure` command (messages.ts) on every page load. The worker validates it again,
+ * stores it in IndexedDB (config-store.ts) before using it, and answers with its status. Properties:
  *
- * Both ends validate: the page to fail early with STEVE_BROWSER_CONFIG, the worker because its URL is
- * input like any other. Web-standard only.
+ * - It survives restarts: a browser stops an idle worker and starts it again for the next fetch, without
+ *   the page. The worker reads the stored config on every start, before it handles a fetch (a fetch that
+ *   arrives meanwhile waits); with none stored, or one it cannot use, it fails every request to its origin
+ *   with STEVE_BROWSER_CONFIG, never plaintext.
+ * - A change is atomic: a different config is stored, then replaces the old one in one step, with a new
+ *   STEVE client, so no session of the old config carries a new request. The same config again changes
+ *   nothing (the session and status stay).
+ * - No mixing across pages: the config's id (SHA-256 of its JSON) rides on each `send` as `x-steve-config`;
+ *   when another page has since configured the worker differently, the worker refuses that request with
+ *   STEVE_BROWSER_CONFIG instead of carrying it under a config the page did not ask for (or letting it out
+ *   unencrypted when the enclave origins differ). The worker drops the header before the app sees anything.
+ * - Only same-origin pages can configure (the worker checks the message's origin), and only they can
+ *   register a worker for the scope. The config holds nothing secret (expected PCRs, a public root).
+ *
+ * Not in the script URL: its query is refused by the agent in plaintext (a bootstrap request carries no
+ * query), and its fragment is ignored when the browser compares script URLs, so a new config would not
+ * install a new worker. Both ends validate: the page to fail early, the worker because a message or a
+ * stored record is input like any other. Web-standard only.
  */
 
 import type { Suite } from '../protocol/index.js';
-import { base64ToBytes, bytesToBase64, bytesToBase64Url, bytesToHex, hexToBytes, pemToCertificates } from './encoding.js';
+import { base64ToBytes, bytesToBase64, bytesToHex, hexToBytes, pemToCertificates } from './encoding.js';
 import { SteveBrowserError } from './errors.js';
 
 /**
@@ -24,16 +37,17 @@ import { SteveBrowserError } from './errors.js';
  */
 export const BROWSER_SUITES: readonly Suite[] = ['X25519', 'XWING-DRAFT10'];
 const isSuite = (value: unknown): value is Suite => BROWSER_SUITES.includes(value as Suite);
-/** The query parameter of the worker's script URL that carries the config. */
-export const CONFIG_PARAMETER = 'config';
-/** Version of the JSON in the worker URL; a worker refuses any other. */
+/** Version of the config JSON; a worker refuses any other (a stored config of another version included). */
 export const WORKER_CONFIG_VERSION = 1;
 /** PCR indexes and sizes an attestation document can hold (specs/nsm.md §3: 32 PCRs of 32, 48 or 64 bytes). */
 const MAX_PCR_INDEX = 31;
 const PCR_SIZES = new Set([32, 48, 64]);
-/** A DER certificate is a SEQUENCE; 16 KiB is far above any root's size and keeps the URL bounded. */
+/** A DER certificate is a SEQUENCE; 16 KiB is far above any root's size and keeps the config bounded. */
 const MAX_ROOT_BYTES = 16_384;
-/** Longest config text the worker will parse (a few profiles and a root fit in a small fraction). */
+/**
+ * Longest config text the worker will parse, checked before parsing (a few profiles and a 16 KiB root, as
+ * base64, fit in a small fraction).
+ */
 const MAX_CONFIG_CHARS = 65_536;
 
 /** PCR values as hex strings or bytes, by index (an object `{ 0: '..', 1: '..' }` or a Map). */
@@ -66,7 +80,7 @@ export interface EnclaveConfig {
   requestTimeoutMs?: number;
 }
 
-/** The normalised, JSON-safe config the worker URL carries. */
+/** The normalised, JSON-safe config the page sends and the worker stores. */
 export interface WorkerConfig {
   version: typeof WORKER_CONFIG_VERSION;
   origin: string;
@@ -155,7 +169,7 @@ function normaliseRoot(root: unknown): string | null {
   return bytesToBase64(der);
 }
 
-/** Validates a page's config and turns it into what the worker URL carries. Throws STEVE_BROWSER_CONFIG. */
+/** Validates a page's config and turns it into what the worker receives. Throws STEVE_BROWSER_CONFIG. */
 export function normaliseConfig(config: EnclaveConfig): WorkerConfig {
   if (typeof config !== 'object' || config === null) throw configError('expected an object');
   if (!isSuite(config.keyExchange)) throw configError('"keyExchange" expected X25519 or XWING-DRAFT10');
@@ -175,23 +189,23 @@ export function normaliseConfig(config: EnclaveConfig): WorkerConfig {
   };
 }
 
-/** The worker's script URL for `config`: `scriptUrl?config=<base64url JSON>`, resolved against `base`. */
-export function workerScriptUrl(scriptUrl: string, config: WorkerConfig, base: string): string {
-  const url = new URL(scriptUrl, base);
-  url.searchParams.set(CONFIG_PARAMETER, bytesToBase64Url(new TextEncoder().encode(JSON.stringify(config))));
-  return url.href;
+/** The config as the page sends it and the worker stores it: JSON, in normaliseConfig's key order. */
+export function encodeWorkerConfig(config: WorkerConfig): string {
+  return JSON.stringify(config);
 }
 
-/** The worker's side: the config from its own script URL, validated again. Throws STEVE_BROWSER_CONFIG. */
-export function parseWorkerConfig(scriptUrl: string): WorkerConfig {
-  const encoded = new URL(scriptUrl).searchParams.get(CONFIG_PARAMETER);
-  if (encoded === null || encoded === '') throw configError(`the worker URL has no "${CONFIG_PARAMETER}" parameter`);
-  if (encoded.length > MAX_CONFIG_CHARS) throw configError('the worker URL config is too long');
+/**
+ * The worker's side: a config text (from the page's message or from storage), validated again and
+ * normalised, so `encodeWorkerConfig` of the result is canonical. Throws STEVE_BROWSER_CONFIG.
+ */
+export function parseWorkerConfig(text: unknown): WorkerConfig {
+  if (typeof text !== 'string' || text === '') throw configError('expected the config as JSON text');
+  if (text.length > MAX_CONFIG_CHARS) throw configError(`the config is longer than ${MAX_CONFIG_CHARS} characters`);
   let value: unknown;
   try {
-    value = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(base64ToBytes(encoded)));
+    value = JSON.parse(text);
   } catch (error) {
-    throw configError('the worker URL config is not base64url JSON', error);
+    throw configError('the config is not JSON', error);
   }
   const c = value as Partial<WorkerConfig> | null;
   if (typeof c !== 'object' || c === null || c.version !== WORKER_CONFIG_VERSION) throw configError(`expected config version ${WORKER_CONFIG_VERSION}`);
@@ -211,6 +225,15 @@ export function parseWorkerConfig(scriptUrl: string): WorkerConfig {
     ...(c.allowDebug !== undefined ? { allowDebug: c.allowDebug } : {}),
     ...(c.requestTimeoutMs !== null && c.requestTimeoutMs !== undefined ? { requestTimeoutMs: c.requestTimeoutMs } : {}),
   });
+}
+
+/**
+ * The config's id: hex SHA-256 of its canonical JSON. The page sends it with each request (CONFIG_HEADER),
+ * the worker compares it with its own config's; equal configs have equal ids on both ends.
+ */
+export async function workerConfigId(config: WorkerConfig): Promise<string> {
+  const digest = await crypto.subtle.digest('SHA-256', new TextEncoder().encode(encodeWorkerConfig(config)));
+  return bytesToHex(new Uint8Array(digest));
 }
 
 /** The pinned profiles as the STEVE client takes them (index -> bytes). */

@@ -1,13 +1,15 @@
 /**
- * The enclave service worker (bundled to /enclave-sw.js): wires the browser's service worker events to
- * the worker logic in worker.ts. Its config comes from its own script URL (config.ts explains why), so a
- * worker the browser restarts after idling is configured again before its first fetch.
+ * The enclave service worker (bundled to /enclave-sw.js, registered at that plain URL): wires the
+ * browser's service worker events to the worker logic in worker.ts. Its config comes from a page's
+ * `steve/configure` command and is kept in IndexedDB (config.ts explains why), so a worker the browser
+ * restarts after idling reads it again before it handles that fetch: worker.ts starts reading as this
+ * script runs, and holds fetches until it is done.
  *
  * - install / activate: take over at once (skipWaiting, clients.claim), so the page that registered it
- *   is controlled without a reload, and a new config (a new script URL) replaces the old worker.
+ *   is controlled without a reload, and a new build of this script replaces the old worker.
  * - fetch: requests to the enclave origin go through STEVE (worker.ts has the routing); the rest is left
  *   to the browser.
- * - message: commands from same-origin pages over a MessageChannel port (messages.ts).
+ * - message: commands (configure included) from same-origin pages over a MessageChannel port (messages.ts).
  * The service worker types are declared here: the project's `lib` is DOM, whose global is a window.
  */
 
@@ -27,7 +29,7 @@ interface ExtendableMessageEvent extends ExtendableEvent {
   readonly ports: readonly MessagePort[];
 }
 interface ServiceWorkerScope {
-  readonly location: { readonly href: string; readonly origin: string };
+  readonly location: { readonly origin: string };
   readonly registration: { readonly scope: string };
   readonly clients: { claim(): Promise<void> };
   skipWaiting(): Promise<void>;
@@ -37,7 +39,7 @@ interface ServiceWorkerScope {
 }
 
 const scope = globalThis as unknown as ServiceWorkerScope;
-const worker = createEnclaveWorker({ scriptUrl: scope.location.href, scope: scope.registration.scope });
+const worker = createEnclaveWorker({ scope: scope.registration.scope });
 
 scope.addEventListener('install', (event) => {
   event.waitUntil(scope.skipWaiting());
@@ -55,7 +57,8 @@ scope.addEventListener('fetch', (event) => {
 scope.addEventListener('message', (event) => {
   const port = event.ports[0];
   const command = event.data as Partial<WorkerCommand> | null;
-  // Only same-origin pages, only known commands, and only with a port to answer on.
+  // Only same-origin pages, only known commands, and only with a port to answer on: a config from
+  // anywhere else is never looked at.
   if (port === undefined || event.origin !== scope.location.origin || typeof command !== 'object' || command === null || !COMMAND_TYPES.has(String(command.type))) return;
   const reply = (async (): Promise<WorkerReply> => {
     if (command.type === 'steve/claim') await scope.clients.claim();

@@ -1,6 +1,6 @@
 /**
- * Byte encodings the browser side needs for its configuration: hex for PCRs, base64 (standard and URL-safe)
- * for the root certificate and the worker's config URL, and PEM -> DER. Web-standard only (atob/btoa exist
+ * Byte encodings the browser side needs for its configuration: hex for PCRs and the config's id, base64 for
+ * the root certificate, and PEM -> DER. Web-standard only (atob/btoa exist
  * in pages and workers). Kept here rather than imported from nsm/: steve/ must not import nsm/ beyond the
  * verifier surface, which steve/client/ alone may use (test/boundaries.test.ts).
  */
@@ -35,10 +35,6 @@ export function base64ToBytes(text: string): Uint8Array {
   const out = new Uint8Array(binary.length);
   for (let i = 0; i < binary.length; i++) out[i] = binary.charCodeAt(i);
   return out;
-}
-
-export function bytesToBase64Url(bytes: Uint8Array): string {
-  return bytesToBase64(bytes).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
 }
 
 const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]+?)-----END CERTIFICATE-----/g;

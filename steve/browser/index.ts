@@ -7,13 +7,15 @@
 
 export { registerEnclaveServiceWorker, type EnclaveServiceWorkerClient, type RegisterOptions } from './register.js';
 export { SteveBrowserError, type SteveBrowserErrorCode, type SteveBrowserStage } from './errors.js';
-export { normaliseConfig, parseWorkerConfig, workerScriptUrl, CONFIG_PARAMETER, type EnclaveConfig, type EnclavePcrPolicy, type PinnedProfile, type PcrValues, type WorkerConfig } from './config.js';
+export { normaliseConfig, parseWorkerConfig, encodeWorkerConfig, workerConfigId, type EnclaveConfig, type EnclavePcrPolicy, type PinnedProfile, type PcrValues, type WorkerConfig } from './config.js';
 export { createEnclaveWorker, type EnclaveWorker, type EnclaveWorkerOptions } from './worker.js';
 export { passesThrough, BOOTSTRAP_PATHS, PUBLIC_PATHS } from '../protocol/index.js';
 export { createIndexedDbTofuStore, type IndexedDbTofuStore, type TofuKey } from './tofu-store.js';
+export { createIndexedDbConfigStore, type WorkerConfigStore } from './config-store.js';
 export { describeStatus, renderAttestationWidget, defineAttestationWidget, shorten, formatTime, type WidgetView, type WidgetRow, type WidgetError } from './attestation-widget.js';
 export {
   CHANNEL_FAILED_BODY,
+  CONFIG_HEADER,
   ERROR_HEADER,
   STAGE_HEADER,
   SESSION_HEADER,

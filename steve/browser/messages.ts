@@ -5,7 +5,8 @@
  *
  * Header rules (ours): the worker strips every `x-steve-*` header the app sent, then adds its own, so a
  * page can trust that `x-steve-error` came from the worker (the channel failed) and `x-steve-session` from
- * a response that crossed the channel.
+ * a response that crossed the channel. The page's `send` adds `x-steve-config` (its config's id, config.ts)
+ * to a request; the worker checks it and removes it before the request enters the channel.
  */
 
 import type { Suite } from '../protocol/index.js';
@@ -17,6 +18,8 @@ export const STAGE_HEADER = 'x-steve-stage';
 export const SESSION_HEADER = 'x-steve-session';
 export const SEQUENCE_HEADER = 'x-steve-sequence';
 export const HEADER_PREFIX = 'x-steve-';
+/** On a request from the page's `send`: the id of the config the page configured (config.ts workerConfigId). */
+export const CONFIG_HEADER = 'x-steve-config';
 
 /** The body of every answer the worker makes up when the channel failed (502, or 504 on a timeout). */
 export const CHANNEL_FAILED_BODY = '{"error":"secure channel failed"}';
@@ -53,11 +56,13 @@ export interface ChannelFailure {
 export interface ChannelStatus {
   /** `verified`: the last exchange crossed a verified session; `failed`: the last one failed; `idle`: none yet. */
   state: 'idle' | 'verified' | 'failed';
-  /** The worker's scope, enclave origin and suite (null when its config is invalid). */
+  /** The worker's scope, enclave origin and suite (null while it has no usable config). */
   scope: string;
   origin: string | null;
   suite: Suite | null;
   policy: 'pinned' | 'tofu' | null;
+  /** The id of the config in use (hex SHA-256 of its JSON, config.ts), or null while it has none. */
+  configId: string | null;
   /** The names of the pinned profiles, when pinned. */
   profiles: string[];
   session: VerifiedSession | null;
@@ -66,6 +71,11 @@ export interface ChannelStatus {
 }
 
 export type WorkerCommand =
+  /**
+   * Use this config (normalised JSON text, config.ts): validated, stored, then in use; answers the status.
+   * The same config again changes nothing.
+   */
+  | { type: 'steve/configure'; config: string }
   /** The current status. */
   | { type: 'steve/status' }
   /** End the current session; the next request establishes (and verifies) a new one. */
@@ -77,4 +87,4 @@ export type WorkerCommand =
 
 export type WorkerReply = { ok: true; status: ChannelStatus } | { ok: false; error: { code: string; stage: string; message: string } };
 
-export const COMMAND_TYPES: ReadonlySet<string> = new Set(['steve/status', 'steve/rotate', 'steve/reset', 'steve/claim']);
+export const COMMAND_TYPES: ReadonlySet<string> = new Set(['steve/configure', 'steve/status', 'steve/rotate', 'steve/reset', 'steve/claim']);

@@ -1,31 +1,33 @@
 /**
  * The page side (bundled to /register.js): `registerEnclaveServiceWorker({ config })` installs the enclave
- * worker with its config in the script URL (config.ts), waits until it controls the page, and returns a
- * client whose `send(path, init)` is a fetch to the enclave origin that the worker carries through STEVE.
+ * worker at its plain URL, waits until it controls the page, sends it the config (`steve/configure`,
+ * config.ts) and waits for its answer; then it returns a client whose `send(path, init)` is a fetch to the
+ * enclave origin that the worker carries through STEVE. Every page load configures the worker again (the
+ * same config changes nothing), so the worker always runs the config of the page that loaded last.
  *
  * Fail closed on the page too: `send` refuses (STEVE_BROWSER_NOT_CONTROLLED, nothing sent) when this page
- * is not controlled by the configured worker (a hard reload bypasses workers; `initialize` asks the worker
- * to claim the page again), refuses paths the agent serves outside STEVE (they would not be encrypted),
- * and turns the worker's 502/504 into a SteveBrowserError with the STEVE client's code and stage.
- * Web-standard only.
+ * is not controlled by the worker (a hard reload bypasses workers; `initialize` asks the worker to claim
+ * the page again), refuses paths the agent serves outside STEVE (they would not be encrypted), names its
+ * config in `x-steve-config` so a worker configured otherwise since refuses the request, and turns the
+ * worker's 502/504 into a SteveBrowserError with the STEVE client's code and stage. Web-standard only.
  */
 
-import { normaliseConfig, workerScriptUrl, type EnclaveConfig, type WorkerConfig } from './config.js';
+import { encodeWorkerConfig, normaliseConfig, workerConfigId, type EnclaveConfig, type WorkerConfig } from './config.js';
 import { SteveBrowserError, type SteveBrowserErrorCode, type SteveBrowserStage } from './errors.js';
-import { ERROR_HEADER, SESSION_HEADER, STAGE_HEADER, type ChannelStatus, type WorkerCommand, type WorkerReply } from './messages.js';
+import { CONFIG_HEADER, ERROR_HEADER, SESSION_HEADER, STAGE_HEADER, type ChannelStatus, type WorkerCommand, type WorkerReply } from './messages.js';
 // The rule alone, not the protocol's index: this page script stays small (build.test.ts).
 import { passesThrough } from '../protocol/routing.js';
 
 /** How long the worker may take to install, activate and control the page (the §5 establishment deadline's size). */
 const DEFAULT_READY_TIMEOUT_MS = 10_000;
-/** How long a command may wait for the worker's answer (a reset waits for IndexedDB). */
+/** How long a command may wait for the worker's answer (configure and reset wait for IndexedDB). */
 const DEFAULT_COMMAND_TIMEOUT_MS = 5_000;
 /** How often readiness is re-checked while waiting for the worker. */
 const READY_POLL_MS = 25;
 
 export interface RegisterOptions {
   config: EnclaveConfig;
-  /** The bundled worker, same origin as the page. Default `/enclave-sw.js` (specs/steve.md §6). */
+  /** The bundled worker, same origin as the page, without query or fragment. Default `/enclave-sw.js` (specs/steve.md §6). */
   scriptUrl?: string;
   /** The worker's scope. Default `/`. */
   scope?: string;
@@ -36,7 +38,7 @@ export interface RegisterOptions {
 export interface EnclaveServiceWorkerClient {
   /** The validated config, as the worker receives it. */
   readonly config: WorkerConfig;
-  /** Registers the worker and waits until it controls the page; resolves with its status. Idempotent. */
+  /** Registers the worker, waits until it controls the page and configures it; resolves with its status. Idempotent. */
   initialize(): Promise<ChannelStatus>;
   /** A fetch to `path` on the enclave origin, carried through STEVE by the worker; rejects with a coded error. */
   send(path: string, init?: RequestInit): Promise<Response>;
@@ -75,6 +77,8 @@ export function registerEnclaveServiceWorker(options: RegisterOptions): EnclaveS
   const readyTimeoutMs = options.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS;
   const commandTimeoutMs = options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS;
   let scriptUrl: string | undefined;
+  /** workerConfigId(config), known once `initialize` resolved. */
+  let configId: string | undefined;
   let ready: Promise<ChannelStatus> | undefined;
 
   function controller(): ServiceWorker | null {
@@ -102,7 +106,11 @@ export function registerEnclaveServiceWorker(options: RegisterOptions): EnclaveS
     if (typeof navigator === 'undefined' || !('serviceWorker' in navigator) || !globalThis.isSecureContext) {
       throw new SteveBrowserError('STEVE_BROWSER_UNSUPPORTED', 'register', 'service workers are not available here (they need https:, or http on localhost)');
     }
-    scriptUrl = workerScriptUrl(options.scriptUrl ?? '/enclave-sw.js', config, location.href);
+    const url = new URL(options.scriptUrl ?? '/enclave-sw.js', location.href);
+    // The agent serves the worker in plaintext only as a bootstrap request, which has no query (steve/protocol/routing.ts).
+    if (url.search !== '' || url.hash !== '') throw new SteveBrowserError('STEVE_BROWSER_CONFIG', 'config', '"scriptUrl" expected a path without query or fragment');
+    scriptUrl = url.href;
+    const id = await workerConfigId(config);
     let registration: ServiceWorkerRegistration;
     try {
       registration = await navigator.serviceWorker.register(scriptUrl, { scope, updateViaCache: 'none' });
@@ -110,10 +118,10 @@ export function registerEnclaveServiceWorker(options: RegisterOptions): EnclaveS
       throw new SteveBrowserError('STEVE_BROWSER_REGISTER', 'register', `the enclave worker could not be registered (${(error as Error)?.name ?? 'error'})`, { cause: error });
     }
     const worker = await waitForControl(registration);
-    const status = await sendCommand(worker, { type: 'steve/status' }, commandTimeoutMs);
-    const failure = status.lastError;
-    // A worker whose config it could not use would fail every request: say so now.
-    if (failure !== null && failure.stage === 'config') throw new SteveBrowserError(failure.code as SteveBrowserErrorCode, 'config', failure.message);
+    // The worker validates and stores the config, and answers with the status of the config it now uses.
+    const status = await sendCommand(worker, { type: 'steve/configure', config: encodeWorkerConfig(config) }, commandTimeoutMs);
+    if (status.configId !== id) throw new SteveBrowserError('STEVE_BROWSER_WORKER', 'worker', 'the worker did not take this page\'s config');
+    configId = id;
     return status;
   }
 
@@ -150,9 +158,12 @@ export function registerEnclaveServiceWorker(options: RegisterOptions): EnclaveS
       }
       // Checked right before sending: without the worker this request would leave in plaintext.
       if (controller() === null) throw new SteveBrowserError('STEVE_BROWSER_NOT_CONTROLLED', 'worker', 'this page is not controlled by the enclave worker; nothing was sent');
+      // The worker refuses it when it has been configured otherwise since (another page), and drops the header.
+      const headers = new Headers(init.headers);
+      headers.set(CONFIG_HEADER, configId!);
       let response: Response;
       try {
-        response = await fetch(url, init);
+        response = await fetch(url, { ...init, headers });
       } catch (error) {
         throw new SteveBrowserError('STEVE_CLIENT_NETWORK', 'request', `the request failed (${(error as Error)?.name ?? 'error'})`, { cause: error });
       }

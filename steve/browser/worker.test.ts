@@ -1,9 +1,11 @@
 /**
  * The enclave worker's logic (worker.ts) in Node, against the real agent with the mock NSM: routing (what
  * passes through, what goes through STEVE), the answers it hands the page (the app's `x-steve-*` headers
- * replaced by its own), the status it keeps for the widget, its commands, and failing closed with
- * 502 + code + stage when the config is unusable or the enclave unreachable. The same code runs in
- * Chromium in test/browser/browser.e2e.test.ts.
+ * replaced by its own), the status it keeps for the widget, its commands, its config (configured by
+ * command, kept in a store across restarts, replaced whole) and failing closed with 502 + code + stage
+ * when it has no usable config or the enclave is unreachable. A restart is a new worker over the same
+ * stores, as the browser's is a new worker over the same IndexedDB. The same code runs in Chromium in
+ * test/browser/browser.e2e.test.ts.
  */
 
 import { once } from 'node:events';
@@ -12,10 +14,12 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestAgent, type TestAgent } from '../../test/steve-client-agent.js';
 import { createMockAttester, memoryTofuStore, type MockAttester } from '../../test/steve-client-fixtures.js';
-import { normaliseConfig, workerScriptUrl, type EnclavePcrPolicy } from './config.js';
+import { encodeWorkerConfig, normaliseConfig, workerConfigId, type EnclavePcrPolicy, type WorkerConfig } from './config.js';
+import type { WorkerConfigStore } from './config-store.js';
 import { bytesToHex } from './encoding.js';
-import { CHANNEL_FAILED_BODY } from './messages.js';
-import { createEnclaveWorker, type EnclaveWorker } from './worker.js';
+import { CHANNEL_FAILED_BODY, CONFIG_HEADER } from './messages.js';
+import type { IndexedDbTofuStore } from './tofu-store.js';
+import { createEnclaveWorker, type EnclaveWorker, type EnclaveWorkerOptions } from './worker.js';
 
 let attester: MockAttester;
 let app: Server;
@@ -29,8 +33,14 @@ beforeAll(async () => {
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
     req.on('end', () => {
       appHits.push(`${req.method} ${req.url}`);
-      // The app tries to pose as the worker: these must not reach the page.
-      res.writeHead(200, { 'content-type': 'text/plain', 'x-steve-error': 'forged', 'x-steve-session': 'forged', 'x-app': 'kept' });
+      // The app tries to pose as the worker: these must not reach the page. x-app-config: what it saw of the page's config header.
+      res.writeHead(200, {
+        'content-type': 'text/plain',
+        'x-steve-error': 'forged',
+        'x-steve-session': 'forged',
+        'x-app': 'kept',
+        'x-app-config': String(req.headers[CONFIG_HEADER] ?? 'none'),
+      });
       res.end(`${req.method} ${req.url} ${Buffer.concat(chunks).toString()}`);
     });
   });
@@ -45,13 +55,72 @@ afterAll(async () => {
   await attester?.nsm.close();
 });
 
-function workerFor(origin: string, pcrPolicy: EnclavePcrPolicy = { kind: 'tofu' }) {
-  const inner = memoryTofuStore();
-  const store = Object.assign(inner, { async clear() { inner.value = null; } });
-  const config = normaliseConfig({ origin, keyExchange: 'X25519', pcrPolicy, root: attester.root, requestTimeoutMs: 5_000 });
-  const worker = createEnclaveWorker({ scriptUrl: workerScriptUrl('/enclave-sw.js', config, `${origin}/`), scope: `${origin}/`, createTofuStore: () => store });
-  return { worker, store };
+/** A config store in memory; `hold` makes `load` wait until `release`, `failSave` makes `save` fail. */
+class MemoryConfigStore implements WorkerConfigStore {
+  saves = 0;
+  failSave = false;
+  #gate: Promise<void> | null = null;
+  #release: () => void = () => undefined;
+  constructor(public text: string | null = null) {}
+  hold(): void {
+    this.#gate = new Promise<void>((resolve) => (this.#release = resolve));
+  }
+  release(): void {
+    this.#release();
+  }
+  async load(): Promise<string | null> {
+    if (this.#gate !== null) await this.#gate;
+    return this.text;
+  }
+  async save(value: string): Promise<void> {
+    if (this.failSave) throw new Error('disk full');
+    this.text = value;
+    this.saves++;
+  }
 }
+const memoryConfigStore = (text: string | null = null) => new MemoryConfigStore(text);
+
+function memoryIndexedDbTofuStore(): IndexedDbTofuStore & ReturnType<typeof memoryTofuStore> {
+  const inner = memoryTofuStore();
+  return Object.assign(inner, {
+    async clear() {
+      inner.value = null;
+    },
+  });
+}
+
+const configFor = (origin: string, pcrPolicy: EnclavePcrPolicy = { kind: 'tofu' }): WorkerConfig =>
+  normaliseConfig({ origin, keyExchange: 'X25519', pcrPolicy, root: attester.root, requestTimeoutMs: 5_000 });
+
+/** A worker (a start of it) over `stores`; pass the same stores again for a restart. */
+function startWorker(origin: string, stores: { configs: WorkerConfigStore; tofu: IndexedDbTofuStore }, extra: Partial<EnclaveWorkerOptions> = {}): EnclaveWorker {
+  return createEnclaveWorker({ scope: `${origin}/`, configStore: stores.configs, createTofuStore: () => stores.tofu, ...extra });
+}
+
+async function configure(worker: EnclaveWorker, config: WorkerConfig) {
+  return worker.handleCommand({ type: 'steve/configure', config: encodeWorkerConfig(config) });
+}
+
+/** A worker configured the way register.ts does it: start, then `steve/configure`. */
+async function workerFor(origin: string, pcrPolicy: EnclavePcrPolicy = { kind: 'tofu' }) {
+  const store = memoryIndexedDbTofuStore();
+  const configs = memoryConfigStore();
+  const config = configFor(origin, pcrPolicy);
+  const worker = startWorker(origin, { configs, tofu: store });
+  expect(await configure(worker, config)).toMatchObject({ ok: true, status: { configId: await workerConfigId(config), origin, state: 'idle' } });
+  return { worker, store, configs, config };
+}
+
+const settled = async (promise: Promise<unknown>): Promise<boolean> => {
+  let done = false;
+  void promise.then(
+    () => (done = true),
+    () => (done = true),
+  );
+  // Let every already-resolved continuation run (no clock involved).
+  for (let i = 0; i < 20; i++) await Promise.resolve();
+  return done;
+};
 
 async function protectedFetch(worker: EnclaveWorker, url: string, init?: RequestInit): Promise<Response> {
   const answer = worker.handleFetch(new Request(url, init));
@@ -61,7 +130,7 @@ async function protectedFetch(worker: EnclaveWorker, url: string, init?: Request
 
 describe('enclave worker', () => {
   it('lets the bootstrap files, /attestation, /e2p/, health and other origins through, and takes the rest', async () => {
-    const { worker } = workerFor(agent.origin);
+    const { worker } = await workerFor(agent.origin);
     const taken: Promise<Response>[] = [];
     const passes = (path: string, method = 'GET', origin = agent.origin) => {
       const answer = worker.handleFetch(new Request(`${origin}${path}`, { method }));
@@ -89,7 +158,7 @@ describe('enclave worker', () => {
   });
 
   it('carries requests through STEVE, replaces the app\'s x-steve-* headers, and reports what it verified', async () => {
-    const { worker, store } = workerFor(agent.origin);
+    const { worker, store } = await workerFor(agent.origin);
     const before = appHits.length;
     const get = await protectedFetch(worker, `${agent.origin}/api/echo?x=1`);
     expect(get.status).toBe(200);
@@ -126,7 +195,7 @@ describe('enclave worker', () => {
 
   it('fails closed with 502 and the code and stage: wrong pinned PCRs, an unreachable enclave', async () => {
     const before = appHits.length;
-    const pinned = workerFor(agent.origin, { kind: 'pinned', profiles: [{ name: 'other', pcrs: { 0: 'ab'.repeat(48) } }] }).worker;
+    const pinned = (await workerFor(agent.origin, { kind: 'pinned', profiles: [{ name: 'other', pcrs: { 0: 'ab'.repeat(48) } }] })).worker;
     const refused = await protectedFetch(pinned, `${agent.origin}/api/echo`, { method: 'POST', body: 'secret' });
     expect(refused.status).toBe(502);
     expect(await refused.text()).toBe(CHANNEL_FAILED_BODY);
@@ -134,17 +203,131 @@ describe('enclave worker', () => {
     expect(pinned.status).toMatchObject({ state: 'failed', session: null, lastError: { code: 'STEVE_CLIENT_PCR', stage: 'pcr', status: 502 }, requests: { failed: 1 } });
     expect(appHits.length).toBe(before);
 
-    const unreachable = workerFor('http://127.0.0.1:9').worker;
+    const unreachable = (await workerFor('http://127.0.0.1:9')).worker;
     const down = await protectedFetch(unreachable, 'http://127.0.0.1:9/api/echo');
     expect([down.status, down.headers.get('x-steve-error'), down.headers.get('x-steve-stage')]).toEqual([502, 'STEVE_CLIENT_NETWORK', 'session']);
   });
 
-  it('without a usable config, fails every request to its own origin and says so in its status', async () => {
-    const worker = createEnclaveWorker({ scriptUrl: `${agent.origin}/enclave-sw.js?config=broken`, scope: `${agent.origin}/` });
-    expect(worker.status).toMatchObject({ state: 'failed', origin: null, lastError: { code: 'STEVE_BROWSER_CONFIG', stage: 'config' } });
-    const answer = await protectedFetch(worker, `${agent.origin}/api/echo`);
+  it('without a config, fails every request to its own origin with STEVE_BROWSER_CONFIG and says so in its status', async () => {
+    const before = appHits.length;
+    const configs = memoryConfigStore();
+    const worker = startWorker(agent.origin, { configs, tofu: memoryIndexedDbTofuStore() });
+    await worker.ready;
+    expect(worker.status).toMatchObject({ state: 'failed', origin: null, configId: null, policy: null, lastError: { code: 'STEVE_BROWSER_CONFIG', stage: 'config', status: 502 } });
+    const answer = await protectedFetch(worker, `${agent.origin}/api/echo`, { method: 'POST', body: 'secret' });
     expect([answer.status, answer.headers.get('x-steve-error'), answer.headers.get('x-steve-stage')]).toEqual([502, 'STEVE_BROWSER_CONFIG', 'config']);
+    expect(await answer.text()).toBe(CHANNEL_FAILED_BODY);
+    // A request naming a config is refused too, whatever its origin; the bootstrap files and other origins pass.
+    const named = await protectedFetch(worker, 'https://elsewhere.example/api', { headers: { [CONFIG_HEADER]: 'ab'.repeat(32) } });
+    expect([named.status, named.headers.get('x-steve-error')]).toEqual([502, 'STEVE_BROWSER_CONFIG']);
     expect(worker.handleFetch(new Request(`${agent.origin}/register.js`))).toBeNull();
+    expect(worker.handleFetch(new Request('https://elsewhere.example/api'))).toBeNull();
+    // A config the worker cannot use is refused and changes nothing (the page validated it too, but the worker does not rely on that).
+    expect(await worker.handleCommand({ type: 'steve/configure', config: '{"version":1}' })).toMatchObject({ ok: false, error: { code: 'STEVE_BROWSER_CONFIG', stage: 'config' } });
+    expect(await worker.handleCommand({ type: 'steve/configure' } as never)).toMatchObject({ ok: false, error: { code: 'STEVE_BROWSER_CONFIG' } });
+    expect(configs.saves).toBe(0);
+    expect((await protectedFetch(worker, `${agent.origin}/api/echo`)).headers.get('x-steve-error')).toBe('STEVE_BROWSER_CONFIG');
     expect(await worker.handleCommand({ type: 'nope' } as never)).toMatchObject({ ok: false, error: { code: 'STEVE_BROWSER_WORKER' } });
+
+    // A stored config it cannot use (another version), or a store that fails, leaves it unconfigured the same way.
+    for (const broken of [memoryConfigStore(JSON.stringify({ ...configFor(agent.origin), version: 2 })), { load: async () => Promise.reject(new Error('broken')), save: async () => undefined }]) {
+      const restarted = startWorker(agent.origin, { configs: broken, tofu: memoryIndexedDbTofuStore() });
+      const refused = await protectedFetch(restarted, `${agent.origin}/api/echo`);
+      expect([refused.status, refused.headers.get('x-steve-error'), refused.headers.get('x-steve-stage')]).toEqual([502, 'STEVE_BROWSER_CONFIG', 'config']);
+      expect(restarted.status).toMatchObject({ state: 'failed', configId: null, lastError: { code: 'STEVE_BROWSER_CONFIG' } });
+    }
+    expect(appHits.length).toBe(before);
+  });
+
+  it('keeps its config across a restart: a new start reads it from the store, and fetches that arrive meanwhile wait', async () => {
+    const { worker, store, configs, config } = await workerFor(agent.origin);
+    const first = await protectedFetch(worker, `${agent.origin}/api/echo`);
+    expect(first.status).toBe(200);
+    expect(configs.saves).toBe(1);
+
+    // The browser stopped the idle worker; the next fetch starts it again, without any page involved.
+    configs.hold();
+    const network: string[] = [];
+    const restarted = startWorker(agent.origin, { configs, tofu: store }, {
+      networkFetch: async (request) => {
+        network.push(request.url);
+        return new Response('from the network');
+      },
+    });
+    const held = restarted.handleFetch(new Request(`${agent.origin}/api/echo`, { method: 'POST', body: 'after restart' }));
+    // Another origin is held too while the enclave origin is unknown (it could be the enclave's), then sent on as it was.
+    const elsewhere = restarted.handleFetch(new Request('https://elsewhere.example/img.png'));
+    expect(held).not.toBeNull();
+    expect(elsewhere).not.toBeNull();
+    expect(await settled(held!)).toBe(false);
+    configs.release();
+    const answer = await held!;
+    expect(answer.status).toBe(200);
+    expect(await answer.text()).toBe('POST /api/echo after restart');
+    expect(answer.headers.get('x-steve-session')).toMatch(/^[0-9a-f]{32}$/);
+    expect(answer.headers.get('x-steve-session')).not.toBe(first.headers.get('x-steve-session'));
+    expect(await (await elsewhere!).text()).toBe('from the network');
+    expect(network).toEqual(['https://elsewhere.example/img.png']);
+    // Once it knows its config, other origins are left to the browser again.
+    expect(restarted.handleFetch(new Request('https://elsewhere.example/img.png'))).toBeNull();
+    expect(restarted.status).toMatchObject({ state: 'verified', origin: agent.origin, policy: 'tofu', configId: await workerConfigId(config), session: { trust: { policy: 'tofu', result: 'tofu-matched' } } });
+    // The page configuring it again with the same config changes nothing and stores nothing.
+    expect(await configure(restarted, config)).toMatchObject({ ok: true, status: { state: 'verified', requests: { succeeded: 1 } } });
+    expect(configs.saves).toBe(1);
+  });
+
+  it('takes a new config whole: stored first, a new client and status, and requests naming the old config refused', async () => {
+    const { worker, configs, config: tofu } = await workerFor(agent.origin);
+    const tofuId = await workerConfigId(tofu);
+    const first = await protectedFetch(worker, `${agent.origin}/api/echo`, { headers: { [CONFIG_HEADER]: tofuId } });
+    expect(first.status).toBe(200);
+    // The header told the worker which config the page expects; the app never sees it.
+    expect(first.headers.get('x-app-config')).toBe('none');
+    const before = appHits.length;
+
+    const wrong = configFor(agent.origin, { kind: 'pinned', profiles: [{ name: 'other', pcrs: { 0: 'ab'.repeat(48) } }] });
+    const wrongId = await workerConfigId(wrong);
+    expect(await configure(worker, wrong)).toMatchObject({
+      ok: true,
+      status: { state: 'idle', policy: 'pinned', profiles: ['other'], configId: wrongId, session: null, lastError: null, requests: { succeeded: 0, failed: 0 } },
+    });
+    expect(configs.text).toBe(encodeWorkerConfig(wrong));
+    // The new config is in force at once: its PCRs do not match, so nothing reaches the app.
+    const refused = await protectedFetch(worker, `${agent.origin}/api/echo`);
+    expect([refused.status, refused.headers.get('x-steve-error')]).toEqual([502, 'STEVE_CLIENT_PCR']);
+    // A page still on the old config is refused, not carried under the new one; the status is the new config's.
+    const stale = await protectedFetch(worker, `${agent.origin}/api/echo`, { method: 'POST', body: 'stale page', headers: { [CONFIG_HEADER]: tofuId } });
+    expect([stale.status, stale.headers.get('x-steve-error'), stale.headers.get('x-steve-stage')]).toEqual([502, 'STEVE_BROWSER_CONFIG', 'config']);
+    expect(worker.status).toMatchObject({ configId: wrongId, requests: { failed: 1 }, lastError: { code: 'STEVE_CLIENT_PCR' } });
+    expect(appHits.length).toBe(before);
+
+    // A config it cannot store is not used: a restart would bring the stored one back.
+    configs.failSave = true;
+    expect(await configure(worker, tofu)).toMatchObject({ ok: false, error: { code: 'STEVE_BROWSER_WORKER', stage: 'worker' } });
+    expect(worker.status.configId).toBe(wrongId);
+    configs.failSave = false;
+
+    // Back to TOFU: a new client, so a new session (the old config's first session is not reused).
+    expect(await configure(worker, tofu)).toMatchObject({ ok: true, status: { configId: tofuId, policy: 'tofu' } });
+    const again = await protectedFetch(worker, `${agent.origin}/api/echo`, { headers: { [CONFIG_HEADER]: tofuId } });
+    expect(again.status).toBe(200);
+    expect(again.headers.get('x-steve-session')).not.toBe(first.headers.get('x-steve-session'));
+    // A restart reads the last config stored.
+    const restarted = startWorker(agent.origin, { configs, tofu: memoryIndexedDbTofuStore() });
+    await restarted.ready;
+    expect(restarted.status.configId).toBe(tofuId);
+  });
+
+  it('applies a configure that arrives while the stored config is read after it, so the page\'s config wins', async () => {
+    const configs = memoryConfigStore(encodeWorkerConfig(configFor(agent.origin)));
+    configs.hold();
+    const worker = startWorker(agent.origin, { configs, tofu: memoryIndexedDbTofuStore() });
+    const pinned = configFor(agent.origin, { kind: 'pinned', profiles: [{ name: 'mock', pcrs: Object.fromEntries([...attester.profile.pcrs].filter(([i]) => i <= 2).map(([i, v]) => [i, bytesToHex(v)])) }] });
+    const reply = configure(worker, pinned);
+    configs.release();
+    expect(await reply).toMatchObject({ ok: true, status: { policy: 'pinned', profiles: ['mock'], configId: await workerConfigId(pinned) } });
+    const answer = await protectedFetch(worker, `${agent.origin}/api/echo`);
+    expect(answer.status).toBe(200);
+    expect(worker.status.session!.trust).toEqual({ policy: 'pinned', profile: 'mock' });
   });
 });

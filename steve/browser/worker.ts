@@ -1,14 +1,22 @@
 /**
  * The enclave worker's logic, apart from the service worker events that drive it (enclave-sw.ts), so it
- * also runs in Node's tests: which fetches go through STEVE, how they are sent, what the page gets back,
- * and the status the attestation widget shows.
+ * also runs in Node's tests: its config (kept in IndexedDB between starts, config.ts), which fetches go
+ * through STEVE, how they are sent, what the page gets back, and the status the attestation widget shows.
+ *
+ * Config: at start the worker reads the stored config (config-store.ts); a fetch that arrives meanwhile
+ * waits for it. A `steve/configure` command stores a different config first and then swaps it in with a
+ * new STEVE client and a fresh status, in one step; the old config's sessions carry no new request. A
+ * request from the page's `send` names the config it expects (CONFIG_HEADER); a worker with another config
+ * refuses it. Without a usable config the worker fails every request to its own origin (and every request
+ * naming a config) with STEVE_BROWSER_CONFIG.
  *
  * Routing (specs/steve.md §6): a request to the enclave origin goes through the STEVE client unless it is
- * one the agent serves outside STEVE: `GET`/`HEAD` of `/` and of the bootstrap files, `/attestation`,
- * `/e2p/...` (the channel's own endpoints) and the health paths. Requests to other origins are left alone.
- * Failures never fall back to plaintext: the page gets `502 {"error":"secure channel failed"}` (504 when
- * the deadline passed) with the client's code and stage in `x-steve-error` / `x-steve-stage`. A worker
- * whose config is invalid fails every request to its own origin the same way.
+ * one the agent serves outside STEVE (steve/protocol/routing.ts): `GET /` and `GET`/`HEAD` of the
+ * bootstrap files with an empty query, `/attestation`, `/e2p/...` (the channel's own endpoints) and the
+ * health paths. Requests to other origins are left alone; the few that arrive while the stored config is
+ * read are held until the worker knows the enclave origin, then sent on unchanged. Failures never fall
+ * back to plaintext: the page gets `502 {"error":"secure channel failed"}` (504 when the deadline passed)
+ * with the client's code and stage in `x-steve-error` / `x-steve-stage`.
  *
  * Status: the session response is copied as it passes to the STEVE client and summarised
  * (document-summary.ts); once a request succeeds on a session, that session's summary becomes the status.
@@ -19,11 +27,13 @@
 import { SteveClientError, createSteveClient, type FetchFunction, type SteveClient, type SteveReceipt } from '../client/index.js';
 import { MAX_SESSION_RESPONSE_BYTES, passesThrough } from '../protocol/index.js';
 import { base64ToBytes } from './encoding.js';
-import { parseWorkerConfig, profilesForClient, type WorkerConfig } from './config.js';
+import { encodeWorkerConfig, parseWorkerConfig, profilesForClient, workerConfigId, type WorkerConfig } from './config.js';
+import { createIndexedDbConfigStore, type WorkerConfigStore } from './config-store.js';
 import { summariseSessionResponse, type DocumentSummary } from './document-summary.js';
 import { SteveBrowserError } from './errors.js';
 import {
   CHANNEL_FAILED_BODY,
+  CONFIG_HEADER,
   ERROR_HEADER,
   HEADER_PREFIX,
   SEQUENCE_HEADER,
@@ -41,12 +51,14 @@ const SESSION_PATH = '/e2p/v2/session';
 const MAX_SUMMARIES = 8;
 
 export interface EnclaveWorkerOptions {
-  /** The worker's script URL, which carries the config (config.ts). */
-  scriptUrl: string;
-  /** The registration's scope, part of the TOFU record's key. */
+  /** The registration's scope, a URL on the worker's own origin: the stored config's key, part of the TOFU key. */
   scope: string;
-  /** Default: the global fetch. */
+  /** Where the config is kept between starts. Default: IndexedDB (config-store.ts). */
+  configStore?: WorkerConfigStore;
+  /** The STEVE client's fetch. Default: the global fetch. */
   fetch?: FetchFunction;
+  /** Sends on, unchanged, a request held while the config was read that turned out not to be ours. Default: the global fetch. */
+  networkFetch?: (request: Request) => Promise<Response>;
   /** Default: IndexedDB (tofu-store.ts). */
   createTofuStore?: (key: TofuKey) => IndexedDbTofuStore;
   /** Default Date.now. */
@@ -58,6 +70,8 @@ export interface EnclaveWorker {
   handleFetch(request: Request): Promise<Response> | null;
   handleCommand(command: WorkerCommand): Promise<WorkerReply>;
   readonly status: ChannelStatus;
+  /** Settles once the stored config was read at start (or could not be); never rejects. */
+  readonly ready: Promise<void>;
 }
 
 /** A coded error from anything thrown while forwarding (the client's own, or an unexpected one). */
@@ -96,89 +110,175 @@ function trustOf(receipt: SteveReceipt): TrustResult {
   return { policy: 'tofu', result: receipt.pcrTrust === 'tofu-recorded' ? 'tofu-recorded' : 'tofu-matched' };
 }
 
+function configError(message: string, cause?: unknown): SteveBrowserError {
+  return new SteveBrowserError('STEVE_BROWSER_CONFIG', 'config', message, cause === undefined ? {} : { cause });
+}
+
+/** What the worker holds for one config: the STEVE client (made on first use), its TOFU store and status. */
+interface Channel {
+  config: WorkerConfig | undefined;
+  /** workerConfigId(config), null without a config. */
+  id: string | null;
+  /** Why this channel cannot carry requests (no config, or one the STEVE client refused). */
+  failure: SteveBrowserError | SteveClientError | undefined;
+  status: ChannelStatus;
+  client: SteveClient | undefined;
+  tofuStore: IndexedDbTofuStore | undefined;
+  /** Summaries of session responses this channel's client received, by session id. */
+  summaries: Map<string, DocumentSummary>;
+  pendingSummaries: Set<Promise<void>>;
+}
+
 export function createEnclaveWorker(options: EnclaveWorkerOptions): EnclaveWorker {
   const now = options.now ?? Date.now;
   const baseFetch: FetchFunction = options.fetch ?? ((input, init) => fetch(input, init));
-  const ownOrigin = new URL(options.scriptUrl).origin;
+  const networkFetch = options.networkFetch ?? ((request: Request) => fetch(request));
+  const createTofuStore = options.createTofuStore ?? createIndexedDbTofuStore;
+  const configStore = options.configStore ?? createIndexedDbConfigStore(options.scope);
+  const ownOrigin = new URL(options.scope).origin;
 
-  let config: WorkerConfig | undefined;
-  let configFailure: SteveBrowserError | SteveClientError | undefined;
-  try {
-    config = parseWorkerConfig(options.scriptUrl);
-  } catch (error) {
-    configFailure = asClientError(error);
+  function emptyStatus(config: WorkerConfig | undefined, id: string | null): ChannelStatus {
+    return {
+      state: 'idle',
+      scope: options.scope,
+      origin: config?.origin ?? null,
+      suite: config?.keyExchange ?? null,
+      policy: config?.pcrPolicy.kind ?? null,
+      configId: id,
+      profiles: config?.pcrPolicy.kind === 'pinned' ? config.pcrPolicy.profiles.map((p) => p.name) : [],
+      session: null,
+      lastError: null,
+      requests: { succeeded: 0, failed: 0 },
+    };
   }
-  const tofuStore =
-    config?.pcrPolicy.kind === 'tofu' ? (options.createTofuStore ?? createIndexedDbTofuStore)({ scope: options.scope, origin: config.origin, suite: config.keyExchange }) : undefined;
 
-  const status: ChannelStatus = {
-    state: 'idle',
-    scope: options.scope,
-    origin: config?.origin ?? null,
-    suite: config?.keyExchange ?? null,
-    policy: config?.pcrPolicy.kind ?? null,
-    profiles: config?.pcrPolicy.kind === 'pinned' ? config.pcrPolicy.profiles.map((p) => p.name) : [],
-    session: null,
-    lastError: null,
-    requests: { succeeded: 0, failed: 0 },
-  };
-  if (configFailure !== undefined) {
+  function configuredChannel(config: WorkerConfig, id: string): Channel {
+    return {
+      config,
+      id,
+      failure: undefined,
+      status: emptyStatus(config, id),
+      client: undefined,
+      tofuStore: config.pcrPolicy.kind === 'tofu' ? createTofuStore({ scope: options.scope, origin: config.origin, suite: config.keyExchange }) : undefined,
+      summaries: new Map(),
+      pendingSummaries: new Set(),
+    };
+  }
+
+  /** A channel that fails every request with `failure` (and says so in its status). */
+  function unconfiguredChannel(failure: SteveBrowserError): Channel {
+    const status = emptyStatus(undefined, null);
     status.state = 'failed';
-    status.lastError = { code: configFailure.code, stage: configFailure.stage, message: configFailure.message, status: 502, atMs: now() };
+    status.lastError = { code: failure.code, stage: failure.stage, message: failure.message, status: 502, atMs: now() };
+    return { config: undefined, id: null, failure, status, client: undefined, tofuStore: undefined, summaries: new Map(), pendingSummaries: new Set() };
   }
 
-  const summaries = new Map<string, DocumentSummary>();
-  const pendingSummaries = new Set<Promise<void>>();
+  /** The channel new requests use; replaced as a whole when the config changes. */
+  let current = unconfiguredChannel(configError('enclave config: the worker is still reading its stored config'));
+  let loading = true;
 
-  /** The STEVE client's fetch: the global one, plus a copy of each session response for the status. */
-  const capturingFetch: FetchFunction = async (input, init) => {
-    const response = await baseFetch(input, init);
-    if (response.status === 200 && response.body !== null && new URL(input).pathname === SESSION_PATH) {
-      const copy = response.clone();
-      const pending = readAtMost(copy, MAX_SESSION_RESPONSE_BYTES)
-        .then((bytes) => {
-          const summary = summariseSessionResponse(bytes);
-          summaries.set(summary.sessionId, summary);
-          while (summaries.size > MAX_SUMMARIES) summaries.delete(summaries.keys().next().value!);
-        })
-        .catch(() => undefined) // The client rejects what is malformed; nothing to show then.
-        .finally(() => pendingSummaries.delete(pending));
-      pendingSummaries.add(pending);
+  /** Reads the stored config; with none, or one it cannot use, the worker fails closed until a page configures it. */
+  async function loadStoredConfig(): Promise<void> {
+    let text: string | null;
+    try {
+      text = await configStore.load();
+    } catch (error) {
+      current = unconfiguredChannel(configError('enclave config: the stored config could not be read; a page must configure the worker again', error));
+      return;
     }
-    return response;
-  };
+    if (text === null) {
+      current = unconfiguredChannel(configError('enclave config: none yet; a page must configure the worker (registerEnclaveServiceWorker)'));
+      return;
+    }
+    try {
+      const config = parseWorkerConfig(text);
+      current = configuredChannel(config, await workerConfigId(config));
+    } catch (error) {
+      // Another version's config, or a damaged record: the page's next configure replaces it.
+      const reason = error instanceof SteveBrowserError ? error.message : 'enclave config: unusable';
+      current = unconfiguredChannel(configError(`${reason} (the stored config)`, error));
+    }
+  }
 
-  let client: SteveClient | undefined;
-  function steveClient(): SteveClient {
-    if (configFailure !== undefined) throw configFailure;
-    if (client === undefined) {
-      const c = config!;
+  const ready = loadStoredConfig().finally(() => {
+    loading = false;
+  });
+  /** Config changes run one at a time, after the stored config was read, so the last one wins in full. */
+  let configuring: Promise<unknown> = ready;
+
+  /** Validates `text`, stores it and only then makes it the current config; the same config changes nothing. */
+  async function applyConfig(text: unknown): Promise<void> {
+    const config = parseWorkerConfig(text);
+    const id = await workerConfigId(config);
+    if (id === current.id) return;
+    try {
+      await configStore.save(encodeWorkerConfig(config));
+    } catch (error) {
+      // Not used unstored: a restart would bring back the old config under pages that configured this one.
+      throw new SteveBrowserError('STEVE_BROWSER_WORKER', 'worker', 'the worker could not store the new config, so it keeps the old one', { cause: error });
+    }
+    const previous = current;
+    current = configuredChannel(config, id);
+    previous.client?.close();
+  }
+
+  function configure(text: unknown): Promise<void> {
+    const run = configuring.then(() => applyConfig(text));
+    configuring = run.catch(() => undefined);
+    return run;
+  }
+
+  /** The STEVE client's fetch for `channel`: the global one, plus a copy of each session response for the status. */
+  function capturingFetch(channel: Channel): FetchFunction {
+    return async (input, init) => {
+      const response = await baseFetch(input, init);
+      if (response.status === 200 && response.body !== null && new URL(input).pathname === SESSION_PATH) {
+        const copy = response.clone();
+        const pending = readAtMost(copy, MAX_SESSION_RESPONSE_BYTES)
+          .then((bytes) => {
+            const summary = summariseSessionResponse(bytes);
+            channel.summaries.set(summary.sessionId, summary);
+            while (channel.summaries.size > MAX_SUMMARIES) channel.summaries.delete(channel.summaries.keys().next().value!);
+          })
+          .catch(() => undefined) // The client rejects what is malformed; nothing to show then.
+          .finally(() => channel.pendingSummaries.delete(pending));
+        channel.pendingSummaries.add(pending);
+      }
+      return response;
+    };
+  }
+
+  function steveClient(channel: Channel): SteveClient {
+    if (channel.failure !== undefined) throw channel.failure;
+    if (channel.client === undefined) {
+      const c = channel.config!;
       try {
-        client = createSteveClient({
+        channel.client = createSteveClient({
           origin: c.origin,
           keyExchange: c.keyExchange,
-          ...(c.pcrPolicy.kind === 'pinned' ? { pcrPolicy: profilesForClient(c.pcrPolicy) } : { tofuStore: tofuStore! }),
+          ...(c.pcrPolicy.kind === 'pinned' ? { pcrPolicy: profilesForClient(c.pcrPolicy) } : { tofuStore: channel.tofuStore! }),
           ...(c.root !== null ? { root: base64ToBytes(c.root) } : {}),
           allowDebug: c.allowDebug,
           ...(c.requestTimeoutMs !== null ? { requestTimeoutMs: c.requestTimeoutMs } : {}),
-          fetch: capturingFetch,
+          fetch: capturingFetch(channel),
           now,
         });
       } catch (error) {
-        configFailure = asClientError(error);
-        throw configFailure;
+        channel.failure = asClientError(error);
+        throw channel.failure;
       }
     }
-    return client;
+    return channel.client;
   }
 
-  async function noteSuccess(receipt: SteveReceipt | undefined): Promise<void> {
+  async function noteSuccess(channel: Channel, receipt: SteveReceipt | undefined): Promise<void> {
+    const status = channel.status;
     status.requests.succeeded++;
     status.state = 'verified';
     status.lastError = null;
     if (receipt === undefined || status.session?.sessionId === receipt.sessionId) return;
-    if (!summaries.has(receipt.sessionId)) await Promise.all([...pendingSummaries]);
-    const summary = summaries.get(receipt.sessionId);
+    if (!channel.summaries.has(receipt.sessionId)) await Promise.all([...channel.pendingSummaries]);
+    const summary = channel.summaries.get(receipt.sessionId);
     status.session = {
       sessionId: receipt.sessionId,
       suite: receipt.suite,
@@ -191,14 +291,18 @@ export function createEnclaveWorker(options: EnclaveWorkerOptions): EnclaveWorke
     };
   }
 
-  function failure(error: unknown): Response {
+  /** The worker's own 502/504; recorded in `channel`'s status unless null (a request meant for another config). */
+  function failure(channel: Channel | null, error: unknown): Response {
     const coded = asClientError(error);
     const httpStatus = coded.code === 'STEVE_CLIENT_TIMEOUT' ? 504 : 502;
-    status.requests.failed++;
-    status.state = 'failed';
-    status.lastError = { code: coded.code, stage: coded.stage, message: coded.message, status: httpStatus, atMs: now() };
-    // A failure before or while establishing, or one that ended the session, leaves nothing verified.
-    if (coded.stage !== 'request' || (coded instanceof SteveClientError && coded.sessionEnded)) status.session = null;
+    if (channel !== null) {
+      const status = channel.status;
+      status.requests.failed++;
+      status.state = 'failed';
+      status.lastError = { code: coded.code, stage: coded.stage, message: coded.message, status: httpStatus, atMs: now() };
+      // A failure before or while establishing, or one that ended the session, leaves nothing verified.
+      if (coded.stage !== 'request' || (coded instanceof SteveClientError && coded.sessionEnded)) status.session = null;
+    }
     return new Response(CHANNEL_FAILED_BODY, {
       status: httpStatus,
       headers: { 'content-type': 'application/json', 'cache-control': 'no-store', [ERROR_HEADER]: coded.code, [STAGE_HEADER]: coded.stage },
@@ -219,61 +323,81 @@ export function createEnclaveWorker(options: EnclaveWorkerOptions): EnclaveWorke
   }
 
   async function forward(request: Request, url: URL): Promise<Response> {
+    // The channel of the moment the request is handled carries it to the end, even if the config changes.
+    const channel = current;
+    const expected = request.headers.get(CONFIG_HEADER);
+    if (expected !== null && channel.id !== null && expected !== channel.id) {
+      // Another page configured the worker since this one did: nothing is sent under a config it did not ask for.
+      return failure(null, configError("enclave config: the worker's config changed since this page configured it; reload the page"));
+    }
     try {
+      const steve = steveClient(channel);
+      if (url.origin !== channel.config!.origin || passesThrough(request.method, url)) {
+        throw new SteveClientError('STEVE_CLIENT_BAD_REQUEST', 'request', `${request.method} ${url.pathname} is not a request to send through the channel`);
+      }
       const method = request.method;
       let body: Uint8Array | null = null;
       if (method !== 'GET' && method !== 'HEAD') {
         const bytes = new Uint8Array(await request.arrayBuffer());
         body = bytes.length > 0 ? bytes : null;
       }
-      const steve = steveClient();
-      const response = await steve.request(`${url.pathname}${url.search}`, { method, headers: request.headers, body, signal: request.signal });
+      const headers = new Headers(request.headers);
+      headers.delete(CONFIG_HEADER);
+      const response = await steve.request(`${url.pathname}${url.search}`, { method, headers, body, signal: request.signal });
       const receipt = steve.receiptFor(response);
-      await noteSuccess(receipt);
+      await noteSuccess(channel, receipt);
       return relabel(response, receipt);
     } catch (error) {
-      return failure(error);
+      return failure(channel, error);
     }
   }
 
-  function snapshot(): ChannelStatus {
-    return structuredClone(status);
+  /** Ours: requests from the page's `send` (they name a config), and the rest to the enclave origin. */
+  function isOurs(request: Request, url: URL): boolean {
+    return request.headers.has(CONFIG_HEADER) || url.origin === (current.config?.origin ?? ownOrigin);
   }
 
   return {
     get status() {
-      return snapshot();
+      return structuredClone(current.status);
     },
+    ready,
     handleFetch(request) {
       const url = new URL(request.url);
-      const enclaveOrigin = config?.origin ?? ownOrigin;
-      if (url.origin !== enclaveOrigin || passesThrough(request.method, url)) return null;
-      return forward(request, url);
+      if (!request.headers.has(CONFIG_HEADER) && passesThrough(request.method, url)) return null;
+      // Until the stored config is read, the enclave origin is unknown: hold the request, then decide.
+      if (loading) return ready.then(() => (isOurs(request, url) ? forward(request, url) : networkFetch(request)));
+      return isOurs(request, url) ? forward(request, url) : null;
     },
     async handleCommand(command) {
       try {
+        await ready;
+        const channel = current;
         switch (command.type) {
+          case 'steve/configure':
+            await configure(command.config);
+            break;
           case 'steve/status':
           case 'steve/claim':
             break;
           case 'steve/rotate':
-            client?.endSession();
-            status.session = null;
-            status.state = 'idle';
+            channel.client?.endSession();
+            channel.status.session = null;
+            channel.status.state = 'idle';
             break;
           case 'steve/reset':
-            client?.close();
-            client = undefined;
-            await tofuStore?.clear();
-            status.session = null;
-            status.lastError = configFailure === undefined ? null : status.lastError;
-            status.state = configFailure === undefined ? 'idle' : 'failed';
-            status.requests = { succeeded: 0, failed: 0 };
+            channel.client?.close();
+            channel.client = undefined;
+            await channel.tofuStore?.clear();
+            channel.status.session = null;
+            channel.status.lastError = channel.failure === undefined ? null : channel.status.lastError;
+            channel.status.state = channel.failure === undefined ? 'idle' : 'failed';
+            channel.status.requests = { succeeded: 0, failed: 0 };
             break;
           default:
             throw new SteveBrowserError('STEVE_BROWSER_WORKER', 'worker', 'unknown command');
         }
-        return { ok: true, status: snapshot() };
+        return { ok: true, status: structuredClone(current.status) };
       } catch (error) {
         const coded = asClientError(error);
         return { ok: false, error: { code: coded.code, stage: coded.stage, message: coded.message } };

@@ -5,6 +5,11 @@
  *
  * What is shown, and from which side:
  * - the page gets the right answers to protected GET and POST calls, and the widget says what was verified;
+ * - the worker is fetched at its plain URL (a bootstrap request has no query) and configured by message:
+ *   it keeps its config when the browser stops and restarts it (CDP), a worker never configured fails
+ *   closed with STEVE_BROWSER_CONFIG, a new config takes effect at once while a page still on the old
+ *   one is refused, and the TOFU records of the version 1 database survive the upgrade that adds the
+ *   config store;
  * - the app is reached only through the STEVE server: its hits by path match the page's calls, an ordinary
  *   request to the agent without E2P gets 403 e2e_required and never reaches it, and a copy of every byte
  *   that crossed the host (a TCP proxy in front of the agent) holds none of the page's plaintext markers;
@@ -24,7 +29,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
+import type { Browser, BrowserContext, CDPSession, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDemoApp } from '../../agent/demo/app.js';
 import type { DemoPcrPolicy } from '../../agent/demo/page.js';
@@ -64,6 +69,8 @@ interface Stack {
   app: Server;
   /** `METHOD /path` of every request the app received, in order. */
   appHits: string[];
+  /** `METHOD /path?query` (the request target as sent) of every request the app received, in order. */
+  appTargets: string[];
   tcp: TcpProxy;
   stop(): Promise<void>;
 }
@@ -75,19 +82,23 @@ let rootPem: string;
 let browser: Browser;
 const stacks: Stack[] = [];
 
-async function startApp(policy: DemoPcrPolicy, suite: Suite, requestTimeoutMs?: number): Promise<{ app: Server; hits: string[]; origin: string }> {
+async function startApp(policy: DemoPcrPolicy, suite: Suite, requestTimeoutMs?: number): Promise<{ app: Server; hits: string[]; targets: string[]; origin: string }> {
   const hits: string[] = [];
+  const targets: string[] = [];
   const app = createDemoApp({ bundleDir, root: rootPem, keyExchange: suite, pcrPolicy: policy, ...(requestTimeoutMs ? { requestTimeoutMs } : {}) });
-  app.prependListener('request', (req) => hits.push(`${req.method} ${new URL(req.url ?? '/', 'http://app').pathname}`));
+  app.prependListener('request', (req) => {
+    hits.push(`${req.method} ${new URL(req.url ?? '/', 'http://app').pathname}`);
+    targets.push(`${req.method} ${req.url}`);
+  });
   app.listen(0, '127.0.0.1');
   await once(app, 'listening');
-  return { app, hits, origin: `http://127.0.0.1:${(app.address() as AddressInfo).port}` };
+  return { app, hits, targets, origin: `http://127.0.0.1:${(app.address() as AddressInfo).port}` };
 }
 
 /** Demo app + real agent (mock NSM with `pcrs`) + recording TCP proxy; the browser talks to the proxy. */
 async function startStack(policy: DemoPcrPolicy, options: { pcrs?: ReadonlyMap<number, Uint8Array>; requestTimeoutMs?: number; suite?: Suite } = {}): Promise<Stack> {
   const suite = options.suite ?? 'X25519';
-  const { app, hits, origin: upstream } = await startApp(policy, suite, options.requestTimeoutMs);
+  const { app, hits, targets, origin: upstream } = await startApp(policy, suite, options.requestTimeoutMs);
   const agent = await startTestAgent({ pki, suite, upstream, ...(options.pcrs ? { pcrs: options.pcrs } : {}) });
   const tcp = await startTcpProxy(Number(new URL(agent.origin).port));
   const stack: Stack = {
@@ -95,6 +106,7 @@ async function startStack(policy: DemoPcrPolicy, options: { pcrs?: ReadonlyMap<n
     agent,
     app,
     appHits: hits,
+    appTargets: targets,
     tcp,
     async stop() {
       await tcp.close();
@@ -144,6 +156,56 @@ async function widgetState(page: Page, states: string[]): Promise<string> {
 }
 
 const countHits = (stack: Stack, hit: string): number => stack.appHits.filter((h) => h === hit).length;
+
+/**
+ * Stops every service worker of the page's browser the way Chromium stops an idle one (CDP
+ * ServiceWorker.stopAllWorkers), and waits until each version reports `stopped`. The next fetch from a
+ * controlled page starts the worker again, without the page doing anything.
+ */
+async function stopServiceWorkers(page: Page): Promise<void> {
+  const cdp: CDPSession = await page.context().newCDPSession(page);
+  const running = new Map<string, string>();
+  cdp.on('ServiceWorker.workerVersionUpdated', ({ versions }) => {
+    for (const version of versions) running.set(version.versionId, version.runningStatus);
+  });
+  try {
+    await cdp.send('ServiceWorker.enable');
+    await cdp.send('ServiceWorker.stopAllWorkers');
+    const deadline = Date.now() + 10_000;
+    while (running.size === 0 || [...running.values()].some((status) => status !== 'stopped')) {
+      if (Date.now() > deadline) throw new Error(`the service workers did not stop: ${JSON.stringify([...running])}`);
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+  } finally {
+    await cdp.detach();
+  }
+}
+
+/** A page of `origin` that registers the worker and waits for its control, but never configures it. */
+async function openUnconfigured(context: BrowserContext, origin: string): Promise<Page> {
+  const page = await context.newPage();
+  await page.goto(`${origin}/healthz`);
+  await page.evaluate(async () => {
+    await navigator.serviceWorker.register('/enclave-sw.js', { scope: '/', updateViaCache: 'none' });
+    const deadline = Date.now() + 10_000;
+    while (navigator.serviceWorker.controller === null) {
+      if (Date.now() > deadline) throw new Error('the worker did not take control');
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+  });
+  return page;
+}
+
+/** A plain fetch from the page (no register.js client), as the worker answers it. */
+function rawFetch(page: Page, path: string, init: { method?: string; body?: string } = {}): Promise<{ status: number; body: string; code: string | null; stage: string | null }> {
+  return page.evaluate(
+    async ({ target, options }) => {
+      const response = await fetch(target, options);
+      return { status: response.status, body: await response.text(), code: response.headers.get('x-steve-error'), stage: response.headers.get('x-steve-stage') };
+    },
+    { target: path, options: init },
+  );
+}
 
 describe.skipIf(!chromiumAvailable)('browser client through the real agent (Chromium)', () => {
   beforeAll(async () => {
@@ -216,6 +278,10 @@ describe.skipIf(!chromiumAvailable)('browser client through the real agent (Chro
       expect(countHits(stack, 'POST /api/echo')).toBe(2);
       expect(countHits(stack, 'GET /api/echo')).toBe(1);
       expect(stack.appHits).toEqual(expect.arrayContaining(['GET /', 'GET /register.js', 'GET /attestation-widget.js', 'GET /enclave-sw.js']));
+      // The worker script is a bootstrap request only without a query (steve/protocol/routing.ts): the
+      // browser fetched it at its plain URL, and never with a query (the agent would refuse that, 403).
+      expect(stack.appTargets).toContain('GET /enclave-sw.js');
+      expect(stack.appTargets.filter((target) => /^[A-Z]+ \/enclave-sw\.js./.test(target))).toEqual([]);
       // Without E2P the agent refuses and the app is not contacted.
       const before = stack.appHits.length;
       const direct = await fetch(`${stack.agent.origin}/api/echo`, { method: 'POST', body: 'plaintext' });
@@ -228,6 +294,8 @@ describe.skipIf(!chromiumAvailable)('browser client through the real agent (Chro
       // (Booleans, so a failure does not print megabytes of ciphertext.)
       expect(seen.includes('POST /e2p/v2/request')).toBe(true);
       expect(seen.includes('GET /register.js')).toBe(true);
+      expect(seen.includes('GET /enclave-sw.js HTTP/1.1')).toBe(true);
+      expect(seen.includes('/enclave-sw.js?')).toBe(false);
       expect(seen.includes(marker), 'a plaintext marker crossed the host').toBe(false);
 
       await mkdir(SCREENSHOT_DIR, { recursive: true });
@@ -319,6 +387,142 @@ describe.skipIf(!chromiumAvailable)('browser client through the real agent (Chro
       expect((await echo(reloaded.page, 'after reset')).ok).toBe(true);
       expect((await workerStatus(reloaded.page)).session.trust).toEqual({ policy: 'tofu', result: 'tofu-recorded' });
       expect(countHits(stack, 'POST /api/echo')).toBe(echoes + 1);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('keeps its config when the browser stops the worker and starts it for the next fetch', async () => {
+    const stack = await startStack(pinned('demo-image', defaultMockPcrs()));
+    const context = await browser.newContext();
+    try {
+      const { page, first } = await openDemo(context, stack.origin);
+      expect(first.ok).toBe(true);
+      const echoes = countHits(stack, 'POST /api/echo');
+      const scripts = countHits(stack, 'GET /enclave-sw.js');
+
+      // Stopped as if idle; the page does nothing but send its next request.
+      await stopServiceWorkers(page);
+      const after = await echo(page, 'after a restart');
+      expect(after).toMatchObject({ ok: true, status: 200, body: { method: 'POST', path: '/api/echo' } });
+      // A new worker instance (so a new STEVE client and session), with the stored config, not a reconfigured one.
+      expect((after as Extract<EchoResult, { ok: true }>).session).not.toBe((first as Extract<EchoResult, { ok: true }>).session);
+      expect(await workerStatus(page)).toMatchObject({
+        state: 'verified',
+        origin: stack.origin,
+        policy: 'pinned',
+        profiles: ['demo-image'],
+        lastError: null,
+        requests: { succeeded: 1, failed: 0 },
+        session: { trust: { policy: 'pinned', profile: 'demo-image' } },
+      });
+      expect(countHits(stack, 'POST /api/echo')).toBe(echoes + 1);
+      expect(countHits(stack, 'GET /')).toBe(1);
+      expect(countHits(stack, 'GET /enclave-sw.js')).toBe(scripts);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('fails closed with STEVE_BROWSER_CONFIG when the worker was never configured, before and after a restart', async () => {
+    const stack = await startStack(pinned('demo-image', defaultMockPcrs()));
+    const context = await browser.newContext();
+    try {
+      const page = await openUnconfigured(context, stack.origin);
+      const refused = { status: 502, body: '{"error":"secure channel failed"}', code: 'STEVE_BROWSER_CONFIG', stage: 'config' };
+      expect(await rawFetch(page, '/api/echo', { method: 'POST', body: 'secret' })).toEqual(refused);
+      await stopServiceWorkers(page);
+      expect(await rawFetch(page, '/api/echo?card=4111111111111111')).toEqual(refused);
+      // The bootstrap files still pass (the worker leaves them to the browser).
+      expect((await rawFetch(page, '/register.js')).status).toBe(200);
+      expect(stack.appHits.filter((hit) => hit.endsWith('/api/echo'))).toEqual([]);
+      expect(stack.tcp.seen().toString('latin1').includes('POST /e2p/v2/')).toBe(false);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('takes a new config at once, and refuses requests from a page still on the old one', async () => {
+    const stack = await startStack(pinned('expected-image', otherPcrs()));
+    const context = await browser.newContext();
+    try {
+      const { page, first } = await openDemo(context, stack.origin);
+      expect(first).toEqual({ ok: false, code: 'STEVE_CLIENT_PCR', stage: 'pcr', status: 502 });
+
+      // A second client in the same page configures the right profile: the worker switches to it at once.
+      // (A string, so the test runner's transform leaves the dynamic import to the browser.)
+      const config = { keyExchange: 'X25519', pcrPolicy: pinned('demo-image', defaultMockPcrs()), root: rootPem };
+      const switched = (await page.evaluate(`(async () => {
+        const { registerEnclaveServiceWorker } = await import('/register.js');
+        const client = registerEnclaveServiceWorker({ config: { ...${JSON.stringify(config)}, origin: location.origin } });
+        const status = await client.initialize();
+        const response = await client.send('/api/echo', { method: 'POST', body: 'under the new config' });
+        return { status, answer: { status: response.status, body: await response.json() } };
+      })()`)) as { status: unknown; answer: unknown };
+      expect(switched.status).toMatchObject({ state: 'idle', policy: 'pinned', profiles: ['demo-image'], session: null, lastError: null, requests: { succeeded: 0, failed: 0 } });
+      expect(switched.answer).toMatchObject({ status: 200, body: { method: 'POST', path: '/api/echo', body: 'under the new config' } });
+      expect((await workerStatus(page)).session).toMatchObject({ trust: { policy: 'pinned', profile: 'demo-image' } });
+      await page.evaluate(() => (window as any).steveDemo.refresh(null));
+      expect(await widgetState(page, ['verified'])).toBe('verified');
+      const echoes = countHits(stack, 'POST /api/echo');
+      expect(echoes).toBe(1);
+
+      // The demo's own client still expects the old config: refused by the worker, nothing sent.
+      expect(await echo(page, 'still on the old config')).toEqual({ ok: false, code: 'STEVE_BROWSER_CONFIG', stage: 'config', status: 502 });
+      expect(countHits(stack, 'POST /api/echo')).toBe(echoes);
+
+      // A reload configures the page's own config again (the last page loaded wins): refused by PCRs again.
+      const reloaded = await openDemo(context, stack.origin);
+      expect(reloaded.first).toEqual({ ok: false, code: 'STEVE_CLIENT_PCR', stage: 'pcr', status: 502 });
+      expect(await workerStatus(reloaded.page)).toMatchObject({ policy: 'pinned', profiles: ['expected-image'] });
+      expect(countHits(stack, 'POST /api/echo')).toBe(echoes);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('keeps the TOFU records of a browser that has the version 1 database (the config store is added beside them)', async () => {
+    const stack = await startStack({ kind: 'tofu' });
+    const context = await browser.newContext();
+    try {
+      // What the previous release left: steve-tofu version 1 with one record, of another image, for this enclave.
+      const setup = await context.newPage();
+      await setup.goto(`${stack.origin}/healthz`);
+      const other = [...otherPcrs()].map(([index, value]) => [index, [...value]] as [number, number[]]);
+      await setup.evaluate(async (pcrs) => {
+        const db = await new Promise<IDBDatabase>((resolve, reject) => {
+          const request = indexedDB.open('steve-tofu', 1);
+          request.onupgradeneeded = () => request.result.createObjectStore('records');
+          request.onsuccess = () => resolve(request.result);
+          request.onerror = () => reject(request.error);
+        });
+        await new Promise<void>((resolve, reject) => {
+          const transaction = db.transaction('records', 'readwrite');
+          transaction.objectStore('records').put({ pcrs: pcrs.map(([index, bytes]) => [index, new Uint8Array(bytes)]) }, [`${location.origin}/`, location.origin, 'X25519']);
+          transaction.oncomplete = () => resolve();
+          transaction.onerror = () => reject(transaction.error);
+        });
+        db.close();
+      }, other);
+      await setup.close();
+
+      // The new worker upgrades the database and still holds the enclave to that record.
+      const { page, first } = await openDemo(context, stack.origin);
+      expect(first).toEqual({ ok: false, code: 'STEVE_CLIENT_PCR', stage: 'pcr', status: 502 });
+      const database = await page.evaluate(
+        () =>
+          new Promise<{ version: number; stores: string[] }>((resolve, reject) => {
+            const request = indexedDB.open('steve-tofu');
+            request.onsuccess = () => {
+              const result = { version: request.result.version, stores: Array.from(request.result.objectStoreNames).sort() };
+              request.result.close();
+              resolve(result);
+            };
+            request.onerror = () => reject(request.error);
+          }),
+      );
+      expect(database).toEqual({ version: 2, stores: ['config', 'records'] });
+      expect(stack.appHits.filter((hit) => hit.endsWith('/api/echo'))).toEqual([]);
     } finally {
       await context.close();
     }

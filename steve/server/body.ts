@@ -9,6 +9,10 @@
  * arrive (ours: 32 MiB envelopes x 64 concurrent requests would be 2 GiB, more than an enclave may
  * have); over it the request is refused 429 busy, which clients treat as a failed request, not a failed
  * session (§6). It does not read the body it refuses: the caller answers and closes the connection.
+ *
+ * `firstBytes` checks the first chunk before anything is buffered: a STEVE body that does not start as
+ * the expected CBOR map (steve/protocol `expectMapPrefix`) is refused after its first chunk, so an
+ * unauthenticated 32 MiB body of the wrong shape is neither read nor decoded.
  */
 
 import type { IncomingMessage } from 'node:http';
@@ -43,6 +47,8 @@ export interface BodyLimits {
   maxBytes: number;
   timeoutMs: number;
   budget: MemoryBudget;
+  /** Throws (a SteveError) when the body's first chunk shows it cannot be what the endpoint takes. */
+  firstBytes?: (chunk: Uint8Array) => void;
 }
 
 /** The declared length, or null without one; a malformed header is STEVE_PROTOCOL (Node already refuses most). */
@@ -107,6 +113,14 @@ export function readBody(req: IncomingMessage, limits: BodyLimits): Promise<{ bo
       if (next > limits.maxBytes || (declared !== null && next > declared)) {
         finish(new SteveError('STEVE_TOO_LARGE', `body over ${limits.maxBytes} bytes`));
         return;
+      }
+      if (size === 0 && limits.firstBytes !== undefined) {
+        try {
+          limits.firstBytes(chunk);
+        } catch (err) {
+          finish(err as Error);
+          return;
+        }
       }
       // Counted as it arrives, so a body that trickles in holds only what it sent.
       if (!take(chunk.length)) {

@@ -5,7 +5,8 @@
  * the agent or the NSM: attestation is the `attest(nonce, userData)` function it is given.
  *
  * Per request, cheapest checks first and nothing buffered before its limit is known: method, media
- * type, declared length (413), the body under a running count and a deadline, the strict CBOR decode
+ * type, declared length (413), the body's first byte (400 unless it opens the endpoint's CBOR map), the
+ * body under a running count and a deadline, the strict CBOR decode
  * (400), the session (401 unknown or expired, 425 unconfirmed), the replay window (409, checked before
  * and recorded only after the AEAD opened, so a forged record burns no sequence), the AEAD (401), the
  * plaintext (400). Only then is the app called; its answer (or the proxy's own 502/504) is sealed under

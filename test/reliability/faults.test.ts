@@ -16,8 +16,8 @@ import { openMockNsm } from '../../nsm/index.js';
 import { DEFAULT_MAX_BUFFERED_BYTES } from '../../steve/server/index.js';
 import { silentLogger } from '../mock-documents.js';
 import { mockPki, startStack } from '../steve/harness.js';
-import { createFaultyNsm, gcAvailable, startFaultyApp } from './rig.js';
-import { ABORTED_REQUEST_BYTES_AT_LEAST, DEFAULT_CHECK, SCENARIOS, checkScenario, summary, type Env, type Scenario, type Verdict } from './scenarios.js';
+import { cborStallBody, createFaultyNsm, gcAvailable, startFaultyApp } from './rig.js';
+import { ABORTED_REQUEST_BYTES_AT_LEAST, ATTACK_CONFIG, ATTACKS, CBOR_STALL_BODY_BYTES, DEFAULT_CHECK, SCENARIOS, checkScenario, summary, type Env, type Scenario, type Verdict } from './scenarios.js';
 
 /** The app gets this long for its headers (the harness's `steve.upstreamTimeoutMs`): hangs end in 504 quickly. */
 const UPSTREAM_TIMEOUT_MS = 400;
@@ -25,7 +25,7 @@ const UPSTREAM_TIMEOUT_MS = 400;
 const NSM_TIMEOUT_MS = 300;
 const NSM_SLOW_MS = 900;
 
-async function startEnv(options: { upstreamTimeoutMs: number; nsmTimeoutMs: number; slowMs: number }): Promise<Env & { stop(): Promise<void> }> {
+async function startEnv(options: { upstreamTimeoutMs: number; nsmTimeoutMs: number; slowMs: number; config?: Record<string, number> }): Promise<Env & { stop(): Promise<void> }> {
   const app = await startFaultyApp();
   const inner = openMockNsm({ pki: mockPki(), logger: silentLogger });
   const nsm = createFaultyNsm(inner, options.slowMs);
@@ -33,7 +33,7 @@ async function startEnv(options: { upstreamTimeoutMs: number; nsmTimeoutMs: numb
     suite: 'X25519',
     upstream: app.url,
     nsm: nsm.nsm,
-    config: { nsmTimeoutMs: options.nsmTimeoutMs },
+    config: { nsmTimeoutMs: options.nsmTimeoutMs, ...options.config },
     steve: { upstreamTimeoutMs: options.upstreamTimeoutMs },
   });
   return {
@@ -81,6 +81,36 @@ describe('faults under load: the specified answers, recovery, resources back to 
     expect(health.status).toBe(200);
     const metrics = await (await fetch(`${env.stack.internal}/metrics`)).text();
     for (const kind of ['timeout', 'too_large']) expect(metrics).toContain(`kind="${kind}"`);
+  });
+});
+
+describe('a hostile client under load: the table, memory and event loop hold, and the service recovers', () => {
+  let env: Env & { stop(): Promise<void> };
+  beforeAll(async () => {
+    env = await startEnv({ upstreamTimeoutMs: UPSTREAM_TIMEOUT_MS, nsmTimeoutMs: NSM_TIMEOUT_MS, slowMs: NSM_SLOW_MS, config: { ...ATTACK_CONFIG } });
+  });
+  afterAll(async () => {
+    await env?.stop();
+  });
+
+  it.each(Object.entries(ATTACKS) as Array<[string, Scenario]>)('%s', async (_key, scenario) => {
+    const verdict = await checkScenario(env, scenario);
+    report(verdict);
+    expect(verdict.problems).toEqual([]);
+  });
+
+  it('reports what refusing the expensive body costs, against random bytes of the same size (not judged)', async () => {
+    const address = env.stack.agent.addresses.public;
+    const times: Record<string, number[]> = { array: [], random: [] };
+    for (let i = 0; i < 3; i++) {
+      for (const kind of ['array', 'random'] as const) {
+        const { label, ms } = await cborStallBody(address, kind, CBOR_STALL_BODY_BYTES);
+        expect(label).toBe('cbor-stall: outer 400 protocol_error');
+        times[kind]!.push(ms);
+      }
+    }
+    const median = (values: number[]) => [...values].sort((a, b) => a - b)[1]!;
+    process.stdout.write(`[reliability] a 32 MiB CBOR array is refused in ${median(times.array!).toFixed(1)} ms (median of 3), 32 MiB of random bytes in ${median(times.random!).toFixed(1)} ms: ratio ${(median(times.array!) / median(times.random!)).toFixed(2)}\n`);
   });
 });
 

@@ -4,7 +4,8 @@
  * around the mock whose faults can be switched too (failing with a coded NsmError, answering after the
  * agent's deadline), a STEVE client on its own undici dispatcher (so its keep-alive sockets can be
  * closed before file descriptors are counted), a load runner of K concurrent workers, and the resource
- * probes (open fds of this process, heap after a forced GC).
+ * probes (open fds of this process, heap after a forced GC), and a hostile client's attacks (a session
+ * table flood, a reader that stops, an expensive unauthenticated body).
  *
  * Everything here is loopback and bounded: every request carries a client deadline, every load phase a
  * duration, every wait for recovery a limit. Outcomes are labels (`ok`, `inner 502
@@ -12,7 +13,7 @@
  * checker can compare them with exact expectations and return a verdict instead of throwing.
  */
 
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { readdirSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -22,7 +23,7 @@ import { Agent as UndiciAgent, request } from 'undici';
 import { NsmError, type AttestOptions, type MockPki, type Nsm } from '../../nsm/index.js';
 import { MAX_UPSTREAM_BODY_BYTES, checkBindingUserData, decodeEnvelope, decodeSessionResponse, openRecord, DIRECTION, MESSAGE_TYPE, type AppRequest, type Suite } from '../../steve/index.js';
 import { nodeAesGcm } from '../../steve/server/index.js';
-import { confirmationEnvelope, deriveClientSession, openResponse, sealRequest, sessionRequest, text, type ClientSession } from '../steve/harness.js';
+import { confirmationEnvelope, deriveClientSession, openResponse, rawExchange, sealBytes, sealRequest, sessionRequest, text, type ClientSession } from '../steve/harness.js';
 
 // ---------------------------------------------------------------------------------------------------
 // The app
@@ -420,6 +421,116 @@ export function abortedUpload(address: string, path: string, declared: number, s
       pump();
     });
   });
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Attacks (a hostile client: fills the session table, stops reading, sends an expensive body)
+
+/** A pending session that is never confirmed: `flood: pending` once the agent answered it. */
+export async function floodPending(client: Client): Promise<string> {
+  try {
+    const reply = await post(client, '/e2p/v2/session', sessionRequest(client.suite).bytes);
+    return reply.status === 200 ? 'flood: pending' : `flood: ${outerLabel(reply)}`;
+  } catch (err) {
+    if (err instanceof NoAnswer) return `flood: ${err.label}`;
+    throw err;
+  }
+}
+
+/** A confirmed session that only ever sends records that decrypt but are no request: `flood: junk` (each 400). */
+export async function floodJunk(client: Client): Promise<string> {
+  let session: ClientSession;
+  try {
+    session = await establish(client);
+  } catch (err) {
+    if (err instanceof NoAnswer) return `flood: ${err.label}`;
+    throw err;
+  }
+  for (let i = 0; i < 3; i++) {
+    const reply = await post(client, '/e2p/v2/request', sealBytes(session, Uint8Array.of(0x01, 0x02, 0x03)).bytes).catch((err: unknown) => {
+      if (err instanceof NoAnswer) return null;
+      throw err;
+    });
+    if (reply === null || reply.status !== 400) return `flood: junk answered ${reply === null ? 'nothing' : reply.status}`;
+  }
+  return 'flood: junk';
+}
+
+/**
+ * A client that asks for a large answer and stops reading after its first bytes. After `holdMs` (longer
+ * than the agent's send timeout) it reads again: `slow-reader: cut` when the agent had closed the
+ * connection before the whole answer was out, `slow-reader: complete` when it was all there.
+ */
+export function slowReader(address: string, session: ClientSession, answerBytes: number, holdMs: number): Promise<string> {
+  const at = address.lastIndexOf(':');
+  const body = sealRequest(session, { method: 'GET', path: `/bytes/${answerBytes}`, headers: {}, body: null }).bytes;
+  return new Promise((resolve) => {
+    const socket: Socket = connect(Number(address.slice(at + 1)), address.slice(0, at));
+    let received = 0;
+    let done = false;
+    const finish = (label: string): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(guard);
+      socket.destroy();
+      resolve(label);
+    };
+    // Every wait bounded: the agent must have closed it long before this.
+    const guard = setTimeout(() => finish('slow-reader: never closed'), holdMs + 20_000);
+    socket.on('error', () => undefined);
+    socket.on('close', () => finish(received >= answerBytes ? 'slow-reader: complete' : 'slow-reader: cut'));
+    socket.once('data', (first: Buffer) => {
+      received += first.length;
+      socket.pause();
+      setTimeout(() => {
+        socket.on('data', (chunk: Buffer) => void (received += chunk.length));
+        socket.resume();
+      }, holdMs);
+    });
+    socket.on('connect', () => {
+      socket.write(`POST /e2p/v2/request HTTP/1.1\r\nHost: agent\r\nContent-Type: application/cbor\r\nContent-Length: ${body.length}\r\n\r\n`);
+      socket.write(body);
+    });
+  });
+}
+
+/** One CBOR array head (major type 4) declaring `count` items, as a 4-byte argument. */
+function arrayHead(count: number): Buffer {
+  return Buffer.from([0x9a, (count >>> 24) & 0xff, (count >>> 16) & 0xff, (count >>> 8) & 0xff, count & 0xff]);
+}
+
+/**
+ * An unauthenticated `bytes`-long body to /e2p/v2/request: `array` is one CBOR array of one-byte items
+ * (the body that made the decoder build tens of millions of values), `random` random bytes. Resolves
+ * `cbor-stall: outer <status> <error>` with the time until the answer arrived.
+ */
+export async function cborStallBody(address: string, kind: 'array' | 'random', bytes: number): Promise<{ label: string; ms: number }> {
+  const body = kind === 'array' ? Buffer.concat([arrayHead(bytes - 5), Buffer.alloc(bytes - 5, 0x00)]) : randomBytes(bytes);
+  const started = performance.now();
+  const head = `POST /e2p/v2/request HTTP/1.1\r\nHost: agent\r\nContent-Type: application/cbor\r\nContent-Length: ${bytes}\r\nConnection: close\r\n\r\n`;
+  try {
+    const { status, raw } = await rawExchange(address, head, async (write, answered) => {
+      for (let at = 0; at < body.length && !answered(); at += 256 * 1024) {
+        if (!write(body.subarray(at, at + 256 * 1024))) await sleep(1);
+      }
+    });
+    const error = /\{"error":"([a-z_]+)"\}/.exec(raw)?.[1] ?? '?';
+    return { label: `cbor-stall: outer ${status} ${error}`, ms: performance.now() - started };
+  } catch (err) {
+    return { label: `cbor-stall: ${(err as Error).message}`, ms: performance.now() - started };
+  }
+}
+
+/** GET /healthz within `deadlineMs`: `health: ok`, or `health: late` (the event loop was held). */
+export async function healthOutcome(base: string, deadlineMs: number): Promise<string> {
+  try {
+    const answer = await request(`${base}/healthz`, { signal: AbortSignal.timeout(deadlineMs) });
+    await answer.body.dump();
+    return answer.statusCode === 200 ? 'health: ok' : `health: ${answer.statusCode}`;
+  } catch (err) {
+    const name = (err as Error).name;
+    return name === 'TimeoutError' || name === 'AbortError' ? 'health: late' : `health: error ${(err as { code?: string }).code ?? name}`;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -26,6 +26,11 @@ import {
   MiB,
   abortedUpload,
   attestationOutcome,
+  cborStallBody,
+  floodJunk,
+  floodPending,
+  healthOutcome,
+  slowReader,
   createClient,
   establish,
   establishOutcome,
@@ -52,7 +57,7 @@ export interface Env {
 }
 
 /** What one operation during a fault does; the label it returns is prefixed with its kind. */
-export type Operation = 'request' | 'session' | 'attestation' | 'upload-abort';
+export type Operation = 'request' | 'session' | 'attestation' | 'upload-abort' | 'flood-pending' | 'flood-junk' | 'slow-reader' | 'cbor-stall' | 'health';
 
 export interface Scenario {
   name: string;
@@ -68,6 +73,12 @@ export interface Scenario {
   workers?: number;
   /** Operations each worker runs at least, whatever the duration. */
   minPerWorker?: number;
+  /**
+   * The fault may evict sessions left idle meanwhile (a full table evicts the least recently used, by
+   * design): afterwards each worker's session is probed, and one that is gone (401) is re-established,
+   * as a real client does. Without this flag a lost session is a problem.
+   */
+  evictsIdleSessions?: boolean;
 }
 
 export interface CheckOptions {
@@ -111,10 +122,13 @@ export interface Verdict {
   nsmCallsDuring: number;
   /** The most NSM calls unfinished at once during the fault (reported, not judged: see README). */
   nsmMaxOutstanding: number;
+  /** Workers' sessions evicted during the fault and re-established (scenarios with `evictsIdleSessions`). */
+  evictedSessions?: number;
 }
 
 export const summary = (v: Verdict): string =>
   `${v.scenario}: ${v.problems.length === 0 ? 'PASS' : `FAIL (${v.problems.join('; ')})`} | during: ${show(v.during)} | after: ${show(v.after)} | app hits ${v.appHitsDuring}, NSM calls ${v.nsmCallsDuring} (at most ${v.nsmMaxOutstanding} unfinished at once)` +
+  (v.evictedSessions !== undefined ? ` | ${v.evictedSessions} idle worker sessions evicted and re-established` : '') +
   (v.baseline && v.final ? ` | fds ${v.baseline.fds}->${v.final.fds}, heap ${(v.baseline.heapUsed / MiB).toFixed(1)}->${(v.final.heapUsed / MiB).toFixed(1)} MiB, buffers ${(v.baseline.arrayBuffers / MiB).toFixed(1)}->${(v.final.arrayBuffers / MiB).toFixed(1)} MiB` : '');
 
 // ---------------------------------------------------------------------------------------------------
@@ -201,6 +215,53 @@ export const SCENARIOS = {
   },
 } satisfies Record<string, Scenario>;
 
+/**
+ * A hostile client's attacks (the hardening round), run against an agent with a small session table
+ * (ATTACK_CONFIG) so that a flood fills it within the fault's duration. During each, the legitimate
+ * workers must see only successes: new sessions get in, requests are answered, /healthz answers in time.
+ */
+export const ATTACK_CONFIG = { maxSessions: 64, maxPendingSessions: 16, sendTimeoutMs: 1000 } as const;
+/** The slow reader's answer: far more than the kernel's socket buffers take. */
+export const SLOW_READER_ANSWER_BYTES = 24 * MiB;
+/** The expensive body: the size of the largest request envelope (32 MiB). */
+export const CBOR_STALL_BODY_BYTES = 32 * MiB;
+/** /healthz must answer within this while the attack runs (loopback answers take a millisecond). */
+export const HEALTH_DEADLINE_MS = 500;
+
+export const ATTACKS = {
+  sessionFlood: {
+    name: 'a client floods the session table (pending sessions, and confirmed ones sending junk)',
+    on: () => undefined,
+    off: () => undefined,
+    // Three workers open pending sessions, two confirm sessions that send only junk records, one opens
+    // legitimate sessions, two use their established sessions.
+    operation: (worker) => (worker < 3 ? 'flood-pending' : worker < 5 ? 'flood-junk' : worker === 5 ? 'session' : 'request'),
+    expected: ['flood: pending', 'flood: junk', 'session: ok', 'request: ok'],
+    appHits: 'each-request-once',
+    // The flooders' own sessions sit idle during the flood: the table may evict them.
+    evictsIdleSessions: true,
+  },
+  slowReaders: {
+    name: 'clients stop reading large answers',
+    on: () => undefined,
+    off: () => undefined,
+    // Two slow readers (24 MiB answers each, held past the send timeout), six workers using their sessions.
+    operation: (worker) => (worker < 2 ? 'slow-reader' : 'request'),
+    expected: ['slow-reader: cut', 'request: ok'],
+    appHits: 'each-request-once',
+    minPerWorker: 2,
+  },
+  cborStall: {
+    name: 'clients send 32 MiB bodies holding one CBOR array',
+    on: () => undefined,
+    off: () => undefined,
+    operation: (worker) => (worker < 2 ? 'cbor-stall' : worker === 2 ? 'health' : 'request'),
+    expected: ['cbor-stall: outer 400 protocol_error', 'health: ok', 'request: ok'],
+    appHits: 'each-request-once',
+    minPerWorker: 3,
+  },
+} satisfies Record<string, Scenario>;
+
 // ---------------------------------------------------------------------------------------------------
 // The checker
 
@@ -225,6 +286,16 @@ async function operate(env: Env, client: Client, sessions: ClientSession[], oper
       if (kind === 5) return `upload-abort: ${await abortedUpload(address, '/attestation', 4096, 10, 'application/json')}`;
       return `upload-abort: ${await abortedUpload(address, '/e2p/v2/request', ABORTED_REQUEST_DECLARED, ABORTED_REQUEST_SENT)}`;
     }
+    case 'flood-pending':
+      return floodPending(client);
+    case 'flood-junk':
+      return floodJunk(client);
+    case 'slow-reader':
+      return slowReader(env.stack.agent.addresses.public, sessions[worker]!, SLOW_READER_ANSWER_BYTES, ATTACK_CONFIG.sendTimeoutMs + 1000);
+    case 'cbor-stall':
+      return (await cborStallBody(env.stack.agent.addresses.public, 'array', CBOR_STALL_BODY_BYTES)).label;
+    case 'health':
+      return healthOutcome(env.stack.base, HEALTH_DEADLINE_MS);
   }
 }
 
@@ -300,12 +371,23 @@ export async function checkScenario(env: Env, scenario: Scenario, options: Check
     if (!scenario.expected.includes(label)) verdict.problems.push(`during the fault: "${label}" x${count}, expected only ${scenario.expected.map((l) => `"${l}"`).join(' or ')}`);
   }
   for (const label of scenario.expected) if (!verdict.during.has(label)) verdict.problems.push(`during the fault: never "${label}"`);
-  const requests = [...verdict.during].filter(([label]) => label.startsWith('request:')).reduce((n, [, count]) => n + count, 0);
+  // Operations that each send one request to the app (a slow reader's reaches it too).
+  const requests = [...verdict.during].filter(([label]) => label.startsWith('request:') || label.startsWith('slow-reader:')).reduce((n, [, count]) => n + count, 0);
   const expectedHits = scenario.appHits === 'none' ? 0 : requests;
   if (verdict.appHitsDuring !== expectedHits) verdict.problems.push(`the app saw ${verdict.appHitsDuring} requests during the fault, expected ${expectedHits}`);
-  const attestations = [...verdict.during].filter(([label]) => label.startsWith('session:') || label.startsWith('attestation:')).reduce((n, [, count]) => n + count, 0);
+  // Operations that each ask the NSM once (a flood's sessions too).
+  const attestations = [...verdict.during].filter(([label]) => label.startsWith('session:') || label.startsWith('attestation:') || label.startsWith('flood:')).reduce((n, [, count]) => n + count, 0);
   if (verdict.nsmCallsDuring !== attestations) verdict.problems.push(`the NSM got ${verdict.nsmCallsDuring} calls during the fault, expected ${attestations}`);
 
+  if (scenario.evictsIdleSessions === true) {
+    for (let w = 0; w < sessions.length; w++) {
+      const probe = await sendOutcome(client, sessions[w]!, { method: 'GET', path: `/probe/${w}` });
+      if (probe === 'outer 401 session_invalid') {
+        verdict.evictedSessions = (verdict.evictedSessions ?? 0) + 1;
+        sessions[w] = await establish(client);
+      } else if (probe !== 'ok') verdict.problems.push(`after the fault: worker ${w}'s session probe got "${probe}"`);
+    }
+  }
   // After: recovery within a bounded wait, then a load phase with only successes.
   verdict.problems.push(...(await recover(client, sessions[0]!, options.recoveryMs)));
   verdict.after = await runLoad(options.workers, options.afterMs, async (w, i) =>

@@ -47,6 +47,8 @@ const agent = await startAgent({
     nsm: 'mock',
     deployment: 'test',
     keyExchange: suite,
+    // v1 is opt-in; its key derivation is scanned too.
+    legacyV1: true,
   },
   nsm,
   manifest: parseManifest(new TextEncoder().encode(DEMO_MANIFEST_JSON), 'demo manifest'),

@@ -33,6 +33,9 @@ import {
   MAX_REQUEST_ENVELOPE_BYTES,
   MAX_SERVER_RESPONSE_ENVELOPE_BYTES,
   MAX_SESSION_REQUEST_BYTES,
+  ENVELOPE_ENTRIES,
+  SESSION_REQUEST_ENTRIES,
+  expectMapPrefix,
   MESSAGE_TYPE,
   SESSION_ID_BYTES,
   TAG_BYTES,
@@ -87,6 +90,9 @@ const SINGLE_WRITE_MAX_BYTES = 64 * 1024;
 /** Ours: how often expired sessions are reclaimed in the background (lookups check expiry themselves). */
 const SWEEP_INTERVAL_MS = 10_000;
 const CBOR = 'application/cbor';
+/** A body's first bytes must open the endpoint's map (§3): anything else is refused before it is read. */
+const SESSION_REQUEST_PREFIX = (chunk: Uint8Array): void => expectMapPrefix(chunk, SESSION_REQUEST_ENTRIES, 'session request');
+const ENVELOPE_PREFIX = (chunk: Uint8Array): void => expectMapPrefix(chunk, ENVELOPE_ENTRIES, 'envelope');
 /** Read only: the extra headers of a deployment without CORS. */
 const NO_HEADERS: Record<string, string> = Object.freeze({});
 
@@ -199,7 +205,7 @@ export function createSteveServer(options: SteveServerOptions): SteveServer {
 
   async function createSession(req: IncomingMessage, res: ServerResponse, headers: Record<string, string>, state: { bodyRead: boolean }): Promise<number> {
     requireCbor(req);
-    const { body, release } = await readBody(req, { maxBytes: MAX_SESSION_REQUEST_BYTES, timeoutMs: ESTABLISH_BODY_TIMEOUT_MS, budget });
+    const { body, release } = await readBody(req, { maxBytes: MAX_SESSION_REQUEST_BYTES, timeoutMs: ESTABLISH_BODY_TIMEOUT_MS, budget, firstBytes: SESSION_REQUEST_PREFIX });
     state.bodyRead = true;
     try {
       const request = decodeSessionRequest(body);
@@ -258,7 +264,7 @@ export function createSteveServer(options: SteveServerOptions): SteveServer {
 
   async function confirm(req: IncomingMessage, res: ServerResponse, headers: Record<string, string>, state: { bodyRead: boolean }): Promise<number> {
     requireCbor(req);
-    const { body, release } = await readBody(req, { maxBytes: MAX_CONFIRMATION_REQUEST_BYTES, timeoutMs: ESTABLISH_BODY_TIMEOUT_MS, budget });
+    const { body, release } = await readBody(req, { maxBytes: MAX_CONFIRMATION_REQUEST_BYTES, timeoutMs: ESTABLISH_BODY_TIMEOUT_MS, budget, firstBytes: ENVELOPE_PREFIX });
     state.bodyRead = true;
     try {
       const envelope = decodeEnvelope(body, { maxBytes: MAX_CONFIRMATION_REQUEST_BYTES });
@@ -325,7 +331,7 @@ export function createSteveServer(options: SteveServerOptions): SteveServer {
 
   async function request(req: IncomingMessage, res: ServerResponse, headers: Record<string, string>, state: { bodyRead: boolean }): Promise<number> {
     requireCbor(req);
-    const { body, release } = await readBody(req, { maxBytes: MAX_REQUEST_ENVELOPE_BYTES, timeoutMs: REQUEST_BODY_TIMEOUT_MS, budget });
+    const { body, release } = await readBody(req, { maxBytes: MAX_REQUEST_ENVELOPE_BYTES, timeoutMs: REQUEST_BODY_TIMEOUT_MS, budget, firstBytes: ENVELOPE_PREFIX });
     state.bodyRead = true;
     let sealed: SealedAnswer;
     try {

@@ -11,6 +11,8 @@
  *   (injected clock) and unknown sessions, a suite mismatch, a low-order X25519 key;
  * - malformed CBOR (indefinite lengths, floats, tags, duplicate keys, trailing bytes, non-shortest
  *   integers, a truncation) on all three endpoints, and a wrong media type;
+ * - bodies of the wrong shape (an array, a map of too many entries, an indefinite map) refused 400 from
+ *   their first byte, before a 32 MiB body is read;
  * - oversize bodies, declared and streamed, answered 413 before the body ends (nothing buffered past
  *   the limit); the NSM queue full (429 busy).
  */
@@ -318,6 +320,34 @@ describe('malformed CBOR on all three endpoints: 400', () => {
   });
 });
 
+describe('bodies of the wrong shape: 400 from their first byte, before the rest is read', () => {
+  const head = (path: string, length: number) => `POST ${path} HTTP/1.1\r\nHost: agent\r\nContent-Type: application/cbor\r\nContent-Length: ${length}\r\n\r\n`;
+
+  it.each([
+    ['/e2p/v2/request', 'one CBOR array of 32 MiB', 0x9a],
+    ['/e2p/v2/request', 'a map of 24 entries', 0xb8],
+    ['/e2p/v2/confirm', 'a byte string', 0x5a],
+    ['/e2p/v2/session', 'an indefinite map', 0xbf],
+  ])('%s: %s is refused while it is still being sent', async (path, _what, first) => {
+    const total = path === '/e2p/v2/request' ? MAX_REQUEST_ENVELOPE_BYTES : 4096;
+    const zeros = new Uint8Array(Math.min(1 << 20, total));
+    // A head the decoder would have to expand (0x9a 0x01 0xff 0xff 0xf0: 33,554,416 one-byte items), or another wrong shape.
+    const opening = Uint8Array.from(zeros);
+    opening.set([first, 0x01, 0xff, 0xff, 0xf0]);
+    const answer = await rawExchange(s.agent.addresses.public, head(path, total), async (write, answered) => {
+      for (let sent = 0; sent < total && !answered(); sent += zeros.length) {
+        if (!write(sent === 0 ? opening : zeros)) await new Promise((resolve) => setTimeout(resolve, 2));
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    });
+    expect(answer.status).toBe(400);
+    expect(answer.raw).toContain('\r\n\r\n{"error":"protocol_error"}');
+    expect(answer.raw.toLowerCase()).toContain('connection: close');
+    // Answered from the first chunk: a large body was not waited for (the old decoder read all of it).
+    if (total > 4096) expect(answer.sentBytes).toBeLessThan(total);
+  });
+});
+
 describe('oversize bodies: 413 before the body ends', () => {
   const head = (path: string, headers: string) => `POST ${path} HTTP/1.1\r\nHost: agent\r\nContent-Type: application/cbor\r\n${headers}\r\n`;
 
@@ -339,6 +369,8 @@ describe('oversize bodies: 413 before the body ends', () => {
     ['/e2p/v2/confirm', 4096],
   ])('%s: a chunked body growing past %i is answered while it is still being sent', async (path, limit) => {
     const chunk = new Uint8Array(Math.min(1 << 20, limit)).fill(0xa5);
+    // The body opens a 4-entry map (every endpoint's first-byte check passes): only its size is wrong.
+    chunk[0] = 0xa4;
     const answer = await rawExchange(s.agent.addresses.public, head(path, 'Transfer-Encoding: chunked\r\n'), async (write, answered) => {
       // Keep sending, never ending the body, until the answer arrives (or 4x the limit: a failure).
       for (let sent = 0; sent < 4 * limit + 4 * chunk.length && !answered(); sent += chunk.length) {

@@ -6,15 +6,14 @@
  * Every listener binds port 0 on 127.0.0.1 and is closed in afterAll; every request has a deadline.
  */
 
-import { spawn } from 'node:child_process';
+import { CLI, runCli, type CliRun } from '../test/run-cli.js';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { pino } from 'pino';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -26,8 +25,6 @@ import { DEMO_MANIFEST_JSON } from './demo/manifest.js';
 import { parseManifest, type Manifest } from './manifest.js';
 import { REMOTE_RESPONSE_MAX_BYTES, verifyRemote, type PcrPolicy, type RemoteVerifyOptions } from './verify-remote.js';
 
-const REPO = dirname(dirname(fileURLToPath(import.meta.url)));
-const CLI = join(REPO, 'dist', 'agent', 'cli.js');
 /** Each test's bound; loopback answers take milliseconds, so only a hang comes near it. */
 const TEST_TIMEOUT_MS = 20_000;
 /** Deadline for a verification inside a test: a coded failure, well before the test's own bound. */
@@ -184,26 +181,7 @@ async function pcrsFile(name: string, pcrs: ReadonlyMap<number, Uint8Array>): Pr
 
 
 /** Runs the CLI without blocking this process's event loop (the agent it talks to lives here). */
-function cli(args: readonly string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const env = { ...process.env };
-    delete env.NODE_OPTIONS;
-    const child = spawn(process.execPath, [CLI, ...args], { cwd: work, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    const timer = setTimeout(() => child.kill('SIGKILL'), TEST_TIMEOUT_MS - 2000);
-    child.on('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    child.on('close', (status) => {
-      clearTimeout(timer);
-      resolve({ status, stdout, stderr });
-    });
-  });
-}
+const cli = (args: readonly string[]): Promise<CliRun> => runCli(args, { cwd: work, timeoutMs: TEST_TIMEOUT_MS - 2000 });
 
 // ---------------------------------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@
  * machine without /dev/nsm. It does not test the verifier's individual checks; nsm/verify.test.ts does.
  */
 
-import { spawn } from 'node:child_process';
+import { CLI, runCli } from '../test/run-cli.js';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
@@ -20,7 +20,6 @@ import { loadNitroVectors, AWS_ROOT_PEM_URL } from '../test/vectors/nitro.js';
 import { commands } from './commands.js';
 
 const REPO = dirname(dirname(fileURLToPath(import.meta.url)));
-const CLI = join(REPO, 'dist', 'agent', 'cli.js');
 const VECTORS_DIR = join(REPO, 'test', 'vectors', 'nitro');
 /** The subcommands other tools call by name (the CLI contract); `commands` may hold more. */
 const CONTRACT_COMMANDS = ['mock-pki', 'attest', 'verify-document'] as const;
@@ -55,24 +54,7 @@ async function cli(args: readonly string[], cwd: string = REPO): Promise<Run> {
 }
 
 function spawnCli(args: readonly string[], cwd: string): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const env = { ...process.env };
-    delete env.NODE_OPTIONS;
-    const child = spawn(process.execPath, [CLI, ...args], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    const timer = setTimeout(() => child.kill('SIGKILL'), SPAWN_TIMEOUT_MS);
-    child.on('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    child.on('close', (status) => {
-      clearTimeout(timer);
-      resolve({ status, stdout, stderr });
-    });
-  });
+  return runCli(args, { cwd, timeoutMs: SPAWN_TIMEOUT_MS });
 }
 
 

@@ -9,6 +9,7 @@
  */
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import { CLI, runCli, type CliRun } from '../test/run-cli.js';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
@@ -30,7 +31,6 @@ import type { BootstrapReport } from './verify-bootstrap.js';
 import { verifyRemote, type RemoteVerifyOptions } from './verify-remote.js';
 
 const REPO = dirname(dirname(fileURLToPath(import.meta.url)));
-const CLI = join(REPO, 'dist', 'agent', 'cli.js');
 /** Each test's bound; loopback answers take milliseconds, so only a hang comes near it. */
 const TEST_TIMEOUT_MS = 20_000;
 /** Deadline for a verification inside a test: a coded failure, well before the test's own bound. */
@@ -115,26 +115,7 @@ async function bootstrapFailure(promise: Promise<unknown>): Promise<{ message: s
 }
 
 /** Runs the built CLI without blocking this process's event loop (the agent it talks to lives here). */
-function cli(args: readonly string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const env = { ...process.env };
-    delete env.NODE_OPTIONS;
-    const child = spawn(process.execPath, [CLI, ...args], { cwd: work, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    const timer = setTimeout(() => child.kill('SIGKILL'), TEST_TIMEOUT_MS - 2000);
-    child.on('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    child.on('close', (status) => {
-      clearTimeout(timer);
-      resolve({ status, stdout, stderr });
-    });
-  });
-}
+const cli = (args: readonly string[]): Promise<CliRun> => runCli(args, { cwd: work, timeoutMs: TEST_TIMEOUT_MS - 2000 });
 
 const line = (path: string, rest: string) => `    ${path.padEnd(34)} ${rest}`;
 

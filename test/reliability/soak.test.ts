@@ -48,7 +48,7 @@ describe('soak', () => {
   it(`${SESSIONS} concurrent sessions, ${SOAK_S} s of requests: no unexpected errors, memory plateaus, fds stable`, async () => {
     const sessions = await mapLimit(Array.from({ length: SESSIONS }), ESTABLISH_CONCURRENCY, () => establish(client));
     expect(new Set(sessions.map((s) => Buffer.from(s.id).toString('hex'))).size).toBe(SESSIONS);
-    const health = (await (await fetch(`${stack.base}/healthz`)).json()) as { sessions: number };
+    const health = (await (await fetch(`${stack.internal}/healthz`)).json()) as { sessions: number };
     expect(health.sessions).toBeGreaterThanOrEqual(SESSIONS);
 
     const samples: Resources[] = [];

@@ -142,7 +142,10 @@ describe.runIf(ENABLED)('the enclave image booted under QEMU', () => {
     consoleLog
       .split('\n')
       .filter((line) => line.includes('"child started"') && line.includes('"child":"app"'))
-      .map((line) => JSON.parse(line.slice(line.indexOf('{'))) as { pid: number; restarts: number });
+      .map((line) => {
+        const record = JSON.parse(line.slice(line.indexOf('{'))) as { pid: number; restarts: number };
+        return { pid: record.pid, restarts: record.restarts };
+      });
 
   beforeAll(async () => {
     work = await mkdtemp(join(tmpdir(), 'enclave-boot-'));

@@ -1,11 +1,12 @@
 /**
  * Holds the architecture of STYLE.md "Layout" by reading import statements, not by running code:
- * - the browser-safe closure (everything reachable from nsm/verifier.ts, cbor/index.ts and
+ * - the browser-safe closure (everything reachable from nsm/verifier.ts, cbor/index.ts, eif/index.ts and
  *   steve/client/index.ts) imports no Node builtin and names neither `process` nor `Buffer`;
  * - cbor/ imports nothing from nsm/, agent/ or steve/; nsm/ nothing from agent/ or steve/; steve/ nothing
  *   from agent/ or nsm/ (it takes an `attest` function), except that steve/client/ may import the
  *   browser-safe verifier surface nsm/verifier.ts (and nothing else from nsm/); bridge/ nothing from
- *   agent/, cbor/, init/, nsm/ or steve/ (only vsock/); init/ nothing from agent/ or steve/;
+ *   agent/, cbor/, init/, nsm/ or steve/ (only vsock/); init/ nothing from agent/ or steve/; eif/ nothing
+ *   from agent/, bridge/, init/, nsm/, steve/ or vsock/ (only cbor/);
  * - outside test files, a file outside a folder imports that folder only through its index.ts (top-level
  *   folders always; subfolders once they have an index.ts; nsm/verifier.ts is the one documented extra).
  * The scan is textual (comments and string contents are blanked first) and covers the project's own
@@ -19,11 +20,14 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
 const REPO = dirname(dirname(fileURLToPath(import.meta.url)));
-/** The project's top-level source folders (STYLE.md "Layout"; vsock/ is the native binding's part, bridge/ the enclave's doors). */
-const PROJECT_FOLDERS = ['agent', 'bridge', 'cbor', 'init', 'nsm', 'steve', 'vsock'].filter((f) => existsSync(join(REPO, f)));
+/**
+ * The project's top-level source folders (STYLE.md "Layout"; vsock/ is the native binding's part, bridge/ the
+ * enclave's doors, eif/ the enclave image format and its PCRs).
+ */
+const PROJECT_FOLDERS = ['agent', 'bridge', 'cbor', 'eif', 'init', 'nsm', 'steve', 'vsock'].filter((f) => existsSync(join(REPO, f)));
 const SKIPPED_DIRS = new Set(['node_modules', 'dist', 'build']);
 /** Roots of the browser-safe closure; the optional ones are checked once they exist. */
-const PURE_ENTRIES = ['nsm/verifier.ts', 'cbor/index.ts', 'steve/client/index.ts'];
+const PURE_ENTRIES = ['nsm/verifier.ts', 'cbor/index.ts', 'eif/index.ts', 'steve/client/index.ts'];
 const OPTIONAL_PURE_ENTRIES: string[] = [];
 /** Folder -> top-level folders it must never import (STYLE.md "Layout"). */
 const FORBIDDEN_LAYERS: Record<string, readonly string[]> = {
@@ -34,6 +38,8 @@ const FORBIDDEN_LAYERS: Record<string, readonly string[]> = {
   bridge: ['agent', 'cbor', 'init', 'nsm', 'steve'],
   // init/ runs the agent as a child process and is wired in by agent/commands.ts, never the reverse.
   init: ['agent', 'steve'],
+  // The image format is pure code a browser or the verifier runs; the CLI (agent/) wires it to files.
+  eif: ['agent', 'bridge', 'init', 'nsm', 'steve', 'vsock'],
 };
 /**
  * The one exception to FORBIDDEN_LAYERS: the web client verifies attestation documents itself, so files
@@ -284,11 +290,11 @@ describe('scanner self-check', () => {
 
 describe('architecture boundaries', () => {
   it('scans the project folders', () => {
-    expect(PROJECT_FOLDERS).toEqual(expect.arrayContaining(['agent', 'cbor', 'nsm']));
+    expect(PROJECT_FOLDERS).toEqual(expect.arrayContaining(['agent', 'cbor', 'eif', 'nsm']));
     for (const entry of PURE_ENTRIES) expect(existsSync(join(REPO, entry)), entry).toBe(true);
   });
 
-  it('the browser-safe closure of nsm/verifier.ts, cbor/index.ts and steve/client/index.ts imports no Node builtin and names no process or Buffer', () => {
+  it('the browser-safe closure of nsm/verifier.ts, cbor/index.ts, eif/index.ts and steve/client/index.ts imports no Node builtin and names no process or Buffer', () => {
     const entries = [...PURE_ENTRIES, ...OPTIONAL_PURE_ENTRIES.filter((f) => existsSync(join(REPO, f)))];
     const violations: string[] = [];
     const seen = new Set<string>();
@@ -314,6 +320,8 @@ describe('architecture boundaries', () => {
     expect(seen).toContain('cbor/decode.ts');
     expect(seen).toContain('steve/client/client.ts');
     expect(seen).toContain('steve/protocol/record.ts');
+    expect(seen).toContain('eif/reader.ts');
+    expect(seen).toContain('eif/signature.ts');
     expect(violations, `browser-safe closure (${[...seen].join(', ')}):\n${violations.join('\n')}`).toEqual([]);
   });
 

@@ -22,6 +22,7 @@ import { loadManifest } from './manifest.js';
 import { runVerifyCommand, VERIFY_OPTIONS, VERIFY_USAGE } from './verify-remote.js';
 import { FETCH_OPTIONS, FETCH_USAGE, runFetchCommand } from './fetch-command.js';
 import { MANIFEST_OPTIONS, MANIFEST_USAGE, runManifestCommand } from './manifest-command.js';
+import { EIF_BUILD_OPTIONS, EIF_BUILD_USAGE, EIF_DESCRIBE_OPTIONS, EIF_DESCRIBE_USAGE, EIF_USAGE, runEifBuild, runEifDescribe } from './eif-command.js';
 import {
   BridgeError,
   ENCLAVE_BRIDGE_OPTIONS,
@@ -54,6 +55,8 @@ export interface Command {
   usage: string;
   options: NonNullable<ParseArgsConfig['options']>;
   positionals?: { min: number; max: number };
+  /** A command made of subcommands (`eif build`, `eif describe`): the first argument picks one; `run` is unused. */
+  subcommands?: Command[];
   run(values: Record<string, string | boolean | (string | boolean)[] | undefined>, positionals: string[]): Promise<number>;
 }
 
@@ -62,6 +65,19 @@ function usage(message: string): AgentError {
 }
 
 export async function runCommand(command: Command, argv: string[]): Promise<number> {
+  if (command.subcommands !== undefined) {
+    const [name, ...rest] = argv;
+    if (name === undefined || name === '--help' || name === '-h') {
+      process.stdout.write(`${command.usage}\n`);
+      return name === undefined ? 2 : 0;
+    }
+    const sub = command.subcommands.find((c) => c.name === `${command.name} ${name}`);
+    if (sub === undefined) {
+      process.stderr.write(`enclave-agent ${command.name}: unknown subcommand ${JSON.stringify(name)}\n\n${command.usage}\n`);
+      return 2;
+    }
+    return runCommand(sub, rest);
+  }
   if (wantsHelp(argv)) {
     process.stdout.write(`${command.usage}\n`);
     return 0;
@@ -444,4 +460,29 @@ const enclaveBridge: Command = {
   run: (values) => runBridge('enclave-bridge', (io) => runEnclaveBridgeCommand(values, process.env, io)),
 };
 
-export const commands: Command[] = [run, demo, mockPki, attest, verifyDocument, verify, manifestCommand, fetchCommand, initCommand, hostBridge, enclaveBridge];
+const eifCommand: Command = {
+  name: 'eif',
+  summary: 'build an enclave image file (EIF) deterministically, or describe one: sections, CRC, PCR0-2',
+  usage: EIF_USAGE,
+  options: {},
+  subcommands: [
+    {
+      name: 'eif build',
+      summary: 'write an EIF from a kernel, a command line and ramdisks',
+      usage: EIF_BUILD_USAGE,
+      options: EIF_BUILD_OPTIONS,
+      run: (values) => runEifBuild(values, process.env),
+    },
+    {
+      name: 'eif describe',
+      summary: 'check an EIF and print its sections and PCRs',
+      usage: EIF_DESCRIBE_USAGE,
+      options: EIF_DESCRIBE_OPTIONS,
+      positionals: { min: 1, max: 1 },
+      run: (values, positionals) => runEifDescribe(values, positionals),
+    },
+  ],
+  run: async () => 2,
+};
+
+export const commands: Command[] = [run, demo, mockPki, attest, verifyDocument, verify, manifestCommand, fetchCommand, eifCommand, initCommand, hostBridge, enclaveBridge];

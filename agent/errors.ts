@@ -14,7 +14,9 @@ export type AgentErrorCode =
   | 'AGENT_VERIFY_RESPONSE'
   | 'AGENT_VERIFY_MANIFEST'
   | 'AGENT_VERIFY_TOFU'
-  | 'AGENT_VERIFY_BOOTSTRAP';
+  | 'AGENT_VERIFY_BOOTSTRAP'
+  /** `verify --eif`: the document's PCRs differ from those computed from the local EIF. */
+  | 'AGENT_VERIFY_EIF';
 
 export class AgentError extends Error {
   readonly code: AgentErrorCode;

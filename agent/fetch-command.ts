@@ -5,9 +5,10 @@
  * all checked out. The app's body goes to stdout byte for byte; its status, headers and the receipt go to
  * stderr, server-chosen text escaped.
  *
- * PCR policy, as `enclave-agent verify` has it: `--pcrs FILE` (trusted-state files, any one may match) or
- * `--tofu FILE` (pinned when it exists; otherwise PCR0-2 are recorded there, atomically, only after the
- * whole establishment succeeded). One of the two is required: a channel to an unknown image is no channel.
+ * PCR policy, as `enclave-agent verify` has it: `--pcrs FILE` (trusted-state or PCR-set files, any one
+ * may match) or `--tofu FILE` (pinned when it exists; otherwise PCR0-2 are recorded there, atomically, only
+ * after the whole establishment succeeded). One of the two is required: a channel to an unknown image is no
+ * channel.
  *
  * Exit status: 0 whenever the app answered (any HTTP status), 1 when the channel or the attestation failed
  * (the code printed), 2 for a usage error. Nothing is retried.
@@ -19,7 +20,7 @@ import { createSteveClient, isSuite, SteveClientError, type FetchFunction, type 
 import { nodeAesGcm } from '../steve/server/index.js';
 import { AgentError } from './errors.js';
 import { loadRootFlag } from './root-flag.js';
-import { encodeTrustedState, loadTrustedStateFile, parseTrustedState, writeTrustedStateFile } from './trusted-state.js';
+import { encodeTrustedState, loadPcrPolicyFiles, loadTrustedStateFile, parseTrustedState, writeTrustedStateFile } from './trusted-state.js';
 import { printable } from './verify-remote.js';
 
 export const FETCH_USAGE =
@@ -30,8 +31,9 @@ export const FETCH_USAGE =
   'session binding in its user_data, your PCR policy, key confirmation), and only then is the request sent.\n' +
   'The response body is written to stdout; the status, headers and receipt go to stderr.\n\n' +
   'URL                  the app URL behind the agent, http: or https: (https://host/path?query)\n' +
-  '--pcrs FILE          pinned PCRs, a trusted-state file {"pcr0":hex,"pcr1":hex,"pcr2":hex[,"pcrN":hex...]};\n' +
-  '                     repeat to accept any one of several images\n' +
+  '--pcrs FILE          pinned PCRs, a trusted-state file {"pcr0":hex,"pcr1":hex,"pcr2":hex[,"pcrN":hex...]}\n' +
+  '                     or PCR sets {"sets":[{"pcrs":{"0":hex,"1":hex,"2":hex},"expires_at_unix_seconds":N}]}\n' +
+  '                     (expired sets are ignored); repeat to accept any one of several images\n' +
   '--tofu FILE          trust on first use: if FILE exists its PCRs are pinned; if not, PCR0-2 are recorded\n' +
   '                     there (mode 0600) once the session is fully established. Not with --pcrs\n' +
   '--key-exchange SUITE the deployment\'s suite: X25519 (default) or XWING-DRAFT10; never negotiated\n' +
@@ -125,13 +127,7 @@ export async function parseFetchFlags(values: FlagValues, positionals: string[])
   let pcrPolicy: PcrProfile[] | undefined;
   let tofu: ParsedFetch['tofu'];
   if (pcrFiles.length > 0) {
-    pcrPolicy = [];
-    for (const path of pcrFiles) {
-      const source = `--pcrs ${path}`;
-      const bytes = await loadTrustedStateFile(path, source);
-      if (bytes === null) throw usage(`${source}: no such file`);
-      pcrPolicy.push({ name: path, pcrs: parseTrustedState(bytes, source) });
-    }
+    pcrPolicy = await loadPcrPolicyFiles(pcrFiles, Date.now());
   } else {
     if (tofuPath!.length === 0) throw usage('--tofu expected a file path');
     const store = fileTofuStore(tofuPath!);

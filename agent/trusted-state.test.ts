@@ -14,8 +14,11 @@ import { AgentError } from './errors.js';
 import {
   encodeTrustedState,
   formatRfc3339,
+  loadPcrPolicyFiles,
   loadTrustedStateFile,
+  parsePcrPolicy,
   parseTrustedState,
+  PCR_POLICY_MAX_BYTES,
   TRUSTED_STATE_MAX_BYTES,
   writeTrustedStateFile,
 } from './trusted-state.js';
@@ -114,6 +117,107 @@ describe('parseTrustedState', () => {
   });
 });
 
+describe('parsePcrPolicy: the shapes --pcrs reads', () => {
+  const NOW_S = 1_750_000_000;
+  const NOW = NOW_S * 1000;
+  const policy = (value: unknown) => parsePcrPolicy(utf8(typeof value === 'string' ? value : JSON.stringify(value)), 'policy.json', 'policy.json', NOW);
+  const set = (pcrs: Record<string, string>, expires?: number | null) => ({ pcrs, ...(expires !== undefined ? { expires_at_unix_seconds: expires } : {}) });
+  const identity = { '0': PCR0, '1': PCR1, '2': PCR2 };
+  const hexes = (profile: { pcrs: ReadonlyMap<number, Uint8Array> }) => Object.fromEntries([...profile.pcrs].map(([i, v]) => [i, Buffer.from(v).toString('hex')]));
+
+  function expectPolicyUsage(value: unknown, message: RegExp): void {
+    let thrown: unknown;
+    try {
+      policy(value);
+    } catch (err) {
+      thrown = err;
+    }
+    expect(thrown).toBeInstanceOf(AgentError);
+    expect((thrown as AgentError).code).toBe('AGENT_USAGE');
+    expect((thrown as AgentError).message).toMatch(/^policy\.json: /);
+    expect((thrown as AgentError).message).toMatch(message);
+  }
+
+  it('a trusted-state file is one profile named after the file', () => {
+    const profiles = policy(EXISTING);
+    expect(profiles).toHaveLength(1);
+    expect(profiles[0]!.name).toBe('policy.json');
+    expect(hexes(profiles[0]!)).toEqual({ 0: PCR0, 1: PCR1, 2: PCR2 });
+  });
+
+  it("Caution's trusted_hashes.json: the tls pin is accepted (and not checked)", () => {
+    const profiles = policy({ pcr0: PCR0, pcr1: PCR1, pcr2: PCR2, verified_at: '2025-01-02T03:04:05Z', tls: { domain: 'app.example', certfp: 'ab'.repeat(32) } });
+    expect(hexes(profiles[0]!)).toEqual({ 0: PCR0, 1: PCR1, 2: PCR2 });
+    expect(parseTrustedState(utf8(JSON.stringify({ pcr0: PCR0, pcr1: PCR1, pcr2: PCR2, tls: { domain: 'd', certfp: 'f' } })), 'tofu').size).toBe(3);
+    expectPolicyUsage({ pcr0: PCR0, pcr1: PCR1, pcr2: PCR2, tls: 'app.example' }, /"tls" expected an object of strings/);
+    expectPolicyUsage({ pcr0: PCR0, pcr1: PCR1, pcr2: PCR2, tls: { domain: 1 } }, /"tls" expected an object of strings/);
+  });
+
+  it('PCR sets: one profile per set in force, expired ones left out, extra PCRs pinned too', () => {
+    const profiles = policy({
+      sets: [
+        set({ ...identity, '0': hexOf(0x10) }, NOW_S - 1),
+        set({ ...identity, '3': hexOf(3), '4': hexOf(4), '8': hexOf(8) }, NOW_S + 3600),
+        set(identity, null),
+        set({ ...identity, '2': hexOf(0x22) }),
+      ],
+    });
+    expect(profiles.map((p) => p.name)).toEqual(['policy.json set 2', 'policy.json set 3', 'policy.json set 4']);
+    expect(hexes(profiles[0]!)).toEqual({ 0: PCR0, 1: PCR1, 2: PCR2, 3: hexOf(3), 4: hexOf(4), 8: hexOf(8) });
+    expect(hexes(profiles[2]!)[2]).toBe(hexOf(0x22));
+  });
+
+  it('a set expires at its cutoff: expires_at_unix_seconds equal to now is expired', () => {
+    expect(policy({ sets: [set(identity, NOW_S), set({ ...identity, '1': hexOf(0x11) }, NOW_S + 1)] }).map((p) => p.name)).toEqual(['policy.json set 2']);
+  });
+
+  const cases: [string, unknown, RegExp][] = [
+    ['every set expired', { sets: [set(identity, NOW_S - 10), set(identity, NOW_S - 5)] }, /every PCR set has expired \(the last at 2025-06-15T15:06:35Z\)/],
+    ['an empty list', { sets: [] }, /"sets" expected a non-empty array/],
+    ['sets not a list', { sets: { 0: set(identity) } }, /"sets" expected a non-empty array/],
+    ['a key beside sets', { sets: [set(identity)], version: 1 }, /unexpected key "version" beside "sets"/],
+    ['a set that is a list', { sets: [[PCR0]] }, /sets\[0\] expected an object/],
+    ['an unknown key in a set', { sets: [{ ...set(identity), note: 'x' }] }, /sets\[0\]: unexpected key "note"/],
+    ['a set without pcrs', { sets: [{ expires_at_unix_seconds: NOW_S + 1 }] }, /sets\[0\]\.pcrs expected an object/],
+    ['PCR2 missing', { sets: [set({ '0': PCR0, '1': PCR1 })] }, /sets\[0\]\.pcrs\["2"\] is missing/],
+    ['an all-zero (debug) PCR0', { sets: [set({ ...identity, '0': hexOf(0) })] }, /sets\[0\]\.pcrs\["0"\] is all zero/],
+    ['a key with a leading zero', { sets: [set({ ...identity, '08': hexOf(8) })] }, /unexpected key "08"/],
+    ['PCR 32', { sets: [set({ ...identity, '32': hexOf(8) })] }, /unexpected key "32"/],
+    ['a pcrN key inside a set', { sets: [set({ ...identity, pcr3: hexOf(3) })] }, /unexpected key "pcr3"/],
+    ['a short value', { sets: [set({ ...identity, '1': PCR1.slice(2) })] }, /sets\[0\]\.pcrs\["1"\] expected 96 hex digits/],
+    ['a fractional cutoff', { sets: [set(identity, NOW_S + 0.5)] }, /expires_at_unix_seconds expected whole seconds/],
+    ['a negative cutoff', { sets: [set(identity, -1)] }, /expires_at_unix_seconds expected whole seconds/],
+    ['a cutoff as a string', { sets: [{ pcrs: identity, expires_at_unix_seconds: String(NOW_S + 9) }] }, /expires_at_unix_seconds expected whole seconds/],
+  ];
+  it.each(cases)('refuses %s', (_, value, message) => expectPolicyUsage(value, message));
+
+  it('reads sets files up to 256 KiB, trusted-state files only up to 16 KiB', () => {
+    const many = { sets: Array.from({ length: 200 }, (_, i) => set(identity, NOW_S + i + 1)) };
+    expect(JSON.stringify(many).length).toBeGreaterThan(TRUSTED_STATE_MAX_BYTES);
+    expect(policy(many)).toHaveLength(200);
+    expectPolicyUsage(`${EXISTING}${' '.repeat(TRUSTED_STATE_MAX_BYTES)}`, /larger than 16384 bytes/);
+    expectPolicyUsage(`{"sets":[${JSON.stringify(set(identity))}]}${' '.repeat(PCR_POLICY_MAX_BYTES)}`, /larger than 262144 bytes/);
+  });
+
+  it('hostile bytes (mutated sets files) give only AGENT_USAGE or profiles of 48-byte PCRs with PCR0-2', () => {
+    const valid = utf8(JSON.stringify({ sets: [set(identity, NOW_S + 60), set({ ...identity, '8': hexOf(8) })] }));
+    fc.assert(
+      fc.property(fc.array(mutationArbitrary, { minLength: 1, maxLength: 4 }), (mutations) => {
+        try {
+          for (const profile of parsePcrPolicy(mutations.reduce(mutate, valid), 'fuzz', 'fuzz', NOW)) {
+            for (const index of [0, 1, 2]) expect(profile.pcrs.get(index)).toHaveLength(48);
+            for (const value of profile.pcrs.values()) expect(value).toHaveLength(48);
+          }
+        } catch (err) {
+          expect(err).toBeInstanceOf(AgentError);
+          expect((err as AgentError).code).toBe('AGENT_USAGE');
+        }
+      }),
+      { seed: 1405, numRuns: 2000 },
+    );
+  });
+});
+
 describe('encodeTrustedState', () => {
   const pcrs = pcrMap([
     [0, PCR0.toUpperCase()],
@@ -169,6 +273,14 @@ describe('trusted-state files', () => {
     await expect(loadTrustedStateFile(dir, 'a directory')).rejects.toMatchObject({ code: 'AGENT_USAGE', message: 'a directory: not a regular file' });
     await writeFile(join(dir, 'big.json'), new Uint8Array(TRUSTED_STATE_MAX_BYTES + 1));
     await expect(loadTrustedStateFile(join(dir, 'big.json'), 'big')).rejects.toMatchObject({ code: 'AGENT_USAGE' });
+  });
+
+  it('loadPcrPolicyFiles reads both shapes in order, and refuses a missing file', async () => {
+    await writeFile(join(dir, 'pin.json'), EXISTING);
+    await writeFile(join(dir, 'sets.json'), JSON.stringify({ sets: [{ pcrs: { 0: PCR0, 1: PCR1, 2: hexOf(0x99) } }] }));
+    const profiles = await loadPcrPolicyFiles([join(dir, 'pin.json'), join(dir, 'sets.json')], Date.now());
+    expect(profiles.map((p) => p.name)).toEqual([join(dir, 'pin.json'), `${join(dir, 'sets.json')} set 1`]);
+    await expect(loadPcrPolicyFiles([join(dir, 'none.json')], Date.now())).rejects.toMatchObject({ code: 'AGENT_USAGE', message: `--pcrs ${join(dir, 'none.json')}: no such file` });
   });
 
   it('writeTrustedStateFile writes mode 0600 and leaves no temp file', async () => {

@@ -1,10 +1,13 @@
 /**
  * Trusted-state files (specs/agent-http.md §3): the PCRs a verifier pins an enclave image to,
  * `{"pcr0":hex,"pcr1":hex,"pcr2":hex,"verified_at":rfc3339}` with lower-case hex, as existing verifiers
- * write them. `enclave-agent verify` reads them as pinned profiles (`--pcrs`, an existing `--tofu` file)
- * and writes one on trust-on-first-use.
+ * write them (Caution's `trusted_hashes.json` adds a `tls` pin, accepted and not checked: the document,
+ * not a TLS certificate, says which enclave answered). `enclave-agent verify` reads them as pinned
+ * profiles (`--pcrs`, an existing `--tofu` file) and writes one on trust-on-first-use. `--pcrs` also reads
+ * PCR sets with expiry cutoffs, `{"sets":[{"pcrs":{"0":hex,"1":hex,"2":hex},"expires_at_unix_seconds":N}]}`
+ * (specs/nitro-enclave.md §5), each set still in force one profile.
  *
- * The codec (`parseTrustedState`, `encodeTrustedState`) is pure. The two file functions at the bottom are
+ * The codecs (`parseTrustedState`, `parsePcrPolicy`, `encodeTrustedState`) are pure. The two file functions at the bottom are
  * the only I/O; the writer never leaves a half-written file behind (temp file, fsync, rename). Nothing here
  * decides whether a document is trusted: that is the verifier's job with the profiles parsed here.
  */
@@ -12,7 +15,7 @@
 import { randomBytes } from 'node:crypto';
 import { lstat, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { bytesToHex, hexToBytes, PCR_BYTES, PCR_COUNT } from '../nsm/index.js';
+import { bytesToHex, hexToBytes, PCR_BYTES, PCR_COUNT, type PcrProfile } from '../nsm/index.js';
 import { AgentError } from './errors.js';
 
 /**
@@ -21,11 +24,19 @@ import { AgentError } from './errors.js';
  * room for any formatting and stops a wrong path (a disk image, /dev/zero) from being read whole.
  */
 export const TRUSTED_STATE_MAX_BYTES = 16 * 1024;
+/**
+ * Largest `--pcrs` file read. A sets file keeps one set per image ever approved: at least 320 bytes for
+ * PCR0-2 (three 96-digit values), about 650 with PCR3, 4 and 8 pinned too; 256 KiB holds several hundred,
+ * and bounds the number of sets (at most about 800) as well.
+ */
+export const PCR_POLICY_MAX_BYTES = 256 * 1024;
 /** The PCRs that identify an image (specs/agent-http.md §3): every trusted-state file has them. */
 export const IDENTITY_PCRS = [0, 1, 2] as const;
 
 /** `pcrN` with N in 0..31 written without leading zeros, as existing verifiers name the keys. */
 const PCR_KEY_RE = /^pcr(0|[1-9]\d?)$/;
+/** A set's keys: the index alone, `"0"` to `"31"`, no leading zeros. */
+const SET_KEY_RE = /^(0|[1-9]\d?)$/;
 /** SHA-384 PCRs: 48 bytes, 96 hex digits of either case (we write lower case). */
 const PCR_HEX_RE = new RegExp(`^[0-9a-fA-F]{${PCR_BYTES * 2}}$`);
 
@@ -40,25 +51,95 @@ function invalid(source: string, message: string, cause?: unknown): AgentError {
  * the user must fix.
  */
 export function parseTrustedState(bytes: Uint8Array, source: string): Map<number, Uint8Array> {
+  return trustedStateFromJson(decodeJsonObject(bytes, source, TRUSTED_STATE_MAX_BYTES, 'a trusted-state file'), source);
+}
+
+const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+
+function decodeJsonObject(bytes: Uint8Array, source: string, maxBytes: number, what: string): Record<string, unknown> {
   if (!(bytes instanceof Uint8Array)) throw invalid(source, 'expected bytes');
-  if (bytes.length > TRUSTED_STATE_MAX_BYTES) throw invalid(source, `larger than ${TRUSTED_STATE_MAX_BYTES} bytes; not a trusted-state file`);
+  if (bytes.length > maxBytes) throw invalid(source, `larger than ${maxBytes} bytes; not ${what}`);
   let value: unknown;
   try {
     value = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
   } catch (cause) {
     throw invalid(source, 'not UTF-8 JSON', cause);
   }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw invalid(source, 'expected a JSON object {"pcr0":hex,"pcr1":hex,"pcr2":hex}');
+  if (!isObject(value)) throw invalid(source, 'expected a JSON object {"pcr0":hex,"pcr1":hex,"pcr2":hex}');
+  return value;
+}
+
+/** A PCR value: exactly 96 hex digits. */
+function pcrValue(text: unknown, source: string, name: string): Uint8Array {
+  if (typeof text !== 'string' || !PCR_HEX_RE.test(text)) throw invalid(source, `${name} expected ${PCR_BYTES * 2} hex digits (${PCR_BYTES} bytes)`);
+  return hexToBytes(text, name);
+}
+
+function trustedStateFromJson(value: Record<string, unknown>, source: string): Map<number, Uint8Array> {
   const pcrs = new Map<number, Uint8Array>();
-  for (const [key, text] of Object.entries(value as Record<string, unknown>)) {
+  for (const [key, text] of Object.entries(value)) {
     if (key === 'verified_at') continue;
+    if (key === 'tls') {
+      // Caution's TLS pin: shape-checked so a typo is still caught, never enforced (see the file comment).
+      if (!isObject(text) || !Object.values(text).every((v) => typeof v === 'string')) throw invalid(source, '"tls" expected an object of strings {"domain","certfp"}');
+      continue;
+    }
     const match = PCR_KEY_RE.exec(key);
-    if (match === null || Number(match[1]) >= PCR_COUNT) throw invalid(source, `unexpected key ${JSON.stringify(key)} (expected pcr0..pcr${PCR_COUNT - 1} and verified_at)`);
-    if (typeof text !== 'string' || !PCR_HEX_RE.test(text)) throw invalid(source, `"${key}" expected ${PCR_BYTES * 2} hex digits (${PCR_BYTES} bytes)`);
-    pcrs.set(Number(match[1]), hexToBytes(text, key));
+    if (match === null || Number(match[1]) >= PCR_COUNT) throw invalid(source, `unexpected key ${JSON.stringify(key)} (expected pcr0..pcr${PCR_COUNT - 1}, verified_at and tls)`);
+    pcrs.set(Number(match[1]), pcrValue(text, source, `"${key}"`));
   }
   for (const index of IDENTITY_PCRS) if (!pcrs.has(index)) throw invalid(source, `"pcr${index}" is missing`);
   return pcrs;
+}
+
+/**
+ * A `--pcrs` file as PCR profiles, in either shape (see the file comment): a trusted-state file is one
+ * profile named `name`; a sets file gives one profile per set not yet expired at `nowMs`, named
+ * `name set N` (N from 1, in file order). A set expires when `expires_at_unix_seconds` (absent or null:
+ * never) is at or before `nowMs`. Like Caution's policies, a set whose PCR0, PCR1 or PCR2 is all zero
+ * (debug mode) is refused, and so is a file whose every set has expired: it would accept no image.
+ * Unknown keys are refused so a misspelt one cannot silently pin nothing. Throws `AGENT_USAGE`.
+ */
+export function parsePcrPolicy(bytes: Uint8Array, source: string, name: string, nowMs: number): PcrProfile[] {
+  const value = decodeJsonObject(bytes, source, PCR_POLICY_MAX_BYTES, 'a PCR policy file');
+  if (!Object.hasOwn(value, 'sets')) {
+    if (bytes.length > TRUSTED_STATE_MAX_BYTES) throw invalid(source, `larger than ${TRUSTED_STATE_MAX_BYTES} bytes; not a trusted-state file`);
+    return [{ name, pcrs: trustedStateFromJson(value, source) }];
+  }
+  const extra = Object.keys(value).find((key) => key !== 'sets');
+  if (extra !== undefined) throw invalid(source, `unexpected key ${JSON.stringify(extra)} beside "sets"`);
+  const sets = value.sets;
+  if (!Array.isArray(sets) || sets.length === 0) throw invalid(source, '"sets" expected a non-empty array of PCR sets');
+  const profiles: PcrProfile[] = [];
+  let lastExpiry = -Infinity;
+  sets.forEach((set: unknown, i) => {
+    const where = `sets[${i}]`;
+    if (!isObject(set)) throw invalid(source, `${where} expected an object {"pcrs":{...},"expires_at_unix_seconds":N}`);
+    const unknown = Object.keys(set).find((key) => key !== 'pcrs' && key !== 'expires_at_unix_seconds');
+    if (unknown !== undefined) throw invalid(source, `${where}: unexpected key ${JSON.stringify(unknown)}`);
+    const expires = set.expires_at_unix_seconds;
+    if (expires !== undefined && expires !== null && (!Number.isSafeInteger(expires) || (expires as number) < 0)) {
+      throw invalid(source, `${where}.expires_at_unix_seconds expected whole seconds since 1970 or null`);
+    }
+    if (!isObject(set.pcrs)) throw invalid(source, `${where}.pcrs expected an object {"0":hex,"1":hex,"2":hex}`);
+    const pcrs = new Map<number, Uint8Array>();
+    for (const [key, text] of Object.entries(set.pcrs)) {
+      if (!SET_KEY_RE.test(key) || Number(key) >= PCR_COUNT) throw invalid(source, `${where}.pcrs: unexpected key ${JSON.stringify(key)} (expected "0".."${PCR_COUNT - 1}")`);
+      pcrs.set(Number(key), pcrValue(text, source, `${where}.pcrs["${key}"]`));
+    }
+    for (const index of IDENTITY_PCRS) {
+      const pcr = pcrs.get(index);
+      if (pcr === undefined) throw invalid(source, `${where}.pcrs["${index}"] is missing`);
+      if (pcr.every((byte) => byte === 0)) throw invalid(source, `${where}.pcrs["${index}"] is all zero (a debug-mode enclave): refused`);
+    }
+    if (typeof expires === 'number') {
+      lastExpiry = Math.max(lastExpiry, expires);
+      if (expires * 1000 <= nowMs) return;
+    }
+    profiles.push({ name: `${name} set ${i + 1}`, pcrs });
+  });
+  if (profiles.length === 0) throw invalid(source, `every PCR set has expired (the last at ${formatRfc3339(lastExpiry * 1000)}): this policy accepts no image now`);
+  return profiles;
 }
 
 /** RFC 3339 in UTC without fractional seconds: `2024-09-07T14:37:39Z`. */
@@ -88,12 +169,15 @@ export function encodeTrustedState(pcrs: ReadonlyMap<number, Uint8Array>, verifi
 // ---------------------------------------------------------------------------------------------------
 // I/O
 
-/** The file's bytes, or null when it does not exist. Other failures are `AGENT_USAGE` naming `source`. */
-export async function loadTrustedStateFile(path: string, source: string): Promise<Uint8Array | null> {
+/**
+ * The file's bytes, or null when it does not exist. Other failures are `AGENT_USAGE` naming `source`.
+ * `maxBytes`: TRUSTED_STATE_MAX_BYTES by default, PCR_POLICY_MAX_BYTES for `--pcrs` files.
+ */
+export async function loadTrustedStateFile(path: string, source: string, maxBytes = TRUSTED_STATE_MAX_BYTES): Promise<Uint8Array | null> {
   try {
     const info = await stat(path);
     if (!info.isFile()) throw invalid(source, 'not a regular file');
-    if (info.size > TRUSTED_STATE_MAX_BYTES) throw invalid(source, `larger than ${TRUSTED_STATE_MAX_BYTES} bytes; not a trusted-state file`);
+    if (info.size > maxBytes) throw invalid(source, `larger than ${maxBytes} bytes; not a ${maxBytes === TRUSTED_STATE_MAX_BYTES ? 'trusted-state' : 'PCR policy'} file`);
     return new Uint8Array(await readFile(path));
   } catch (cause) {
     if (cause instanceof AgentError) throw cause;
@@ -155,4 +239,19 @@ export async function writeTrustedStateFile(path: string, bytes: Uint8Array): Pr
   } catch {
     // Some platforms cannot fsync a directory; the file itself is complete either way.
   }
+}
+
+/**
+ * Reads `--pcrs` files into profiles (parsePcrPolicy, sets judged at `nowMs`). A missing file is a usage
+ * error: a pin that is not there must not turn into "no policy".
+ */
+export async function loadPcrPolicyFiles(paths: readonly string[], nowMs: number): Promise<PcrProfile[]> {
+  const profiles: PcrProfile[] = [];
+  for (const path of paths) {
+    const source = `--pcrs ${path}`;
+    const bytes = await loadTrustedStateFile(path, source, PCR_POLICY_MAX_BYTES);
+    if (bytes === null) throw invalid(source, 'no such file');
+    profiles.push(...parsePcrPolicy(bytes, source, path, nowMs));
+  }
+  return profiles;
 }

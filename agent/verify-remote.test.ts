@@ -300,6 +300,7 @@ describe('the report', () => {
       manifest: { ...MANIFEST, note: 'line\nbreak' },
       binding: { manifestSha256: sha256Hex(MANIFEST_TEXT), verifyingKey: KEY, metadataKeys: ['evil\u001b[31m'] },
       bootstrap: { mode: 'check', origin: 'http://127.0.0.1:8080', attested: false, results: [] },
+      eif: null,
     };
     const text = formatRemoteReport(report);
     expect(text).toMatch(/^VALID attestation from http:\/\/127\.0\.0\.1:8080\/attestation\n/);

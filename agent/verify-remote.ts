@@ -4,7 +4,9 @@
  * nonce, the PCR policy) and the manifest shown is the one signed: `manifest_base64`'s SHA-256 is
  * `user_data.manifest_sha256`, and the `manifest` object is exactly what those bytes parse to. Then the
  * bootstrap files the origin serves are compared with the hashes that manifest attests
- * (agent/verify-bootstrap.ts). Only then is a trust-on-first-use file recorded.
+ * (agent/verify-bootstrap.ts). Only then is a trust-on-first-use file recorded. With `--eif FILE`, the
+ * document's PCR0-2 (and PCR8 of a signed image) must also equal those computed from that local EIF
+ * (eif/, specs/nitro-enclave.md §2), beside whatever `--pcrs` or `--tofu` pins.
  *
  * Pure parts (response parsing, the manifest binding, the report) take bytes and return values; the I/O
  * (one HTTP request, reading flag files, recording TOFU state) sits in the functions at the bottom. It must
@@ -12,7 +14,7 @@
  * without the signed bytes, or print a server-controlled string without escaping control characters.
  */
 
-import { createHash } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import type { ParseArgsConfig } from 'node:util';
 import { Agent, request, type Dispatcher } from 'undici';
 import {
@@ -26,10 +28,12 @@ import {
   type PcrProfile,
   type VerifiedDocument,
 } from '../nsm/index.js';
+import { EifError } from '../eif/index.js';
+import { loadEif } from './eif-file.js';
 import { AgentError } from './errors.js';
 import { loadRootFlag } from './root-flag.js';
 import { BOOTSTRAP_MODES, bootstrapReportJson, formatBootstrapReport, verifyBootstrap, type BootstrapMode, type BootstrapReport } from './verify-bootstrap.js';
-import { encodeTrustedState, IDENTITY_PCRS, loadTrustedStateFile, parseTrustedState, writeTrustedStateFile } from './trusted-state.js';
+import { encodeTrustedState, IDENTITY_PCRS, loadPcrPolicyFiles, loadTrustedStateFile, parseTrustedState, writeTrustedStateFile } from './trusted-state.js';
 
 /** specs/agent-http.md §2: clients send 32 random bytes. */
 export const NONCE_BYTES = 32;
@@ -65,6 +69,22 @@ export interface RemoteVerifyOptions {
   now?: () => number;
   /** The bootstrap step: mode (default `check`) and the origin to fetch from (default `url`'s). */
   bootstrap?: { mode: BootstrapMode; origin?: URL };
+  /** `--eif`: the PCRs computed from a local EIF, which the document's must equal. */
+  eif?: { path: string; pcrs: ReadonlyMap<number, Uint8Array> };
+}
+
+/** One PCR of the `--eif` check: what the EIF gives, what the document holds. */
+export interface EifPcrComparison {
+  index: number;
+  expected: Uint8Array;
+  /** null when the document has no such PCR. */
+  actual: Uint8Array | null;
+  match: boolean;
+}
+
+export interface EifCheck {
+  path: string;
+  pcrs: EifPcrComparison[];
 }
 
 /** The JSON body of a 200 answer, decoded but not yet trusted. */
@@ -99,6 +119,8 @@ export interface RemoteReport {
   manifest: Record<string, unknown>;
   binding: ManifestBinding;
   bootstrap: BootstrapReport;
+  /** The `--eif` check (every PCR matched), or null without `--eif`. */
+  eif: EifCheck | null;
 }
 
 function usage(message: string): AgentError {
@@ -244,6 +266,59 @@ export function checkManifestBinding(userData: Uint8Array | null, response: Pick
 }
 
 // ---------------------------------------------------------------------------------------------------
+// The --eif check
+
+/**
+ * Compares the document's PCRs with those computed from the EIF, every one of them (no early exit; PCRs
+ * are public, but the habit costs nothing). PCRs the document lacks compare unequal.
+ */
+export function compareEifPcrs(expected: ReadonlyMap<number, Uint8Array>, actual: ReadonlyMap<number, Uint8Array>): EifPcrComparison[] {
+  return [...expected.keys()]
+    .sort((a, b) => a - b)
+    .map((index) => {
+      const want = expected.get(index)!;
+      const got = actual.get(index) ?? null;
+      return { index, expected: want, actual: got, match: got !== null && got.length === want.length && timingSafeEqual(got, want) };
+    });
+}
+
+/**
+ * Throws AGENT_VERIFY_EIF naming every differing PCR with both values (the check in `detail.eif`), or
+ * returns the check when all match.
+ */
+export function checkEifPcrs(path: string, expected: ReadonlyMap<number, Uint8Array>, actual: ReadonlyMap<number, Uint8Array>): EifCheck {
+  const check: EifCheck = { path, pcrs: compareEifPcrs(expected, actual) };
+  const differing = check.pcrs.filter((pcr) => !pcr.match);
+  if (differing.length > 0) {
+    const what = differing.map((pcr) => `PCR${pcr.index} expected ${bytesToHex(pcr.expected)} (from the EIF), got ${pcr.actual === null ? 'none' : bytesToHex(pcr.actual)}`);
+    throw new AgentError('AGENT_VERIFY_EIF', `the document's PCRs differ from the EIF ${path}: ${what.join('; ')}`, { detail: { eif: check } });
+  }
+  return check;
+}
+
+export function eifCheckJson(check: EifCheck): object {
+  return {
+    file: check.path,
+    matched: check.pcrs.every((pcr) => pcr.match),
+    pcrs: Object.fromEntries(
+      check.pcrs.map((pcr) => [String(pcr.index), { expected: bytesToHex(pcr.expected), actual: pcr.actual === null ? null : bytesToHex(pcr.actual), match: pcr.match }]),
+    ),
+  };
+}
+
+/** The check's report lines: expected and actual for each PCR. */
+export function formatEifCheck(check: EifCheck): string[] {
+  const all = check.pcrs.every((pcr) => pcr.match);
+  return [
+    `  EIF             ${all ? 'every PCR matches' : 'PCRs DIFFER from'} ${printable(check.path)} (${check.pcrs.map((pcr) => `PCR${pcr.index}`).join(', ')} computed from the file)`,
+    ...check.pcrs.flatMap((pcr) => [
+      `    PCR${String(pcr.index).padEnd(2)} expected ${bytesToHex(pcr.expected)}`,
+      `          actual   ${pcr.actual === null ? 'absent' : bytesToHex(pcr.actual)}${pcr.match ? '' : '  DIFFERS'}`,
+    ]),
+  ];
+}
+
+// ---------------------------------------------------------------------------------------------------
 // Reports
 
 function pcrHex(document: VerifiedDocument): Record<string, string> {
@@ -271,14 +346,15 @@ export function remoteReportJson(report: RemoteReport): object {
     verifyingKey: binding.verifyingKey === null ? null : bytesToHex(binding.verifyingKey),
     metadataKeys: binding.metadataKeys,
     bootstrap: bootstrapReportJson(report.bootstrap),
+    eif: report.eif === null ? null : eifCheckJson(report.eif),
     manifest: report.manifest,
   };
 }
 
-function describePolicy(policy: PcrPolicyResult): string {
+function describePolicy(policy: PcrPolicyResult, eif: EifCheck | null): string {
   switch (policy.kind) {
     case 'none':
-      return 'NOT CHECKED: no --pcrs or --tofu, so any enclave image would pass';
+      return eif !== null ? 'no --pcrs or --tofu; the PCRs are checked against the EIF only (below)' : 'NOT CHECKED: no --pcrs or --tofu, so any enclave image would pass';
     case 'pinned':
       return `match the pinned profile ${printable(policy.profile)}`;
     case 'tofu':
@@ -302,7 +378,8 @@ export function formatRemoteReport(report: RemoteReport): string {
     `  debug mode      ${document.debug ? 'YES (PCR0-2 are zero: allowed by --allow-debug)' : 'no'}`,
     `  nonce           matches the fresh ${report.nonce.length}-byte nonce sent (${bytesToBase64(report.nonce)})`,
     ...IDENTITY_PCRS.map((index) => `  PCR${index}            ${document.pcrs.has(index) ? bytesToHex(document.pcrs.get(index)!) : 'absent'}`),
-    `  PCR policy      ${describePolicy(report.pcrPolicy)}`,
+    `  PCR policy      ${describePolicy(report.pcrPolicy, report.eif)}`,
+    ...(report.eif === null ? [] : formatEifCheck(report.eif)),
     ...(others.length > 0 ? [`  other PCRs      ${others.map(([index]) => `PCR${index}`).join(', ')} non-zero (see --json)`] : []),
     `  manifest        sha256:${binding.manifestSha256} matches user_data.manifest_sha256; the manifest below is the signed one`,
     `  verifying_key   ${binding.verifyingKey === null ? 'absent' : `present (${bytesToHex(binding.verifyingKey)})`}`,
@@ -445,6 +522,8 @@ export async function verifyRemote(options: RemoteVerifyOptions): Promise<Remote
     if (err instanceof NsmError && !err.code.startsWith('ATTESTATION_')) throw new AgentError('AGENT_VERIFY_RESPONSE', `document: ${err.message}`, { cause: err });
     throw err;
   }
+  // Right after the document verified (its PCRs are then the enclave's) and before anything is recorded.
+  const eif = options.eif === undefined ? null : checkEifPcrs(options.eif.path, options.eif.pcrs, document.pcrs);
   const binding = checkManifestBinding(document.userData, response);
   // After the binding: only a manifest the enclave signed says which bytes to expect. Before TOFU: a
   // rewritten bootstrap fails the run, and a failed run records nothing.
@@ -477,6 +556,7 @@ export async function verifyRemote(options: RemoteVerifyOptions): Promise<Remote
     manifest: response.manifest,
     binding,
     bootstrap,
+    eif,
   };
 }
 
@@ -484,8 +564,8 @@ export async function verifyRemote(options: RemoteVerifyOptions): Promise<Remote
 // The `verify` command
 
 export const VERIFY_USAGE =
-  'Usage: enclave-agent verify --url URL [--pcrs FILE]... [--tofu FILE] [--root PEM] [--allow-debug]\n' +
-  '                             [--bootstrap require|check|skip] [--bootstrap-origin URL] [--json]\n\n' +
+  'Usage: enclave-agent verify --url URL [--pcrs FILE]... [--tofu FILE] [--eif FILE] [--root PEM]\n' +
+  '                             [--allow-debug] [--bootstrap require|check|skip] [--bootstrap-origin URL] [--json]\n\n' +
   'Asks a running agent for an attestation document bound to a fresh 32-byte nonce (POST {"nonce"} to\n' +
   'URL) and checks it: the certificate chain up to the pinned root, the signature, the nonce, the PCRs\n' +
   'against your policy, and that the manifest shown is the one whose SHA-256 the enclave signed. Then it\n' +
@@ -494,10 +574,15 @@ export const VERIFY_USAGE =
   'another client is served.\n\n' +
   '--url URL      the /attestation endpoint, http: or https: (https://host/attestation); redirects are\n' +
   '               not followed; the answer must come within 60 s and be at most 1 MiB\n' +
-  '--pcrs FILE    pinned PCRs, a trusted-state file {"pcr0":hex,"pcr1":hex,"pcr2":hex[,"pcrN":hex...]};\n' +
-  '               repeat to accept any one of several images\n' +
+  '--pcrs FILE    pinned PCRs, a trusted-state file {"pcr0":hex,"pcr1":hex,"pcr2":hex[,"pcrN":hex...]}\n' +
+  '               (a "tls" pin in it is accepted and not checked) or PCR sets with cutoffs\n' +
+  '               {"sets":[{"pcrs":{"0":hex,"1":hex,"2":hex},"expires_at_unix_seconds":N}]} (expired sets\n' +
+  '               are ignored); repeat to accept any one of several images\n' +
   '--tofu FILE    trust on first use: if FILE exists its PCRs are pinned; if not, PCR0-2 are recorded\n' +
   '               there (mode 0600) once everything else verified. Not with --pcrs\n' +
+  '--eif FILE     the enclave image file you built or were given: its PCR0-2 (and PCR8 if signed) are\n' +
+  '               computed locally and the document\'s must equal them (beside --pcrs or --tofu); the\n' +
+  '               report shows expected and actual for each\n' +
   '--root PEM     trust anchor (default: the pinned AWS Nitro Enclaves Root-G1)\n' +
   '--allow-debug  accept debug-mode documents (PCR0-2 all zero)\n' +
   '--bootstrap M  check (default): every file the manifest attests must be served (200) with its hash;\n' +
@@ -505,13 +590,14 @@ export const VERIFY_USAGE =
   '               bootstrap path must be answered 404. skip: fetch nothing\n' +
   '--bootstrap-origin URL  where to fetch them (default: the origin of --url)\n' +
   '--json         print the result as JSON\n\n' +
-  'Without --pcrs or --tofu the PCRs are shown but not checked: any enclave image would pass.\n\n' +
+  'Without --pcrs, --tofu or --eif the PCRs are shown but not checked: any enclave image would pass.\n\n' +
   'Exit status: 0 valid, 1 invalid (its code is printed), 2 usage error.';
 
 export const VERIFY_OPTIONS = {
   url: { type: 'string' },
   pcrs: { type: 'string', multiple: true },
   tofu: { type: 'string' },
+  eif: { type: 'string' },
   root: { type: 'string' },
   'allow-debug': { type: 'boolean' },
   bootstrap: { type: 'string' },
@@ -520,6 +606,20 @@ export const VERIFY_OPTIONS = {
 } satisfies NonNullable<ParseArgsConfig['options']>;
 
 type FlagValues = Record<string, string | boolean | (string | boolean)[] | undefined>;
+
+/**
+ * `--eif FILE`: the PCRs of a local EIF, read before anything is sent. An invalid image is the user's input
+ * to fix (AGENT_USAGE naming its EIF_* code), not a verdict on the enclave.
+ */
+async function loadEifFlag(path: string): Promise<{ path: string; pcrs: ReadonlyMap<number, Uint8Array> }> {
+  if (path === '') throw usage('--eif expected a file path');
+  try {
+    return { path, pcrs: (await loadEif(path, { what: '--eif' })).pcrs };
+  } catch (err) {
+    if (err instanceof EifError) throw usage(`--eif ${path}: ${err.code}: ${err.message}`);
+    throw err;
+  }
+}
 
 /** Turns `verify`'s flags into options, reading the --pcrs and --root files. Bad input is `AGENT_USAGE`. */
 export async function parseVerifyFlags(values: FlagValues): Promise<{ options: RemoteVerifyOptions; json: boolean }> {
@@ -530,14 +630,7 @@ export async function parseVerifyFlags(values: FlagValues): Promise<{ options: R
   if (pcrFiles.length > 0 && tofu !== undefined) throw usage('--pcrs and --tofu exclude each other: pin PCRs or trust on first use, not both');
   let policy: PcrPolicy = { kind: 'none' };
   if (pcrFiles.length > 0) {
-    const profiles: PcrProfile[] = [];
-    for (const path of pcrFiles) {
-      const source = `--pcrs ${path}`;
-      const bytes = await loadTrustedStateFile(path, source);
-      if (bytes === null) throw usage(`${source}: no such file`);
-      profiles.push({ name: path, pcrs: parseTrustedState(bytes, source) });
-    }
-    policy = { kind: 'pinned', profiles };
+    policy = { kind: 'pinned', profiles: await loadPcrPolicyFiles(pcrFiles, Date.now()) };
   } else if (tofu !== undefined) {
     if (tofu.length === 0) throw usage('--tofu expected a file path');
     policy = { kind: 'tofu', path: tofu };
@@ -547,10 +640,12 @@ export async function parseVerifyFlags(values: FlagValues): Promise<{ options: R
   const origin = typeof values['bootstrap-origin'] === 'string' ? parseOriginUrl(values['bootstrap-origin']) : undefined;
   if (origin !== undefined && mode === 'skip') throw usage('--bootstrap-origin goes with --bootstrap check or require, not skip');
   const root = typeof values.root === 'string' ? await loadRootFlag(values.root) : undefined;
+  const eif = typeof values.eif === 'string' ? await loadEifFlag(values.eif) : undefined;
   return {
     options: {
       url,
       policy,
+      ...(eif !== undefined ? { eif } : {}),
       allowDebug: values['allow-debug'] === true,
       bootstrap: { mode: mode as BootstrapMode, ...(origin !== undefined ? { origin } : {}) },
       ...(root !== undefined ? { root } : {}),
@@ -574,12 +669,27 @@ export async function runVerifyCommand(values: FlagValues, out: { write(text: st
   } catch (err) {
     if (!isVerdict(err)) throw err;
     const message = printable(err.message, 2000);
-    // A bootstrap failure carries every path's result, so the report shows what did match as well.
+    // A bootstrap or EIF failure carries every result, so the report shows what did match as well.
     const bootstrap = err instanceof AgentError && err.code === 'AGENT_VERIFY_BOOTSTRAP' ? (err.detail?.bootstrap as BootstrapReport | undefined) : undefined;
+    const eif = err instanceof AgentError && err.code === 'AGENT_VERIFY_EIF' ? (err.detail?.eif as EifCheck | undefined) : undefined;
     if (json) {
-      out.write(`${JSON.stringify({ valid: false, code: err.code, message, url: options.url.href, ...(bootstrap !== undefined ? { bootstrap: bootstrapReportJson(bootstrap) } : {}) }, null, 2)}\n`);
+      out.write(
+        `${JSON.stringify(
+          {
+            valid: false,
+            code: err.code,
+            message,
+            url: options.url.href,
+            ...(bootstrap !== undefined ? { bootstrap: bootstrapReportJson(bootstrap) } : {}),
+            ...(eif !== undefined ? { eif: eifCheckJson(eif) } : {}),
+          },
+          null,
+          2,
+        )}\n`,
+      );
     } else {
-      out.write(`INVALID ${err.code}: ${message}\n${bootstrap !== undefined ? `${formatBootstrapReport(bootstrap).join('\n')}\n` : ''}`);
+      const details = [...(bootstrap !== undefined ? formatBootstrapReport(bootstrap) : []), ...(eif !== undefined ? formatEifCheck(eif) : [])];
+      out.write(`INVALID ${err.code}: ${message}\n${details.map((line) => `${line}\n`).join('')}`);
     }
     return 1;
   }

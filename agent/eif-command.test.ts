@@ -5,13 +5,14 @@
  * exit statuses other tools rely on: 0 valid, 1 invalid or unreadable (its code printed), 2 usage.
  */
 
+import { createHash, X509Certificate } from 'node:crypto';
 import { mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fixCrc, flipByte, pcrOf } from '../test/eif-images.js';
+import { fixCrc, flipByte, pcrOf, signatureSection } from '../test/eif-images.js';
 import { runCli } from '../test/run-cli.js';
-import { parseEif } from '../eif/index.js';
+import { buildEif, parseEif } from '../eif/index.js';
 import { AgentError } from './errors.js';
 import { EIF_READ_CHUNK_BYTES, loadEif } from './eif-file.js';
 import { ENCLAVE_AGENT_VERSION, runEifBuild, runEifDescribe, sourceDateEpoch } from './eif-command.js';
@@ -169,6 +170,23 @@ describe('eif describe', () => {
     const streamed = await loadEif(p.out);
     expect(streamed).toEqual(parseEif(new Uint8Array(await readFile(p.out))));
     expect(Buffer.from(streamed.pcrs.get(2)!).toString('hex')).toBe(pcrOf([big]));
+  });
+
+  it('a signed image: PCR8 and the certificate\'s SHA-384 in text and JSON', async () => {
+    const pem = await readFile(new URL('../test/vectors/nitro/aws_nitro_root_g1.pem', import.meta.url), 'utf8');
+    const der = new Uint8Array(new X509Certificate(pem).raw);
+    const signed = buildEif({ kernel: KERNEL, cmdline: CMDLINE, ramdisks: [BOOT], signature: signatureSection(pem) });
+    await writeFile(join(work, 'signed.eif'), signed);
+    out = [];
+    expect(await runEifDescribe({}, [join(work, 'signed.eif')], sink)).toBe(0);
+    const certificateSha384 = createHash('sha384').update(der).digest('hex');
+    expect(out.join('')).toContain(`signed          yes: 1 PCR signature(s), certificate sha384:${certificateSha384}`);
+    expect(out.join('')).toContain(`PCR8            ${pcrOf([der])}`);
+    out = [];
+    expect(await runEifDescribe({ json: true }, [join(work, 'signed.eif')], sink)).toBe(0);
+    const json = JSON.parse(out.join(''));
+    expect(json.signature).toEqual({ entries: 1, certificateSha384 });
+    expect(json.pcrs['8']).toBe(pcrOf([der]));
   });
 
   it('a directory is a usage error; a missing file is AGENT_IO', async () => {

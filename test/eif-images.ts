@@ -1,9 +1,9 @@
 /**
  * EIF images for tests, assembled by hand from the numbers in specs/nitro-enclave.md §1 with Buffer and
  * node:zlib's crc32, independently of eif/writer.ts, so the writer and the reader are each checked against
- * something they did not produce. Also the PCRs of §2 computed directly with node:crypto. Any section
- * types, order, flags and sizes can be written, so tests can build the malformed images a reader must
- * refuse.
+ * something they did not produce. Also the PCRs of §2 computed directly with node:crypto, and signature
+ * sections in the CBOR layout AWS's builder writes (serde_cbor of [PcrSignature]). Any section types,
+ * order, flags and sizes can be written, so tests can build the malformed images a reader must refuse.
  */
 
 import { createHash } from 'node:crypto';
@@ -82,4 +82,30 @@ export function pcrOf(parts: readonly Uint8Array[]): string {
   const d = createHash('sha384');
   for (const part of parts) d.update(part);
   return createHash('sha384').update(Buffer.alloc(48)).update(d.digest()).digest('hex');
+}
+
+// CBOR by hand (RFC 8949 §3), for signature sections: heads of major types 0 (unsigned), 2 (bytes),
+// 3 (text), 4 (array) and 5 (map), shortest form.
+export function cborHead(major: number, n: number): number[] {
+  if (n < 24) return [(major << 5) | n];
+  if (n < 0x100) return [(major << 5) | 24, n];
+  if (n < 0x10000) return [(major << 5) | 25, n >> 8, n & 0xff];
+  return [(major << 5) | 26, (n >>> 24) & 0xff, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff];
+}
+export const cborText = (s: string): number[] => [...cborHead(3, s.length), ...utf8(s)];
+/** A byte vector as serde_cbor writes Vec<u8>: an array of unsigned integers. */
+export const cborIntArray = (bytes: Uint8Array): number[] => [...cborHead(4, bytes.length), ...[...bytes].flatMap((b) => cborHead(0, b))];
+/** One PcrSignature: {"signing_certificate": [...], "signature": [...]}. */
+export const cborSignatureEntry = (certificate: Uint8Array, signature: Uint8Array): number[] => [
+  ...cborHead(5, 2),
+  ...cborText('signing_certificate'),
+  ...cborIntArray(certificate),
+  ...cborText('signature'),
+  ...cborIntArray(signature),
+];
+/** Stands in for the COSE_Sign1 over PCR0, which nothing here verifies. */
+export const FAKE_COSE = Uint8Array.from([0x84, 0x44, 0xa1, 0x01, 0x38, 0x22, 0xa0, 0x40, 0x40]);
+/** A signature section holding one entry for this PEM certificate. */
+export function signatureSection(pem: string): Uint8Array {
+  return Uint8Array.from([...cborHead(4, 1), ...cborSignatureEntry(utf8(pem), FAKE_COSE)]);
 }

@@ -1,6 +1,6 @@
 # Entry points; each target is a thin wrapper over an npm script or a script in image/ or bench/, so CI and people
 # run the same thing. image/README.md describes the image targets.
-.PHONY: build test test-reliability test-qemu bench initramfs reproduce image clean
+.PHONY: build test test-reliability test-qemu bench initramfs eif reproduce image clean
 
 # Dependencies, the native addon (node-gyp against local headers) and dist/: npm ci runs `prepare`, which is
 # `npm run build`.
@@ -26,6 +26,11 @@ bench:
 # dist/image/: the agent bundle with the addon, and initramfs.cpio (INIT_CONFIG=file.json, EXTRA_DIR=dir).
 initramfs:
 	INIT_CONFIG="$(INIT_CONFIG)" EXTRA_DIR="$(EXTRA_DIR)" bash image/build-initramfs.sh
+
+# dist/image/enclave.eif: the platform and the deployment (INIT_CONFIG, EXTRA_DIR) as two ramdisks after the kernel
+# (KERNEL=file, CMDLINE=text; default the QEMU rig's), with enclave.eif.json and enclave.pcrs.json beside it.
+eif:
+	INIT_CONFIG="$(INIT_CONFIG)" EXTRA_DIR="$(EXTRA_DIR)" KERNEL="$(KERNEL)" CMDLINE="$(CMDLINE)" bash image/build-eif.sh
 
 # Builds bundle, addon and initramfs twice in two differing temporary trees; fails on any difference.
 reproduce:

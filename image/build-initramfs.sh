@@ -14,6 +14,9 @@
 #   GUEST_TOOLS_ROOT, GUEST_MODULES_DIR   busybox (bin/busybox under the first) and the .ko files; when unset,
 #                       the rig's $ENCLAVE_AGENT_CACHE/qemu-rig.env (test/qemu/setup.sh runs if it is missing)
 #   NODE_BIN            the node executable to ship (default: the `node` on PATH)
+#   APP_RAMDISK=1       split the image in two (image/build-eif.sh): initramfs.cpio keeps the platform (busybox,
+#                       node, modules, the agent, /init), and OUTDIR/app.cpio holds the deployment (the init
+#                       configuration and EXTRA_DIR), so that an EIF's PCR1 names the platform, PCR2 the app
 #
 # It must not: download anything itself, run `npm ci` (node_modules and the built addon must exist: `make
 # build`), change the project tree outside OUTDIR, or let the umask, the time or the paths of this build
@@ -72,7 +75,8 @@ NODE_BIN=$(readlink -f "${NODE_BIN:-$(command -v node)}")
 start=$SECONDS
 STAGE=$OUT/rootfs
 AGENT_OUT=$OUT/agent
-rm -rf "$STAGE" "$AGENT_OUT" "$OUT/initramfs.cpio" "$OUT/SHA256SUMS"
+APP_STAGE=$OUT/app-rootfs
+rm -rf "$STAGE" "$APP_STAGE" "$AGENT_OUT" "$OUT/initramfs.cpio" "$OUT/app.cpio" "$OUT/SHA256SUMS"
 mkdir -p "$OUT"
 
 # The agent tree: the bundle, the package.json the addon loader looks for, the addon at build/Release/.
@@ -110,7 +114,13 @@ for module in "${GUEST_MODULES[@]}"; do
   cp "$GUEST_MODULES_DIR/$module.ko" "$STAGE/$GUEST_MODULES_PATH/$module.ko"
 done
 
-cp "$INIT_CONFIG" "$STAGE/etc/enclave-agent/init.json"
+# The deployment: in the platform's tree, or in a tree of its own for the second ramdisk.
+DEPLOY=$STAGE
+if [ "${APP_RAMDISK:-0}" = 1 ]; then
+  DEPLOY=$APP_STAGE
+  mkdir -p "$DEPLOY/etc/enclave-agent"
+fi
+cp "$INIT_CONFIG" "$DEPLOY/etc/enclave-agent/init.json"
 # Just enough /etc for glibc's resolver (`localhost`) and os.userInfo().
 printf '127.0.0.1 localhost\n::1 localhost\n' > "$STAGE/etc/hosts"
 printf 'hosts: files\n' > "$STAGE/etc/nsswitch.conf"
@@ -119,28 +129,39 @@ printf 'root:x:0:\n' > "$STAGE/etc/group"
 cp "$HERE/init.sh" "$STAGE/init"
 chmod 755 "$STAGE/init"
 
-if [ -n "$EXTRA_DIR" ]; then cp -R "$EXTRA_DIR/." "$STAGE/"; fi
+if [ -n "$EXTRA_DIR" ]; then cp -R "$EXTRA_DIR/." "$DEPLOY/"; fi
 
 # Normalise what the umask and the copies decided: directories 0755, files 0755 when their owner may run
 # them and 0644 otherwise (git keeps only that bit too), /tmp 1777. Symlinks have no mode of their own.
-find "$STAGE" -type d -exec chmod 0755 {} +
-find "$STAGE" -type f -perm -u+x -exec chmod 0755 {} +
-find "$STAGE" -type f ! -perm -u+x -exec chmod 0644 {} +
+normalise() {
+  find "$1" -type d -exec chmod 0755 {} +
+  find "$1" -type f -perm -u+x -exec chmod 0755 {} +
+  find "$1" -type f ! -perm -u+x -exec chmod 0644 {} +
+}
+normalise "$STAGE"
+[ "$DEPLOY" = "$STAGE" ] || normalise "$DEPLOY"
 chmod 1777 "$STAGE/tmp"
 # The kernel opens /dev/console for /init before anything is mounted.
 rm -f "$STAGE/dev/console" "$STAGE/dev/null"
 mknod -m 600 "$STAGE/dev/console" c 5 1
 mknod -m 666 "$STAGE/dev/null" c 1 3
-# Every mtime, links included, last (adding entries changed their directories' mtimes).
-find "$STAGE" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
+# archive TREE FILE: every mtime, links included, set last (adding entries changed their directories'
+# mtimes); names sorted (a parent sorts before its children), owner 0:0, and --reproducible: inode numbers
+# counted from the archive, not taken from the file system, and no device numbers of this disk.
+archive() {
+  find "$1" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
+  (cd "$1" && find . -mindepth 1 -printf '%P\0' | LC_ALL=C sort -z |
+    cpio --null --create --format=newc --reproducible --owner=0:0 --quiet) > "$2.tmp"
+  mv "$2.tmp" "$2"
+}
+archive "$STAGE" "$OUT/initramfs.cpio"
+OUTPUT_FILES=(agent/enclave-agent.mjs agent/package.json agent/build/Release/enclave_native.node initramfs.cpio)
+if [ "$DEPLOY" != "$STAGE" ]; then
+  archive "$DEPLOY" "$OUT/app.cpio"
+  OUTPUT_FILES+=(app.cpio)
+fi
 
-# Sorted names (a parent sorts before its children), owner 0:0, and --reproducible: inode numbers counted
-# from the archive, not taken from the file system, and no device numbers of this disk.
-(cd "$STAGE" && find . -mindepth 1 -printf '%P\0' | LC_ALL=C sort -z |
-  cpio --null --create --format=newc --reproducible --owner=0:0 --quiet) > "$OUT/initramfs.cpio.tmp"
-mv "$OUT/initramfs.cpio.tmp" "$OUT/initramfs.cpio"
-
-(cd "$OUT" && sha256sum agent/enclave-agent.mjs agent/package.json agent/build/Release/enclave_native.node initramfs.cpio) > "$OUT/SHA256SUMS"
+(cd "$OUT" && sha256sum "${OUTPUT_FILES[@]}") > "$OUT/SHA256SUMS"
 sed 's/^/  /' "$OUT/SHA256SUMS"
-if [ "${KEEP_STAGE:-1}" != 1 ]; then rm -rf "$STAGE"; fi
+if [ "${KEEP_STAGE:-1}" != 1 ]; then rm -rf "$STAGE" "$APP_STAGE"; fi
 log "$OUT/initramfs.cpio: $(du -h "$OUT/initramfs.cpio" | cut -f1), $(cpio -t --quiet < "$OUT/initramfs.cpio" | wc -l) entries, SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH, in $((SECONDS - start)) s"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the agent bundle, the addon and the initramfs twice from the same sources, in two directories
+# Builds the agent bundle, the addon, the two ramdisks and the EIF twice from the same sources, in two directories
 # that differ in everything a build should not depend on, and fails unless every output is byte for byte
 # the same (image/README.md "Checking it").
 #
@@ -10,8 +10,8 @@
 # What differs between the two builds: the directory (name, depth, length), the umask (022 / 077) and with
 # it every file mode, the sources' mtimes (as copied / 2001-09-09), TZ and LANG. What is the same:
 # SOURCE_DATE_EPOCH (the last commit's time), this machine's node, compiler and npm cache, and the rig's
-# busybox and kernel modules (.cache/qemu-rig.env). Each build is `npm ci --prefer-offline` (which
-# builds the addon and dist/) and image/build-initramfs.sh, under a time limit. Both temporary trees are
+# busybox, kernel modules and kernel (.cache/qemu-rig.env). Each build is `npm ci --prefer-offline` (which
+# builds the addon and dist/) and image/build-eif.sh (which runs build-initramfs.sh), under a time limit. Both temporary trees are
 # removed at the end (KEEP_REPRODUCE=1 keeps them and prints where).
 #
 # It must not: change the project tree (it copies from it), touch the rig's cache beyond what setup.sh does,
@@ -21,12 +21,12 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO_ROOT=$(cd "$HERE/.." && pwd)
 SOURCE=${REPRODUCE_SOURCE:-worktree}
-# One build is npm ci (about 20 s from a warm npm cache on 2 cores) plus the image (about 5 s). These bound a
-# hang: two builds take at most 2 x (120 + 40) s, a little over 5 minutes.
+# One build is npm ci (about 20 s from a warm npm cache on 2 cores) plus the ramdisks and the EIF (about
+# 10 s). These bound a hang: two builds take at most 2 x (120 + 90) s, about 7 minutes.
 BUILD_TIMEOUT_SECONDS=${REPRODUCE_BUILD_TIMEOUT:-120}
-IMAGE_TIMEOUT_SECONDS=40
+IMAGE_TIMEOUT_SECONDS=90
 # The outputs compared, relative to a build's OUTDIR or tree.
-OUTPUTS=(agent/enclave-agent.mjs agent/package.json agent/build/Release/enclave_native.node initramfs.cpio)
+OUTPUTS=(agent/enclave-agent.mjs agent/package.json agent/build/Release/enclave_native.node initramfs.cpio app.cpio enclave.eif enclave.pcrs.json)
 
 log() { printf '[reproduce] %s\n' "$*"; }
 die() { printf '[reproduce] error: %s\n' "$*" >&2; exit 2; }
@@ -55,7 +55,8 @@ rig_ready() {
 }
 rig_ready || { bash "$REPO_ROOT/test/qemu/setup.sh" > /dev/null && rig_ready; } ||
   die "test/qemu/setup.sh did not provide busybox and the kernel modules (run it alone to see why)"
-export GUEST_TOOLS_ROOT GUEST_MODULES_DIR
+KERNEL=${KERNEL:-$GUEST_KERNEL}
+export GUEST_TOOLS_ROOT GUEST_MODULES_DIR KERNEL
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/enclave-agent-reproduce.XXXXXX")
 cleanup() {
@@ -75,7 +76,7 @@ build() {
     cd "$dir"
     export TZ=$tz LANG=$lang LC_ALL=$lang
     timeout --kill-after=10 "$BUILD_TIMEOUT_SECONDS" npm ci --prefer-offline --no-audit --no-fund
-    timeout --kill-after=10 "$IMAGE_TIMEOUT_SECONDS" bash image/build-initramfs.sh "$dir/dist/image"
+    timeout --kill-after=10 "$IMAGE_TIMEOUT_SECONDS" bash image/build-eif.sh "$dir/dist/image"
   ) > "$WORK/$name.log" 2>&1 || status=$?
   if [ "$status" -ne 0 ]; then
     tail -n 30 "$WORK/$name.log" >&2

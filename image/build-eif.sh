@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Builds the enclave image file (EIF, specs/nitro-enclave.md §1) from a kernel, its command line and two
+# ramdisks that image/build-initramfs.sh stages with APP_RAMDISK=1: first the platform (busybox, node, the
+# kernel modules, the agent with its addon, /init), then the deployment (the init configuration and
+# EXTRA_DIR: the app, its manifest). So PCR1 (kernel, command line, first ramdisk) names the platform and
+# is the same for every app built on this agent, and PCR2 (the ramdisks after the first) names the app.
+#
+#   build-eif.sh [OUTDIR]      (default dist/image; run as root, as build-initramfs.sh)
+#
+# Writes OUTDIR/enclave.eif, OUTDIR/enclave.eif.json (`enclave-agent eif describe --json`: sections, sizes,
+# CRC, PCRs) and OUTDIR/enclave.pcrs.json ({"pcr0", "pcr1", "pcr2"}, the shape `verify --pcrs` reads),
+# beside build-initramfs.sh's outputs. Inputs from the environment, besides build-initramfs.sh's:
+#   KERNEL     the kernel (default: the QEMU rig's Debian 6.12 cloud kernel, which boots under QEMU's
+#              nitro-enclave machine but not on real Nitro: README "EIF")
+#   CMDLINE    the kernel command line, measured into PCR0 and PCR1 (default: the rig's)
+#   EIF_NAME   the metadata's ImageName (default enclave)
+# The metadata's build time is SOURCE_DATE_EPOCH (build-initramfs.sh's default: the last commit's time), so
+# two builds of the same sources give the same bytes (image/reproduce.sh compares them).
+#
+# It must not: download anything, read the clock, or take anything that changes the image's behaviour from
+# outside its inputs (QEMU's -append text is not measured: the command line lives here).
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO_ROOT=$(cd "$HERE/.." && pwd)
+OUT=${1:-$REPO_ROOT/dist/image}
+CLI=$REPO_ROOT/dist/agent/cli.js
+# The rig's command line: the serial console QEMU's -nographic shows, and a panic powers off at once.
+DEFAULT_CMDLINE='console=ttyS0 panic=-1 quiet'
+
+log() { printf '[eif] %s\n' "$*"; }
+die() { printf '[eif] error: %s\n' "$*" >&2; exit 1; }
+
+[ -f "$CLI" ] || die "$CLI is missing: run \`make build\` first"
+if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
+  SOURCE_DATE_EPOCH=$(git -C "$REPO_ROOT" log -1 --format=%ct 2> /dev/null) ||
+    die "SOURCE_DATE_EPOCH is unset and $REPO_ROOT has no git history to take it from"
+fi
+export SOURCE_DATE_EPOCH
+
+if [ -z "${KERNEL:-}" ]; then
+  CACHE=${ENCLAVE_AGENT_CACHE:-$REPO_ROOT/.cache}
+  [ -r "$CACHE/qemu-rig.env" ] || bash "$REPO_ROOT/test/qemu/setup.sh" | sed 's/^/  /'
+  # shellcheck source=/dev/null
+  . "$CACHE/qemu-rig.env"
+  KERNEL=$GUEST_KERNEL
+fi
+[ -f "$KERNEL" ] || die "KERNEL $KERNEL does not exist"
+CMDLINE=${CMDLINE:-$DEFAULT_CMDLINE}
+
+start=$SECONDS
+APP_RAMDISK=1 bash "$HERE/build-initramfs.sh" "$OUT"
+rm -f "$OUT/enclave.eif" "$OUT/enclave.eif.json" "$OUT/enclave.pcrs.json"
+node "$CLI" eif build --kernel "$KERNEL" --cmdline "$CMDLINE" --ramdisk "$OUT/initramfs.cpio" --ramdisk "$OUT/app.cpio" \
+  --name "${EIF_NAME:-enclave}" --out "$OUT/enclave.eif" --json > "$OUT/enclave.eif.json"
+node -e '
+  const d = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+  const pcr = (i) => { const v = d.pcrs[String(i)]; if (typeof v !== "string") throw new Error(`no PCR${i} in eif describe --json`); return v; };
+  process.stdout.write(JSON.stringify({ pcr0: pcr(0), pcr1: pcr(1), pcr2: pcr(2) }, null, 2) + "\n");
+' "$OUT/enclave.eif.json" > "$OUT/enclave.pcrs.json"
+(cd "$OUT" && sha256sum enclave.eif >> SHA256SUMS)
+log "$OUT/enclave.eif: $(stat -c %s "$OUT/enclave.eif") bytes, in $((SECONDS - start)) s"
+sed 's/^/  /' "$OUT/enclave.pcrs.json"

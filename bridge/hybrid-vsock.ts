@@ -47,8 +47,8 @@ export function encodeHybridConnect(port: number): Uint8Array {
 
 /**
  * Parses one reply line, its newline included: exactly `OK <n>\n` with n a decimal u32 without leading
- * zeros (the backend's side of the connection, which it reports); returns n. Anything else, a longer line
- * included, is BRIDGE_HYBRID_MALFORMED. Pure.
+ * zeros; returns n, which nothing relies on (Firecracker reports the host side's port, vhost-device-vsock
+ * 0.3.0 the guest port asked for). Anything else, a longer line included, is BRIDGE_HYBRID_MALFORMED. Pure.
  */
 export function parseHybridConnectReply(line: Uint8Array): number {
   if (line.length > HYBRID_REPLY_MAX_BYTES) throw new BridgeError('BRIDGE_HYBRID_MALFORMED', `reply longer than ${HYBRID_REPLY_MAX_BYTES} bytes`);

@@ -152,6 +152,8 @@ stop_helpers() {
   local pid
   for pid in "${helper_pids[@]}"; do kill "$pid" 2> /dev/null || true; done
   for pid in "${helper_pids[@]}"; do wait "$pid" 2> /dev/null || true; done
+  # vhost-device-vsock leaves its sockets behind when stopped.
+  if [ -n "${vhost_socket:-}" ]; then rm -f "$vhost_socket" "$uds"; fi
 }
 trap stop_helpers EXIT
 

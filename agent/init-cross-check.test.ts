@@ -33,7 +33,7 @@ function check(parts: Parts, env: Record<string, string | undefined> = {}): stri
   const bridge = { name: 'bridges', args: ['enclave-bridge', ...(parts.bridgeArgs ?? ['--ingress-port', '8080'])], ...(parts.bridgeEnv ? { env: parts.bridgeEnv } : {}) };
   const config = parseInitConfig({
     nsm: 'device',
-    boot: { mounts: true, loopback: true, entropy: true },
+    boot: { mounts: true, loopback: true, entropy: true, heartbeat: false },
     services: parts.services ?? [bridge],
     agent: parts.agent ?? { args: [...AGENT_REQUIRED, ...(parts.agentArgs ?? [])], ...(parts.agentEnv ? { env: parts.agentEnv } : {}) },
     app: { command: ['/app/server'] },

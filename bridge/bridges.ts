@@ -1,9 +1,11 @@
 /**
  * The four bridges of an enclave deployment, each a forwarder over the right pair of transports:
  * - enclave ingress: vsock port P -> TCP 127.0.0.1:P, one per ingress port (default 8080);
- * - host ingress: TCP HOST:PORT -> vsock CID:PORT (`enclave-agent host-bridge`);
+ * - host ingress: TCP HOST:PORT -> vsock CID:PORT (`enclave-agent host-bridge`), or through a hybrid
+ *   vsock backend's Unix socket (`--uds`: CONNECT PORT, hybrid-vsock.ts);
  * - enclave egress: TCP 127.0.0.1:3128 (the app's HTTP(S)_PROXY) -> CONNECT checked -> vsock parent CID;
- * - host egress: vsock port -> CONNECT checked again -> TCP target (`enclave-agent host-bridge --egress`).
+ * - host egress: vsock port -> CONNECT checked again -> TCP target (`enclave-agent host-bridge --egress`),
+ *   or the Unix socket `UDS_<port>` where a hybrid vsock backend delivers the guest's connections.
  * The `dial`/`listen` seams default to the production transports; tests inject TCP on loopback.
  */
 
@@ -13,6 +15,7 @@ import type { Allowlist } from './connect-head.js';
 import { CONNECT_TIMEOUT_MS, createEgressProxyOpen, createEgressUpstreamOpen } from './egress.js';
 import { BridgeError } from './errors.js';
 import { startForwarder, type Forwarder, type OpenTarget } from './forwarder.js';
+import { hybridVsockDialer, hybridVsockListenPath, listenUnixStreams } from './hybrid-vsock.js';
 import { dialWithin, listenTcp, listenVsockStreams, tcpDialer, vsockDialer, type Dial, type StreamListener } from './transports.js';
 
 /** Connections each bridge holds at once (two fds each; Node raises its soft fd limit to the hard one). */
@@ -47,7 +50,9 @@ export async function closeAll(forwarders: readonly Forwarder[], graceMs = 0): P
 
 export interface HostIngressOptions extends Partial<Limits> {
   readonly listen: { readonly host: string; readonly port: number };
-  readonly cid: number;
+  /** The enclave: vsock `cid`, or `uds`, the Unix socket of a hybrid vsock backend (exactly one). */
+  readonly cid?: number;
+  readonly uds?: string;
   readonly vsockPort: number;
   readonly connectTimeoutMs?: number;
   readonly logger: Logger;
@@ -55,13 +60,23 @@ export interface HostIngressOptions extends Partial<Limits> {
   readonly dial?: Dial;
 }
 
-/** TCP `listen` -> vsock `cid:vsockPort`. */
+/** The enclave's `vsockPort` over vsock, or through the hybrid vsock backend at `uds`. */
+function enclaveDialer(options: HostIngressOptions): Dial {
+  if (options.dial !== undefined) return options.dial;
+  if ((options.cid === undefined) === (options.uds === undefined)) throw new BridgeError('BRIDGE_CONFIG_INVALID', 'host ingress needs exactly one of "cid" and "uds"');
+  // One deadline for the user to set: the reply's is the connect timeout too (dialWithin bounds the whole dial).
+  if (options.uds !== undefined) return hybridVsockDialer({ path: options.uds, port: options.vsockPort, replyTimeoutMs: options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS });
+  return vsockDialer({ cid: options.cid!, port: options.vsockPort });
+}
+
+/** TCP `listen` -> vsock `cid:vsockPort` (or the guest's `vsockPort` through `uds`). */
 export async function startHostIngress(options: HostIngressOptions): Promise<Forwarder> {
+  const dial = enclaveDialer(options);
   const listener = await listenTcp(options.listen);
   return startForwarder({
     name: 'host-ingress',
     listener,
-    open: dialOpen(options.dial ?? vsockDialer({ cid: options.cid, port: options.vsockPort }), options.connectTimeoutMs),
+    open: dialOpen(dial, options.connectTimeoutMs),
     maxConnections: options.maxConnections ?? DEFAULT_LIMITS.maxConnections,
     idleTimeoutMs: options.idleTimeoutMs ?? DEFAULT_LIMITS.idleTimeoutMs,
     openTimeoutMs: OPEN_TIMEOUT_MS,
@@ -137,6 +152,11 @@ export interface HostEgressOptions extends Partial<Limits> {
   /** The host's own allowlist, or null for any target the enclave asks for. */
   readonly allowlist: Allowlist | null;
   readonly vsockPort: number;
+  /**
+   * A hybrid vsock backend's Unix socket: the guest's connections to `vsockPort` arrive on `uds_<vsockPort>`,
+   * which is listened on instead of vsock; the socket file (owner only) admits whom `fromCid` would.
+   */
+  readonly uds?: string;
   /** Only connections from this vsock CID are served (others are closed unanswered); null or absent: any. */
   readonly fromCid?: number | null;
   readonly connectTimeoutMs?: number;
@@ -146,9 +166,14 @@ export interface HostEgressOptions extends Partial<Limits> {
   readonly dialTarget?: (target: { host: string; port: number }) => Dial;
 }
 
-/** vsock `vsockPort` -> the CONNECT target over TCP. */
+/** vsock `vsockPort` (or `uds_<vsockPort>`) -> the CONNECT target over TCP. */
 export async function startHostEgress(options: HostEgressOptions): Promise<Forwarder> {
-  const listener = options.listener ?? (await listenVsockStreams({ port: options.vsockPort }));
+  if (options.uds !== undefined && options.fromCid !== undefined && options.fromCid !== null) {
+    throw new BridgeError('BRIDGE_CONFIG_INVALID', 'host egress: "fromCid" is a vsock check; with "uds" the socket file admits one guest');
+  }
+  const listener =
+    options.listener ??
+    (options.uds !== undefined ? await listenUnixStreams({ path: hybridVsockListenPath(options.uds, options.vsockPort) }) : await listenVsockStreams({ port: options.vsockPort }));
   if (options.allowlist === null) options.logger.warn({ vsockPort: options.vsockPort }, 'egress bridge has no allowlist: any target the enclave names is connected');
   const upstreamOpen = createEgressUpstreamOpen({
     allowlist: options.allowlist,

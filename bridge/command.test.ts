@@ -2,12 +2,16 @@
  * `enclave-agent host-bridge` as a process (the built dist/agent/cli.js): it listens on TCP, logs pino
  * records, exits 0 on SIGTERM after closing, exits 1 with BRIDGE_LISTEN_FAILED for an address in use, and
  * 2 for bad flags. Only the ingress form's TCP listener is exercised: no client connects, so no vsock
- * socket is ever opened on this machine (the egress form and enclave-bridge listen on vsock: never here).
+ * socket is ever opened on this machine (the egress form and enclave-bridge listen on vsock: never here),
+ * and the egress form with `--uds`, which listens on a Unix socket instead (a connection through it is in
+ * bridge/hybrid-vsock.test.ts).
  */
 
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -48,6 +52,26 @@ describe('host-bridge process', () => {
     expect(logged[0]).toMatchObject({ service: 'enclave-agent', bridge: 'host-ingress', maxConnections: 1024, idleTimeoutMs: 300_000 });
     expect(String(logged[0]!.tcp)).toMatch(/^127\.0\.0\.1:\d+$/);
     expect(logged[2]).toMatchObject({ accepted: 0, active: 0 });
+  });
+
+  it('--egress --uds listens on the Unix socket PATH_<vsock-port> and removes it on SIGTERM', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hb-'));
+    try {
+      const uds = join(dir, 'vsock.sock');
+      const run = start(['--egress', '--uds', uds, '--vsock-port', '8001', '--allow', 'example.org:443']);
+      const deadline = performance.now() + 15_000;
+      while (!run.out().includes('"bridge listening"')) {
+        if (performance.now() > deadline) throw new Error(`not listening: ${run.out()} ${run.err()}`);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      expect(records(run.out())[0]).toMatchObject({ bridge: 'host-egress', unix: `${uds}_8001` });
+      expect(statSync(`${uds}_8001`).isSocket()).toBe(true);
+      run.child.kill('SIGTERM');
+      expect(await run.exited).toBe(0);
+      expect(existsSync(`${uds}_8001`)).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('exits 1 with BRIDGE_LISTEN_FAILED when the address is taken', async () => {

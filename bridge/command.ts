@@ -29,14 +29,19 @@ import type { Forwarder } from './forwarder.js';
 export const SHUTDOWN_GRACE_MS = 5_000;
 
 export const HOST_BRIDGE_USAGE =
-  'Usage: enclave-agent host-bridge --listen HOST:PORT --cid CID --port PORT [limits]\n' +
-  '       enclave-agent host-bridge --egress --vsock-port PORT --allow HOST:PORT... [--cid CID] [limits]\n\n' +
+  'Usage: enclave-agent host-bridge --listen HOST:PORT (--cid CID | --uds PATH) --port PORT [limits]\n' +
+  '       enclave-agent host-bridge --egress --vsock-port PORT --allow HOST:PORT... [--cid CID | --uds PATH] [limits]\n\n' +
   'Runs on the parent instance. Ingress (the first form): accepts TCP on --listen and joins each connection\n' +
   'to the enclave at vsock CID:PORT. Egress (--egress): listens on vsock --vsock-port for the enclave\'s\n' +
   'egress proxy, reads its HTTP CONNECT, checks it against --allow (exact HOST:PORT, repeatable, at least\n' +
-  'one), connects to the target over TCP and answers 200, 403, 502 or 504.\n\n' +
+  'one), connects to the target over TCP and answers 200, 403, 502 or 504.\n' +
+  'With --uds, the enclave\'s vsock is a hybrid vsock backend\'s Unix socket (vhost-device-vsock --uds-path,\n' +
+  'Firecracker) instead: ingress connects to PATH, sends "CONNECT PORT\\n" and expects "OK <n>\\n" within\n' +
+  '--connect-timeout-ms; egress listens on the Unix socket PATH_<vsock-port> (mode 0600). Half-close does\n' +
+  'not cross such a backend.\n\n' +
   '--listen HOST:PORT        TCP address to accept on (ingress)\n' +
   '--cid CID                 the enclave\'s CID (ingress: where to connect; egress: the only peer served)\n' +
+  '--uds PATH                a hybrid vsock backend\'s Unix socket, in place of --cid\n' +
   '--port PORT               the enclave\'s vsock port (ingress)\n' +
   '--vsock-port PORT         vsock port to listen on (egress)\n' +
   '--allow HOST:PORT         a target the egress bridge may connect to; repeat for more\n' +
@@ -49,6 +54,7 @@ export const HOST_BRIDGE_USAGE =
 export const HOST_BRIDGE_OPTIONS = {
   listen: { type: 'string' },
   cid: { type: 'string' },
+  uds: { type: 'string' },
   port: { type: 'string' },
   egress: { type: 'boolean' },
   'vsock-port': { type: 'string' },
@@ -123,12 +129,20 @@ export async function runHostBridgeCommand(values: FlagValues, io: BridgeCommand
   const limits = { maxConnections: config.maxConnections, idleTimeoutMs: config.idleTimeoutMs };
   let forwarder: Forwarder;
   if (config.mode === 'ingress') {
-    forwarder = await startHostIngress({ ...limits, listen: config.listen, cid: config.cid, vsockPort: config.vsockPort, connectTimeoutMs: config.connectTimeoutMs, logger });
+    forwarder = await startHostIngress({
+      ...limits,
+      listen: config.listen,
+      ...(config.uds !== null ? { uds: config.uds } : { cid: config.cid! }),
+      vsockPort: config.vsockPort,
+      connectTimeoutMs: config.connectTimeoutMs,
+      logger,
+    });
   } else {
     forwarder = await startHostEgress({
       ...limits,
       allowlist: config.allowlist,
       vsockPort: config.vsockPort,
+      ...(config.uds !== null ? { uds: config.uds } : {}),
       fromCid: config.fromCid,
       connectTimeoutMs: config.connectTimeoutMs,
       logger,

@@ -27,6 +27,7 @@ describe('host-bridge flags', () => {
       mode: 'ingress',
       listen: { host: '0.0.0.0', port: 8443 },
       cid: 16,
+      uds: null,
       vsockPort: 8080,
       connectTimeoutMs: 10_000,
       maxConnections: 1024,
@@ -52,10 +53,42 @@ describe('host-bridge flags', () => {
     ]);
   });
 
+  it('reads --uds in place of --cid: ingress dials the backend\'s socket, egress listens on PATH_<vsock-port>', () => {
+    expect(parseHostBridgeFlags({ listen: '127.0.0.1:8081', uds: '/run/enclave/vsock.sock', port: '8080' })).toMatchObject({
+      mode: 'ingress',
+      cid: null,
+      uds: '/run/enclave/vsock.sock',
+      vsockPort: 8080,
+    });
+    expect(parseHostBridgeFlags({ egress: true, 'vsock-port': '8001', allow: ['a.example:443'], uds: '/run/enclave/vsock.sock' })).toMatchObject({
+      mode: 'egress',
+      uds: '/run/enclave/vsock.sock',
+      fromCid: null,
+      vsockPort: 8001,
+    });
+    expect(parseHostBridgeFlags({ egress: true, 'vsock-port': '8001', allow: ['a.example:443'] })).toMatchObject({ uds: null });
+    expect(problems(() => parseHostBridgeFlags({ listen: '127.0.0.1:1', cid: '16', uds: '/s', port: '1' }))).toEqual([
+      "--cid and --uds: one or the other (vsock, or a hybrid vsock backend's Unix socket)",
+    ]);
+    expect(problems(() => parseHostBridgeFlags({ egress: true, 'vsock-port': '8001', allow: ['a.example:443'], cid: '16', uds: '/s' }))).toEqual([
+      "--cid and --uds: one or the other (vsock, or a hybrid vsock backend's Unix socket)",
+    ]);
+    expect(problems(() => parseHostBridgeFlags({ listen: '127.0.0.1:1', uds: '', port: '1' }))).toEqual(['--uds expected a Unix socket path, got ""']);
+    // sun_path holds 107 bytes and a NUL; egress binds PATH_<port>, so the suffix counts.
+    const path103 = `/${'p'.repeat(102)}`;
+    expect(parseHostBridgeFlags({ listen: '127.0.0.1:1', uds: path103, port: '1' })).toMatchObject({ uds: path103 });
+    expect(problems(() => parseHostBridgeFlags({ egress: true, 'vsock-port': '8001', allow: ['a.example:443'], uds: path103 }))).toEqual([
+      `--uds: the socket path "${path103}_8001" is longer than 107 bytes`,
+    ]);
+    expect(problems(() => parseHostBridgeFlags({ listen: '127.0.0.1:1', uds: `/${'p'.repeat(107)}`, port: '1' }))).toEqual([
+      `--uds: the socket path "/${'p'.repeat(107)}" is longer than 107 bytes`,
+    ]);
+  });
+
   it('reports every problem at once', () => {
     expect(problems(() => parseHostBridgeFlags({}))).toEqual([
       '--listen HOST:PORT is required',
-      "--cid CID is required (the enclave's CID)",
+      "--cid CID or --uds PATH is required (the enclave's CID, or a hybrid vsock backend's Unix socket)",
       "--port PORT is required (the enclave's vsock port)",
     ]);
     expect(

@@ -3,8 +3,10 @@
  * already reads), validated as a whole: every problem is reported at once as one BRIDGE_CONFIG_INVALID,
  * before any socket exists. Results are frozen.
  *
- * Rules beyond the shapes: inside the enclave the app's port is never bridged while STEVE is on (`--e2e
- * true`, the default: the app must be reached only through the agent), the internal listener's port never
+ * Rules beyond the shapes: the parent's end reaches the enclave over vsock (`--cid`) or through a hybrid
+ * vsock backend's Unix socket (`--uds`, bridge/hybrid-vsock.ts), never both; inside the enclave the app's
+ * port is never bridged while STEVE is on (`--e2e true`, the default: the app must be reached only through
+ * the agent), the internal listener's port never
  * (specs/agent-http.md §1), the egress proxy listens on loopback only and needs a non-empty allowlist.
  * The bridge knows the agent's ports only through its own flags and environment; under init, the agent's
  * effective settings are cross-checked with the bridge's when the configuration is loaded
@@ -15,6 +17,7 @@ import { BridgeError } from './errors.js';
 import { DEFAULT_EGRESS_LISTEN, DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_INGRESS_PORTS, DEFAULT_MAX_CONNECTIONS, PARENT_CID } from './bridges.js';
 import { createAllowlist, type Allowlist } from './connect-head.js';
 import { CONNECT_TIMEOUT_MS } from './egress.js';
+import { UNIX_PATH_MAX_BYTES, hybridVsockListenPath } from './hybrid-vsock.js';
 
 export type FlagValues = Readonly<Record<string, string | boolean | (string | boolean)[] | undefined>>;
 export type Environment = Readonly<Record<string, string | undefined>>;
@@ -34,7 +37,9 @@ interface CommonConfig {
 export interface HostIngressConfig extends CommonConfig {
   readonly mode: 'ingress';
   readonly listen: HostPort;
-  readonly cid: number;
+  /** The enclave: vsock `cid`, or the Unix socket `uds` of a hybrid vsock backend; exactly one is set. */
+  readonly cid: number | null;
+  readonly uds: string | null;
   readonly vsockPort: number;
   readonly connectTimeoutMs: number;
 }
@@ -42,6 +47,8 @@ export interface HostIngressConfig extends CommonConfig {
 export interface HostEgressConfig extends CommonConfig {
   readonly mode: 'egress';
   readonly vsockPort: number;
+  /** With a hybrid vsock backend: its Unix socket; the enclave's connections arrive on `uds_<vsockPort>`. */
+  readonly uds: string | null;
   /** Only connections from this CID are served; null serves any. */
   readonly fromCid: number | null;
   readonly allowlist: Allowlist | null;
@@ -111,6 +118,18 @@ function hostPort(problems: Problems, name: string, text: string, allowPortZero:
   return { host: match[1]!.replace(/^\[|\]$/g, ''), port };
 }
 
+/** A Unix socket path: non-empty, no NUL, and `socketPath(text)` (the file bound or dialled) within sun_path. */
+function unixPath(problems: Problems, name: string, text: string | undefined, socketPath: (path: string) => string): string | null {
+  if (text === undefined) return null;
+  if (text === '' || text.includes('\0')) {
+    problems.add(`${name} expected a Unix socket path, got ${JSON.stringify(text)}`);
+    return null;
+  }
+  const bound = socketPath(text);
+  if (new TextEncoder().encode(bound).length > UNIX_PATH_MAX_BYTES) problems.add(`${name}: the socket path ${JSON.stringify(bound)} is longer than ${UNIX_PATH_MAX_BYTES} bytes`);
+  return text;
+}
+
 function allowlist(problems: Problems, name: string, entries: readonly string[]): Allowlist | null {
   try {
     return createAllowlist(entries);
@@ -136,26 +155,30 @@ export function parseHostBridgeFlags(values: FlagValues): HostBridgeConfig {
   const base = common(problems, values);
   const connectTimeoutMs = integer(problems, '--connect-timeout-ms', str(values['connect-timeout-ms']), 1, MAX_TIMER_MS, CONNECT_TIMEOUT_MS);
   const cid = integer(problems, '--cid', str(values.cid), 1, MAX_CID);
+  const udsText = str(values.uds);
+  if (cid !== undefined && udsText !== undefined) problems.add('--cid and --uds: one or the other (vsock, or a hybrid vsock backend\'s Unix socket)');
   if (values.egress === true) {
     for (const flag of ['listen', 'port']) if (values[flag] !== undefined) problems.add(`--${flag} is for the ingress bridge, not with --egress`);
     const vsockPort = integer(problems, '--vsock-port', str(values['vsock-port']), 0, MAX_VSOCK_PORT);
     if (values['vsock-port'] === undefined) problems.add('--egress needs --vsock-port PORT (the vsock port the enclave dials)');
+    const uds = unixPath(problems, '--uds', udsText, (path) => hybridVsockListenPath(path, vsockPort ?? MAX_VSOCK_PORT));
     const allowed = strings(values.allow);
     // Fail closed: the parent relays only to targets its operator listed, as the enclave's end does.
     if (allowed.length === 0) problems.add('--egress needs at least one --allow HOST:PORT (the parent connects only to listed targets)');
     const list = allowed.length === 0 ? null : allowlist(problems, '--allow', allowed);
     problems.throwIfAny();
-    return Object.freeze({ ...base, mode: 'egress', vsockPort: vsockPort!, fromCid: cid ?? null, allowlist: list, connectTimeoutMs });
+    return Object.freeze({ ...base, mode: 'egress', vsockPort: vsockPort!, uds, fromCid: cid ?? null, allowlist: list, connectTimeoutMs });
   }
   for (const flag of ['vsock-port', 'allow']) if (values[flag] !== undefined) problems.add(`--${flag} goes with --egress only`);
   const listenText = str(values.listen);
   if (listenText === undefined) problems.add('--listen HOST:PORT is required');
   const listen = listenText === undefined ? { host: '', port: 0 } : hostPort(problems, '--listen', listenText, true);
-  if (values.cid === undefined) problems.add('--cid CID is required (the enclave\'s CID)');
+  if (values.cid === undefined && udsText === undefined) problems.add('--cid CID or --uds PATH is required (the enclave\'s CID, or a hybrid vsock backend\'s Unix socket)');
+  const uds = unixPath(problems, '--uds', udsText, (path) => path);
   const vsockPort = integer(problems, '--port', str(values.port), 0, MAX_VSOCK_PORT);
   if (values.port === undefined) problems.add('--port PORT is required (the enclave\'s vsock port)');
   problems.throwIfAny();
-  return Object.freeze({ ...base, mode: 'ingress', listen: Object.freeze(listen), cid: cid!, vsockPort: vsockPort!, connectTimeoutMs });
+  return Object.freeze({ ...base, mode: 'ingress', listen: Object.freeze(listen), cid: cid ?? null, uds, vsockPort: vsockPort!, connectTimeoutMs });
 }
 
 /** The first of `names` set in `env`. */

@@ -6,6 +6,9 @@
  * - `BRIDGE_IDLE_TIMEOUT`: no byte moved either way for the idle timeout;
  * - `BRIDGE_HEAD_*`, `BRIDGE_CONNECT_*`: an HTTP CONNECT request or answer the egress proxy refused
  *   (connect-head.ts maps each to the one status the peer sees, `CONNECT_STATUS`);
+ * - `BRIDGE_HYBRID_REFUSED`, `BRIDGE_HYBRID_MALFORMED`, `BRIDGE_HYBRID_TIMEOUT`: the Unix-socket ("hybrid
+ *   vsock") backend closed without answering a CONNECT (no listener on that guest port), answered something
+ *   other than `OK <port>\n`, or did not answer in time (hybrid-vsock.ts);
  * - `BRIDGE_CLOSED`: the bridge was closing and dropped the connection.
  * Pure: no `node:` imports, no I/O.
  */
@@ -24,6 +27,9 @@ export type BridgeErrorCode =
   | 'BRIDGE_CONNECT_METHOD'
   | 'BRIDGE_CONNECT_DENIED'
   | 'BRIDGE_CONNECT_REFUSED_UPSTREAM'
+  | 'BRIDGE_HYBRID_REFUSED'
+  | 'BRIDGE_HYBRID_MALFORMED'
+  | 'BRIDGE_HYBRID_TIMEOUT'
   | 'BRIDGE_CLOSED';
 
 export class BridgeError extends Error {

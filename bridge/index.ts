@@ -19,6 +19,19 @@ export {
   type TcpListener,
 } from './transports.js';
 export {
+  HYBRID_REPLY_MAX_BYTES,
+  HYBRID_REPLY_TIMEOUT_MS,
+  UNIX_PATH_MAX_BYTES,
+  encodeHybridConnect,
+  hybridVsockDialer,
+  hybridVsockListenPath,
+  listenUnixStreams,
+  parseHybridConnectReply,
+  readHybridConnectReply,
+  type HybridVsockTarget,
+  type UnixListener,
+} from './hybrid-vsock.js';
+export {
   CONNECT_STATUS,
   MAX_HEAD_BYTES,
   connectResponse,

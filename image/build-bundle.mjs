@@ -6,7 +6,7 @@
  *   node image/build-bundle.mjs OUTDIR      writes OUTDIR/enclave-agent.mjs and OUTDIR/package.json
  *
  * OUTDIR becomes /opt/enclave-agent in the image. The package.json written beside the bundle is not for npm:
- * nsm/device.ts finds the native addon by walking up from the running module to the package.json named
+ * native/addon.ts finds the native addon by walking up from the running module to the package.json named
  * `enclave-agent` and loading build/Release/enclave_native.node under it, so the image puts the addon at
  * OUTDIR/build/Release/ (build-initramfs.sh copies it).
  *

@@ -1,7 +1,7 @@
 /**
  * The boot steps with fake system actions and the mock NSM: which mounts happen (only the missing ones,
  * with their exact flags), the device checks, the kernel modules (in order, each loaded now or already and
- * logged), lo, the interface addresses, the NSM device node (awaited, and its timeout), the entropy gathered from several GetRandom calls and credited in full, the
+ * logged), Nitro's boot heartbeat (to the configured CID and port, a failure stopping the boot), lo, the interface addresses, the NSM device node (awaited, and its timeout), the entropy gathered from several GetRandom calls and credited in full, the
  * configuration PCR (value = SHA-384(0^48 || SHA-384(canonical config)), locked; a restart finds its own
  * value; another value is INIT_PCR_MISMATCH; index < 16 never reaches the NSM), and the files. The real
  * system actions are exercised in the QEMU guest only.
@@ -17,7 +17,7 @@ import { parseInitConfig, type InitConfig } from './config.js';
 import { InitError } from './errors.js';
 import { measureConfig } from './measurement.js';
 import { runBootSteps } from './steps.js';
-import { memoryLogger, pick } from './test-support.js';
+import { fakeParent, memoryLogger, pick, type FakeParentAnswer } from './test-support.js';
 
 let pki: MockPki;
 beforeAll(() => {
@@ -29,7 +29,7 @@ const silent = { warn() {} };
 function config(patch: Record<string, unknown> = {}): InitConfig {
   return parseInitConfig({
     nsm: 'device',
-    boot: { mounts: true, loopback: true, entropy: true },
+    boot: { mounts: true, loopback: true, entropy: true, heartbeat: false },
     app: { command: ['/app'] },
     agent: null,
     ...patch,
@@ -43,7 +43,7 @@ interface FakeSystem extends SystemActions {
   written: Record<string, string>;
 }
 
-function fakeSystem(options: { mountPoints?: string[]; devices?: string[]; deviceAfterPolls?: number; loadedModules?: string[]; downInterfaces?: string[] } = {}): FakeSystem {
+function fakeSystem(options: { mountPoints?: string[]; devices?: string[]; deviceAfterPolls?: number; loadedModules?: string[]; downInterfaces?: string[]; parent?: FakeParentAnswer } = {}): FakeSystem {
   const mountPoints = new Set(options.mountPoints ?? []);
   const devices = new Set(options.devices ?? ['/dev/null', '/dev/urandom', '/dev/random', '/dev/nsm']);
   let polls = 0;
@@ -81,6 +81,10 @@ function fakeSystem(options: { mountPoints?: string[]; devices?: string[]; devic
     addEntropy(bytes, bits) {
       system.entropy.push({ bytes: Uint8Array.from(bytes), bits });
     },
+    async connectVsock(cid, port) {
+      system.calls.push(`vsock ${cid}:${port}`);
+      return fakeParent(options.parent ?? { bytes: [0xb7] }).stream;
+    },
     async writeFile(path, content) {
       system.written[path] = content;
     },
@@ -109,6 +113,7 @@ describe('the step list', () => {
       ['mounts', true],
       ['devices', true],
       ['modules', true],
+      ['heartbeat', true],
       ['loopback', true],
       ['interfaces', true],
       ['nsm-driver', true],
@@ -121,13 +126,14 @@ describe('the step list', () => {
 
   it('runs whole with everything switched off, touching nothing', async () => {
     const system = fakeSystem();
-    const ctx = context(config({ nsm: 'mock', deployment: 'test', mockPkiDir: '/pki', boot: { mounts: false, loopback: false, entropy: false } }), system);
+    const ctx = context(config({ nsm: 'mock', deployment: 'test', mockPkiDir: '/pki', boot: { mounts: false, loopback: false, entropy: false, heartbeat: false } }), system);
     const report = await runBootSteps(createBootSteps(), ctx, { logger: ctx.logger });
     expect(report.ok).toBe(true);
     expect(system.calls).toEqual([]);
     expect(pick(ctx.records, 'boot step skipped').map((r) => [r.step, r.reason])).toEqual([
       ['mounts', 'boot.mounts is false'],
       ['modules', 'no modules configured'],
+      ['heartbeat', 'boot.heartbeat is false'],
       ['loopback', 'boot.loopback is false'],
       ['interfaces', 'no interfaces configured'],
       ['nsm-driver', 'mock NSM'],
@@ -136,6 +142,38 @@ describe('the step list', () => {
       ['pcr', 'no pcr configured'],
       ['files', 'no files configured'],
     ]);
+  });
+});
+
+describe("Nitro's boot heartbeat", () => {
+  it('exchanges 0xB7 with the configured CID and port, after the modules and before anything else', async () => {
+    const system = fakeSystem();
+    const cfg = config({ modules: ['/lib/modules/vsock.ko'], boot: { mounts: false, loopback: true, entropy: false, heartbeat: { cid: 2, port: 9000 } } });
+    const ctx = context(cfg, system);
+    expect(await step('heartbeat').run(ctx)).toEqual({ cid: 2, port: 9000 });
+    system.calls.length = 0;
+    const report = await runBootSteps(createBootSteps(), ctx, { logger: ctx.logger });
+    expect(report.ok).toBe(true);
+    expect(system.calls).toEqual(['load /lib/modules/vsock.ko', 'vsock 2:9000', 'up lo']);
+  });
+
+  it('true goes to the parent, CID 3, port 9000', async () => {
+    const system = fakeSystem();
+    expect(await step('heartbeat').run(context(config({ boot: { mounts: false, loopback: false, entropy: false, heartbeat: true } }), system))).toEqual({ cid: 3, port: 9000 });
+    expect(system.calls).toEqual(['vsock 3:9000']);
+  });
+
+  it.each<[FakeParentAnswer, string]>([
+    [{ bytes: [0x00] }, 'INIT_HEARTBEAT_BAD_REPLY'],
+    ['close', 'INIT_HEARTBEAT_FAILED'],
+  ])('a wrong answer (%j) stops the boot: INIT_STEP_FAILED with %s, and nothing after it runs', async (answer, code) => {
+    const system = fakeSystem({ parent: answer });
+    const ctx = context(config({ boot: { mounts: false, loopback: true, entropy: false, heartbeat: true } }), system);
+    const report = await runBootSteps(createBootSteps(), ctx, { logger: ctx.logger });
+    expect(report.ok).toBe(false);
+    expect(report.error).toMatchObject({ code: 'INIT_STEP_FAILED', cause: { code } });
+    expect(system.calls).toEqual(['vsock 3:9000']);
+    expect(pick(ctx.records, 'boot step failed')).toEqual([{ step: 'heartbeat', fatal: true, durationMs: expect.any(Number), err: { code, message: expect.any(String) } }]);
   });
 });
 
@@ -197,7 +235,7 @@ describe('modules, interfaces and the NSM device', () => {
 
   it('sets each interface address with its prefix, in order, and says which were brought up', async () => {
     const system = fakeSystem({ downInterfaces: ['eth0'] });
-    const cfg = config({ boot: { mounts: false, loopback: true, entropy: false, interfaces: [{ name: 'lo', address: '127.0.0.1/8' }, { name: 'eth0', address: '10.0.2.15/24' }] } });
+    const cfg = config({ boot: { mounts: false, loopback: true, entropy: false, heartbeat: false, interfaces: [{ name: 'lo', address: '127.0.0.1/8' }, { name: 'eth0', address: '10.0.2.15/24' }] } });
     expect(await step('interfaces').run(context(cfg, system))).toEqual({
       interfaces: [
         { name: 'lo', address: '127.0.0.1/8', broughtUp: false },
@@ -209,7 +247,7 @@ describe('modules, interfaces and the NSM device', () => {
 
   it('modules come before the interfaces (a NIC driver makes its interface) and the NSM device wait', async () => {
     const system = fakeSystem({ deviceAfterPolls: 1 });
-    const cfg = config({ modules: ['/lib/modules/virtio_net.ko'], boot: { mounts: false, loopback: true, entropy: false, interfaces: [{ name: 'eth0', address: '10.0.2.15/24' }] } });
+    const cfg = config({ modules: ['/lib/modules/virtio_net.ko'], boot: { mounts: false, loopback: true, entropy: false, heartbeat: false, interfaces: [{ name: 'eth0', address: '10.0.2.15/24' }] } });
     const ctx = context(cfg, system);
     expect((await runBootSteps(createBootSteps(), ctx, { logger: ctx.logger })).ok).toBe(true);
     expect(system.calls).toEqual(['load /lib/modules/virtio_net.ko', 'up lo', 'address eth0 10.0.2.15 24', 'sleep 50']);

@@ -4,6 +4,7 @@
  *   mounts      fatal   /proc, /sys, /dev, /tmp mounted where they are not yet (boot.mounts)
  *   devices     fatal   /dev/null, /dev/urandom, /dev/random are character devices
  *   modules     fatal   `modules` loaded in order with finit_module (already loaded is fine), each logged
+ *   heartbeat   fatal   Nitro's boot heartbeat: 0xB7 to the parent on vsock, 0xB7 back in time (boot.heartbeat)
  *   loopback    fatal   `lo` up (boot.loopback): the agent and the app talk over it
  *   interfaces  fatal   `boot.interfaces`: each interface's IPv4 address and netmask set, and it is up
  *   nsm-driver  fatal   with the device NSM, its node present (the driver is one of `modules`, or built in)
@@ -12,7 +13,10 @@
  *   pcr         fatal   the configuration's SHA-384 extended into a PCR >= 16, then locked (init/measurement.ts)
  *   files       -       configured files written (/etc/hosts, /etc/resolv.conf, ...)
  *
- * The modules come before the interfaces, so a NIC driver among them has made its interface by then.
+ * The modules come before the interfaces, so a NIC driver among them has made its interface by then, and
+ * before the heartbeat, whose vsock transport may be one of them; the heartbeat comes before anything
+ * else that needs the parent (the bridges start after the steps), as early as vsock allows, since the
+ * launcher gives up on an enclave that does not call in.
  * Starting the services, the agent and the app are steps too; init/main.ts appends them. Every system
  * action goes through `SystemActions`, so the steps are tested on the host with fakes, and the real
  * actions (init/native.ts) only inside the QEMU guest. A step that has nothing to do says so
@@ -21,11 +25,14 @@
 
 import { mkdir, stat, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import type { Duplex } from 'node:stream';
 
 import { bytesToHex, openNsm, type Nsm } from '../nsm/index.js';
+import { connectVsock } from '../vsock/index.js';
 
 import type { InitConfig } from './config.js';
 import { InitError } from './errors.js';
+import { exchangeHeartbeat } from './heartbeat.js';
 import type { Logger } from './log.js';
 import { measureConfig } from './measurement.js';
 import { addEntropy, interfaceUp, loadKernelModule, mountFilesystem, MS_NODEV, MS_NOEXEC, MS_NOSUID, setInterfaceAddress } from './native.js';
@@ -69,6 +76,8 @@ export interface SystemActions {
   /** finit_module(2); true if loaded now, false if it was loaded already. */
   loadModule(path: string): boolean;
   addEntropy(bytes: Uint8Array, bits: number): void;
+  /** One vsock stream to `cid:port` (the heartbeat's); rejects when the connect fails. */
+  connectVsock(cid: number, port: number): Promise<Duplex>;
   writeFile(path: string, content: string): Promise<void>;
   sleep(ms: number): Promise<void>;
 }
@@ -98,6 +107,7 @@ export const systemActions: SystemActions = {
   setInterfaceAddress: (name, address, prefixLength) => setInterfaceAddress(name, address, prefixLength),
   loadModule: (path) => loadKernelModule(path),
   addEntropy: (bytes, bits) => addEntropy(bytes, bits),
+  connectVsock: (cid, port) => connectVsock({ cid, port }),
   async writeFile(path, content) {
     await mkdir(dirname(path), { recursive: true });
     await writeFile(path, content);
@@ -183,6 +193,18 @@ const modules: BootStep<BootContext> = {
       logger.info({ module: path, loaded: now ? 'now' : 'already', durationMs: Math.round((performance.now() - started) * 10) / 10 }, 'kernel module loaded');
     }
     return { modules: config.modules.length, loadedNow };
+  },
+};
+
+const heartbeat: BootStep<BootContext> = {
+  name: 'heartbeat',
+  // A Nitro launcher reports an enclave that does not call in as a failed boot: so does init.
+  fatal: true,
+  async run({ config, system }) {
+    const target = config.boot.heartbeat;
+    if (target === null) return { skipped: 'boot.heartbeat is false' };
+    await exchangeHeartbeat((cid, port) => system.connectVsock(cid, port), target);
+    return { cid: target.cid, port: target.port };
   },
 };
 
@@ -297,5 +319,5 @@ const files: BootStep<BootContext> = {
 
 /** The system steps, in boot order. */
 export function createBootSteps(): BootStep<BootContext>[] {
-  return [mounts, devices, modules, loopback, interfaces, nsmDriver, entropy, rigMeasurements, pcr, files];
+  return [mounts, devices, modules, heartbeat, loopback, interfaces, nsmDriver, entropy, rigMeasurements, pcr, files];
 }

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runInitCommand } from './command.js';
 import type { InitConfig } from './config.js';
 
-const CONFIG = { nsm: 'device', boot: { mounts: false, loopback: false, entropy: false }, app: { command: ['/app/server'] }, agent: null, pcr: { index: 16 } };
+const CONFIG = { nsm: 'device', boot: { mounts: false, loopback: false, entropy: false, heartbeat: false }, app: { command: ['/app/server'] }, agent: null, pcr: { index: 16 } };
 
 let dir: string;
 let path: string;

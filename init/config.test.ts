@@ -18,7 +18,7 @@ import { InitError } from './errors.js';
 
 const MINIMAL = {
   nsm: 'device',
-  boot: { mounts: true, loopback: true, entropy: true },
+  boot: { mounts: true, loopback: true, entropy: true, heartbeat: false },
   app: { command: ['/app/server', '--port', '8083'] },
   agent: { args: ['--nsm', 'device', '--manifest', '/etc/manifest.json'] },
 };
@@ -42,7 +42,7 @@ describe('parseInitConfig', () => {
       nsmDevicePath: '/dev/nsm',
       mockPkiDir: null,
       modules: [],
-      boot: { mounts: true, loopback: true, entropy: true, interfaces: [] },
+      boot: { mounts: true, loopback: true, entropy: true, heartbeat: null, interfaces: [] },
       entropyBytes: 256,
       files: {},
       pcr: null,
@@ -67,7 +67,7 @@ describe('parseInitConfig', () => {
       deployment: 'test',
       mockPkiDir: '/pki',
       modules: ['/lib/modules/vsock.ko', '/lib/modules/nsm.ko'],
-      boot: { mounts: false, loopback: true, entropy: false, interfaces: [{ name: 'eth0', address: '10.0.2.15/24' }] },
+      boot: { mounts: false, loopback: true, entropy: false, heartbeat: { cid: 2, port: 9001, timeoutMs: 3000 }, interfaces: [{ name: 'eth0', address: '10.0.2.15/24' }] },
       entropyBytes: 512,
       files: { '/etc/hosts': '127.0.0.1 localhost\n', '/etc/resolv.conf': 'nameserver 127.0.0.1\n' },
       pcr: { index: 16 },
@@ -81,7 +81,8 @@ describe('parseInitConfig', () => {
     expect(config.pcr).toEqual({ index: 16, lock: true });
     expect(config.agent).toEqual({ command: ['/usr/bin/agent'], args: [], env: { X: '1' } });
     expect(config.modules).toEqual(['/lib/modules/vsock.ko', '/lib/modules/nsm.ko']);
-    expect(config.boot).toEqual({ mounts: false, loopback: true, entropy: false, interfaces: [{ name: 'eth0', address: '10.0.2.15/24' }] });
+    expect(config.boot).toEqual({ mounts: false, loopback: true, entropy: false, heartbeat: { cid: 2, port: 9001, timeoutMs: 3000 }, interfaces: [{ name: 'eth0', address: '10.0.2.15/24' }] });
+    expect(Object.isFrozen(config.boot.heartbeat)).toBe(true);
     expect(config.services).toEqual([
       { name: 'bridges', command: null, args: ['enclave-bridge', '--ingress-port', '8080'], env: {} },
       { name: 'log-shipper', command: ['/usr/bin/shipper', '-v'], args: [], env: { LEVEL: 'debug' } },
@@ -121,6 +122,7 @@ describe('parseInitConfig', () => {
       'mockPkiDir: required with nsm "mock" (enclave-agent mock-pki --out DIR)',
       'boot.mounts: expected true or false, got "yes"',
       'boot.entropy: expected true or false, got undefined',
+      'boot.heartbeat: expected false, true (CID 3, port 9000) or an object {"cid", "port", "timeoutMs"} (no default), got undefined',
       'entropyBytes: expected an integer 1..4096, got 0',
       'files: key "etc/hosts" is not an absolute path',
       'pcr.index: expected an integer 16..31 (PCRs 0-15 belong to the boot), got 15',
@@ -206,10 +208,32 @@ describe('parseInitConfig', () => {
     expect(problemsOf({ ...MINIMAL, services: { bridges: {} } })).toEqual(['services: expected an array of at most 16 items, got an object']);
   });
 
+  it('boot.heartbeat: true is Nitro\'s parent (CID 3, port 9000, 10 s); an object overrides each field; no default', () => {
+    const heartbeat = (value: unknown) => parseInitConfig({ ...MINIMAL, boot: { ...MINIMAL.boot, heartbeat: value } }).boot.heartbeat;
+    expect(heartbeat(true)).toEqual({ cid: 3, port: 9000, timeoutMs: 10_000 });
+    expect(heartbeat(false)).toBeNull();
+    expect(heartbeat({})).toEqual({ cid: 3, port: 9000, timeoutMs: 10_000 });
+    // QEMU's nitro-enclave machine with vhost-device-vsock delivers only CID 2 (specs/nitro-enclave.md §3).
+    expect(heartbeat({ cid: 2 })).toEqual({ cid: 2, port: 9000, timeoutMs: 10_000 });
+    const { heartbeat: _heartbeat, ...noHeartbeat } = MINIMAL.boot;
+    expect(problemsOf({ ...MINIMAL, boot: noHeartbeat })).toEqual([
+      'boot.heartbeat: expected false, true (CID 3, port 9000) or an object {"cid", "port", "timeoutMs"} (no default), got undefined',
+    ]);
+    expect(problemsOf({ ...MINIMAL, boot: { ...MINIMAL.boot, heartbeat: { cid: 0, port: 2 ** 32 - 1, timeoutMs: 0, host: 'x' } } })).toEqual([
+      'boot.heartbeat: unknown key "host"',
+      'boot.heartbeat.cid: expected an integer 1..4294967294, got 0',
+      'boot.heartbeat.port: expected an integer 0..4294967294, got 4294967295',
+      'boot.heartbeat.timeoutMs: expected an integer 1..600000, got 0',
+    ]);
+    expect(problemsOf({ ...MINIMAL, boot: { ...MINIMAL.boot, heartbeat: 'yes' } })).toEqual([
+      'boot.heartbeat: expected false, true (CID 3, port 9000) or an object {"cid", "port", "timeoutMs"} (no default), got "yes"',
+    ]);
+  });
+
   it('has no default for the NSM mode or the system switches', () => {
     expect(problemsOf({ app: MINIMAL.app, agent: null })).toEqual([
       'nsm: expected "device" or "mock" (no default), got undefined',
-      'boot: expected an object {"mounts", "loopback", "entropy"} of explicit true/false, got undefined',
+      'boot: expected an object {"mounts", "loopback", "entropy", "heartbeat"} of explicit values, got undefined',
     ]);
   });
 

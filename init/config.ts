@@ -8,7 +8,9 @@
  * Procfile) say, and that is what init/measurement.ts hashes into the configuration PCR. Unknown keys are
  * errors, so a misspelt security setting cannot be silently ignored. Switches that touch the system
  * (`boot.mounts`, `boot.loopback`, `boot.entropy`) have no default: a config written for a laptop cannot
- * mount over its /tmp by omission. The NSM mode has no default either, the mock is chosen by name, and
+ * mount over its /tmp by omission. `boot.heartbeat` (Nitro's boot heartbeat, init/heartbeat.ts) has none
+ * either: an image for Nitro says `true` (the parent, CID 3, port 9000) or where its launcher listens, one
+ * for a laptop `false`. The NSM mode has no default either, the mock is chosen by name, and
  * like the agent's, it is refused unless `deployment` is "test".
  *
  * File shape (every field, with defaults):
@@ -20,6 +22,8 @@
  *     "mockPkiDir": null,                            required with "mock", refused with "device"
  *     "modules": [],                                 absolute paths of .ko files, loaded in order (finit_module)
  *     "boot": { "mounts": bool, "loopback": bool, "entropy": bool,        required, explicit
+ *               "heartbeat": false | true | { "cid": 3, "port": 9000, "timeoutMs": 10000 },  required;
+ *                                                    true is the object with those defaults (Nitro's parent)
  *               "interfaces": [] },                  [{ "name": "eth0", "address": "10.0.2.15/24" }], IPv4
  *     "entropyBytes": 256,                           1..4096, collected from NSM GetRandom
  *     "files": {},                                   absolute path -> content, e.g. /etc/hosts
@@ -48,6 +52,7 @@ import { isAbsolute } from 'node:path';
 
 import { Checker, CONFIG_MAX_BYTES, isObject, type Json } from './config-checker.js';
 import { InitError } from './errors.js';
+import { DEFAULT_HEARTBEAT_TIMEOUT_MS, NITRO_HEARTBEAT_PORT, NITRO_PARENT_CID, type HeartbeatTarget } from './heartbeat.js';
 import { INTERFACE_NAME_EXPECTED, isInterfaceName, parseInterfaceAddress } from './network.js';
 import { parseProcfile, procfileCommand } from './procfile.js';
 
@@ -65,6 +70,11 @@ const SERVICE_NAME_RE = /^[a-z0-9-]{1,32}$/;
 /** The names of the two children init always knows; a service cannot take them. */
 const RESERVED_SERVICE_NAMES: readonly string[] = ['agent', 'app'];
 const HOUR_MS = 60 * 60 * 1000;
+/** vsock CIDs and ports are u32; -1U is VMADDR_*_ANY, never a target (include/uapi/linux/vm_sockets.h). */
+const MAX_VSOCK_CID = 0xffff_fffe;
+const MAX_VSOCK_PORT = 0xffff_fffe;
+/** A heartbeat may wait at most 10 minutes: longer would be a boot that never ends, not a slow parent. */
+const MAX_HEARTBEAT_TIMEOUT_MS = 10 * 60 * 1000;
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type InitLogLevel = (typeof LOG_LEVELS)[number];
@@ -100,7 +110,8 @@ export interface InitConfig {
   nsmDevicePath: string;
   mockPkiDir: string | null;
   modules: readonly string[];
-  boot: { mounts: boolean; loopback: boolean; entropy: boolean; interfaces: readonly InterfaceConfig[] };
+  /** `heartbeat`: where Nitro's boot heartbeat goes (init/heartbeat.ts), or null for none. */
+  boot: { mounts: boolean; loopback: boolean; entropy: boolean; heartbeat: HeartbeatTarget | null; interfaces: readonly InterfaceConfig[] };
   entropyBytes: number;
   files: Readonly<Record<string, string>>;
   pcr: { index: number; lock: boolean } | null;
@@ -150,6 +161,22 @@ function parseInterfaces(c: Checker, value: Json): InterfaceConfig[] {
   });
   duplicates(c, 'boot.interfaces', interfaces.map((i) => i.name));
   return interfaces;
+}
+
+/** `boot.heartbeat`: explicit `false`, `true` (Nitro's parent and port), or an object overriding them. */
+function parseHeartbeat(c: Checker, value: Json): HeartbeatTarget | null {
+  if (value === false) return null;
+  if (value === true) return { cid: NITRO_PARENT_CID, port: NITRO_HEARTBEAT_PORT, timeoutMs: DEFAULT_HEARTBEAT_TIMEOUT_MS };
+  if (!isObject(value)) {
+    c.fail('boot.heartbeat', 'false, true (CID 3, port 9000) or an object {"cid", "port", "timeoutMs"} (no default)', value);
+    return null;
+  }
+  c.keys('boot.heartbeat', value, ['cid', 'port', 'timeoutMs']);
+  return {
+    cid: c.integer('boot.heartbeat.cid', value.cid, 1, MAX_VSOCK_CID, NITRO_PARENT_CID),
+    port: c.integer('boot.heartbeat.port', value.port, 0, MAX_VSOCK_PORT, NITRO_HEARTBEAT_PORT),
+    timeoutMs: c.integer('boot.heartbeat.timeoutMs', value.timeoutMs, 1, MAX_HEARTBEAT_TIMEOUT_MS, DEFAULT_HEARTBEAT_TIMEOUT_MS),
+  };
 }
 
 /** `services`: each named, with exactly one of `args` and `command`, no name twice. */
@@ -219,16 +246,17 @@ export function parseInitConfig(json: Json, options: ParseInitConfigOptions = {}
   if (nsm === 'device' && mockPkiDir !== null) c.problems.push('mockPkiDir: goes with nsm "mock" only');
   const modules = c.list('modules', json.modules, MAX_MODULES, (field, item) => c.path(field, item));
 
-  let boot: InitConfig['boot'] = { mounts: false, loopback: false, entropy: false, interfaces: [] };
+  let boot: InitConfig['boot'] = { mounts: false, loopback: false, entropy: false, heartbeat: null, interfaces: [] };
   if (isObject(json.boot)) {
-    c.keys('boot', json.boot, ['mounts', 'loopback', 'entropy', 'interfaces']);
+    c.keys('boot', json.boot, ['mounts', 'loopback', 'entropy', 'heartbeat', 'interfaces']);
     boot = {
       mounts: c.boolean('boot.mounts', json.boot.mounts),
       loopback: c.boolean('boot.loopback', json.boot.loopback),
       entropy: c.boolean('boot.entropy', json.boot.entropy),
+      heartbeat: parseHeartbeat(c, json.boot.heartbeat),
       interfaces: parseInterfaces(c, json.boot.interfaces),
     };
-  } else c.fail('boot', 'an object {"mounts", "loopback", "entropy"} of explicit true/false', json.boot);
+  } else c.fail('boot', 'an object {"mounts", "loopback", "entropy", "heartbeat"} of explicit values', json.boot);
   const entropyBytes = c.integer('entropyBytes', json.entropyBytes, 1, ENTROPY_MAX_BYTES, 256);
 
   const files = c.stringMap('files', json.files, (key) => isAbsolute(key) && !key.includes('\0') && key.length <= 4096, 'an absolute path');

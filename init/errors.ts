@@ -6,6 +6,8 @@
  * - `INIT_E<ERRNO>` from a system call (init/native/init.c), with `errno` the errno name;
  * - `INIT_BAD_ARGUMENT` for a bad argument to a native call, `INIT_NATIVE_UNAVAILABLE` without the addon;
  * - `INIT_PCR_MISMATCH` when the configuration PCR is locked with another value;
+ * - `INIT_HEARTBEAT_TIMEOUT`, `INIT_HEARTBEAT_BAD_REPLY`, `INIT_HEARTBEAT_FAILED`: Nitro's boot heartbeat to
+ *   the parent was not answered in time, was answered with another byte, or could not be sent;
  * - `INIT_CRASH_LOOP` is a log code (a supervised child gave up), never thrown.
  */
 
@@ -17,6 +19,9 @@ export type InitErrorCode =
   | 'INIT_NATIVE_UNAVAILABLE'
   | 'INIT_DEVICE_MISSING'
   | 'INIT_PCR_MISMATCH'
+  | 'INIT_HEARTBEAT_TIMEOUT'
+  | 'INIT_HEARTBEAT_BAD_REPLY'
+  | 'INIT_HEARTBEAT_FAILED'
   | 'INIT_CRASH_LOOP'
   | `INIT_E${string}`;
 

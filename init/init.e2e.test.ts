@@ -67,7 +67,7 @@ function initConfig(app: string[], patch: Record<string, unknown> = {}): Record<
     nsm: 'mock',
     deployment: 'test',
     mockPkiDir: join(dir, 'pki'),
-    boot: { mounts: false, loopback: false, entropy: false },
+    boot: { mounts: false, loopback: false, entropy: false, heartbeat: false },
     pcr: { index: 16 },
     app: { command: app },
     agent: { args: ['--nsm', 'mock', '--deployment', 'test', '--mock-pki', join(dir, 'pki'), '--manifest', join(dir, 'manifest.json'), '--listen', '127.0.0.1:0', '--internal-listen', '127.0.0.1:0', '--shutdown-timeout-ms', '1000'] },

@@ -30,6 +30,7 @@ const system: SystemActions = {
   setInterfaceAddress: () => true,
   loadModule: () => true,
   addEntropy: () => {},
+  connectVsock: () => Promise.reject(new Error('no vsock in this test')),
   writeFile: async () => {},
   sleep: async () => {},
 };
@@ -39,7 +40,7 @@ function config(patch: Record<string, unknown> = {}) {
     nsm: 'mock',
     deployment: 'test',
     mockPkiDir: '/pki',
-    boot: { mounts: false, loopback: false, entropy: false },
+    boot: { mounts: false, loopback: false, entropy: false, heartbeat: false },
     app: { command: ['/bin/app', 'serve'], env: { PORT: '8083' } },
     agent: { args: ['--nsm', 'mock'] },
     restart: { initialBackoffMs: 100, maxBackoffMs: 100, crashLoopRestarts: 2, crashLoopWindowMs: 60_000, stableAfterMs: 60_000 },

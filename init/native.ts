@@ -1,5 +1,5 @@
 /**
- * The typed boundary to init/native/init.c (exported as `init` on the one addon nsm/ loads): mount(2),
+ * The typed boundary to init/native/init.c (exported as `init` on the one addon native/ loads): mount(2),
  * bringing an interface up, an interface's IPv4 address, RNDADDENTROPY, finit_module(2),
  * PR_SET_CHILD_SUBREAPER and the orphan reaper.
  *
@@ -8,7 +8,7 @@
  * at import time, and nothing here decides when to call what (that is init/boot-steps.ts).
  */
 
-import { loadNativeBinding } from '../nsm/index.js';
+import { loadNativeAddon } from '../native/index.js';
 
 import { InitError, type InitErrorCode } from './errors.js';
 import { INTERFACE_NAME_EXPECTED, INTERFACE_NAME_MAX_BYTES, IPV4_PREFIX_MAX, isInterfaceName, isIpv4Address } from './network.js';
@@ -46,12 +46,12 @@ export const MS_RELATIME = 1 << 21;
 
 let cached: InitNative | undefined;
 
-/** Loads (once, through nsm/'s loader) the addon's `init` half; throws `INIT_NATIVE_UNAVAILABLE`. */
+/** Loads (once, through native/'s loader) the addon's `init` half; throws `INIT_NATIVE_UNAVAILABLE`. */
 export function loadInitNative(): InitNative {
   if (cached !== undefined) return cached;
   let binding: unknown;
   try {
-    binding = loadNativeBinding();
+    binding = loadNativeAddon();
   } catch (cause) {
     throw new InitError('INIT_NATIVE_UNAVAILABLE', 'cannot load the native addon for init', { cause });
   }

@@ -1,9 +1,10 @@
 /**
  * Test doubles for init/'s tests (not used by the init itself): a pino logger that keeps parsed records,
- * a manual clock for the supervisor's timers, and a fake spawn whose children the test ends by hand.
+ * a manual clock for the supervisor's timers, a fake spawn whose children the test ends by hand, and a
+ * fake parent for the boot heartbeat (a stream, no vsock).
  */
 
-import { Writable } from 'node:stream';
+import { Duplex, Writable } from 'node:stream';
 
 import { pino } from 'pino';
 
@@ -103,4 +104,32 @@ export function fakeSpawn(): { spawnChild: SpawnChild; children: FakeChild[]; fa
     };
   };
   return { spawnChild, children, failNext: (code) => (failCode = code) };
+}
+
+/** How a fake parent answers the heartbeat: with these bytes, by closing, or not at all. */
+export type FakeParentAnswer = { bytes: number[] } | 'close' | 'silent';
+
+export interface FakeParent {
+  /** The enclave's end of the connection, as `connectVsock` would resolve it. */
+  readonly stream: Duplex;
+  /** Every byte the enclave wrote, in order. */
+  readonly written: number[];
+}
+
+/** A stream standing in for the parent's end of a vsock connection; it answers after the first write. */
+export function fakeParent(answer: FakeParentAnswer): FakeParent {
+  const written: number[] = [];
+  const stream = new Duplex({
+    read() {},
+    write(chunk: Buffer, _encoding, callback) {
+      const first = written.length === 0;
+      written.push(...chunk);
+      if (first) {
+        if (answer === 'close') stream.push(null);
+        else if (answer !== 'silent') stream.push(Buffer.from(answer.bytes));
+      }
+      callback();
+    },
+  });
+  return { stream, written };
 }

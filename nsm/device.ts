@@ -1,25 +1,18 @@
 /**
  * The real NSM transport: CBOR bytes through NSM_IOCTL_RAW on /dev/nsm (specs/nsm.md §1), by way of the
- * native addon `build/Release/enclave_native.node` (nsm/native/nsm.c).
+ * native addon `build/Release/enclave_native.node` (nsm/native/nsm.c), loaded through native/.
  *
  * This file moves bytes and maps kernel failures to `NsmError` codes (`NSM_DEVICE_UNAVAILABLE`,
  * `NSM_E<ERRNO>`); it knows nothing of CBOR. It never falls back to the mock: a missing device or a missing
  * addon is always a coded error, and the caller decides what to do about it.
  */
 
-import { existsSync, readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { loadNativeAddon } from '../native/index.js';
 
 import { NsmError, type NsmErrorCode } from './errors.js';
 import type { NsmTransport } from './types.js';
 
 export const DEFAULT_NSM_DEVICE_PATH = '/dev/nsm';
-
-/** The name in package.json that marks the package root, from `nsm/` (vitest) or `dist/nsm/` (tsc). */
-const PACKAGE_NAME = 'enclave-agent';
-const ADDON_PATH = ['build', 'Release', 'enclave_native.node'] as const;
 
 /** What nsm/native/nsm.c exports. Argument errors are TypeErrors (RangeError for size) coded NSM_BAD_ARGUMENT. */
 export interface NativeBinding {
@@ -45,51 +38,21 @@ interface NativeError extends Error {
   errno?: string;
 }
 
-let cachedBinding: NativeBinding | undefined;
-
-function findPackageRoot(): string | undefined {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const manifest = join(dir, 'package.json');
-    if (existsSync(manifest)) {
-      try {
-        const parsed: unknown = JSON.parse(readFileSync(manifest, 'utf8'));
-        if (typeof parsed === 'object' && parsed !== null && (parsed as { name?: unknown }).name === PACKAGE_NAME) {
-          return dir;
-        }
-      } catch {
-        // An unreadable or foreign package.json on the way up: keep walking.
-      }
-    }
-    const parent = dirname(dir);
-    if (parent === dir) return undefined;
-    dir = parent;
-  }
-}
-
-/** Loads (once) the native addon; throws `NSM_DEVICE_UNAVAILABLE` if it was not built. */
+/**
+ * The addon (loaded once by native/) typed as its NSM half; throws `NSM_DEVICE_UNAVAILABLE` when it is
+ * missing or was built without nsm.c.
+ */
 export function loadNativeBinding(): NativeBinding {
-  if (cachedBinding !== undefined) return cachedBinding;
-  const root = findPackageRoot();
-  if (root === undefined) {
-    throw new NsmError(
-      'NSM_DEVICE_UNAVAILABLE',
-      `cannot find the ${PACKAGE_NAME} package root above ${fileURLToPath(import.meta.url)}`,
-    );
-  }
-  const addonPath = join(root, ...ADDON_PATH);
-  if (!existsSync(addonPath)) {
-    throw new NsmError(
-      'NSM_DEVICE_UNAVAILABLE',
-      `the native addon was not built (${addonPath} is missing): run \`npm ci\` (or \`npm run install\`)`,
-    );
-  }
+  let addon: Readonly<Record<string, unknown>>;
   try {
-    cachedBinding = createRequire(import.meta.url)(addonPath) as NativeBinding;
+    addon = loadNativeAddon();
   } catch (cause) {
-    throw new NsmError('NSM_DEVICE_UNAVAILABLE', `cannot load the native addon ${addonPath}`, { cause });
+    throw new NsmError('NSM_DEVICE_UNAVAILABLE', (cause as Error).message, { cause });
   }
-  return cachedBinding;
+  if (typeof addon.request !== 'function') {
+    throw new NsmError('NSM_DEVICE_UNAVAILABLE', 'the native addon was built without nsm/native/nsm.c: rebuild it (`npm run install`)');
+  }
+  return addon as unknown as NativeBinding;
 }
 
 function isNativeError(value: unknown): value is NativeError {

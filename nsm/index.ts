@@ -8,7 +8,7 @@
 
 export * from './verifier.js';
 export { createNsm } from './client.js';
-export { openDeviceTransport, loadNativeBinding, rawDeviceRequest, DEFAULT_NSM_DEVICE_PATH } from './device.js';
+export { openDeviceTransport, rawDeviceRequest, DEFAULT_NSM_DEVICE_PATH } from './device.js';
 export { createMockTransport, openMockNsm, defaultMockPcrs, type MockNsmOptions, type MockNsmLogger } from './mock.js';
 export { createMockPki, renewMockLeaf, writeMockPki, loadMockPki, MOCK_LEAF_LIFETIME_MS, type MockPki, type MockCertificate } from './mock-pki.js';
 export { nodeP384Verifier } from './ecdsa-node.js';

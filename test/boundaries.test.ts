@@ -5,8 +5,9 @@
  * - cbor/ imports nothing from nsm/, agent/ or steve/; nsm/ nothing from agent/ or steve/; steve/ nothing
  *   from agent/ or nsm/ (it takes an `attest` function), except that steve/client/ may import the
  *   browser-safe verifier surface nsm/verifier.ts (and nothing else from nsm/); bridge/ nothing from
- *   agent/, cbor/, init/, nsm/ or steve/ (only vsock/); init/ nothing from agent/ or steve/; eif/ nothing
- *   from agent/, bridge/, init/, nsm/, steve/ or vsock/ (only cbor/);
+ *   agent/, cbor/, init/, native/, nsm/ or steve/ (only vsock/); init/ nothing from agent/ or steve/;
+ *   vsock/ nothing but native/; native/ (the addon's loader that nsm/, vsock/ and init/ share) nothing of
+ *   ours at all; eif/ nothing from agent/, bridge/, init/, native/, nsm/, steve/ or vsock/ (only cbor/);
  * - outside test files, a file outside a folder imports that folder only through its index.ts (top-level
  *   folders always; subfolders once they have an index.ts; nsm/verifier.ts is the one documented extra).
  * The scan is textual (comments and string contents are blanked first) and covers the project's own
@@ -21,25 +22,30 @@ import { describe, expect, it } from 'vitest';
 
 const REPO = dirname(dirname(fileURLToPath(import.meta.url)));
 /**
- * The project's top-level source folders (STYLE.md "Layout"; vsock/ is the native binding's part, bridge/ the
- * enclave's doors, eif/ the enclave image format and its PCRs).
+ * The project's top-level source folders (STYLE.md "Layout"; vsock/ is the native binding's part, bridge/
+ * the enclave's doors, native/ the addon's loader and shared C helpers, eif/ the enclave image format and
+ * its PCRs).
  */
-const PROJECT_FOLDERS = ['agent', 'bridge', 'cbor', 'eif', 'init', 'nsm', 'steve', 'vsock'].filter((f) => existsSync(join(REPO, f)));
+const PROJECT_FOLDERS = ['agent', 'bridge', 'cbor', 'eif', 'init', 'native', 'nsm', 'steve', 'vsock'].filter((f) => existsSync(join(REPO, f)));
 const SKIPPED_DIRS = new Set(['node_modules', 'dist', 'build']);
 /** Roots of the browser-safe closure; the optional ones are checked once they exist. */
 const PURE_ENTRIES = ['nsm/verifier.ts', 'cbor/index.ts', 'eif/index.ts', 'steve/client/index.ts'];
 const OPTIONAL_PURE_ENTRIES: string[] = [];
 /** Folder -> top-level folders it must never import (STYLE.md "Layout"). */
 const FORBIDDEN_LAYERS: Record<string, readonly string[]> = {
-  cbor: ['nsm', 'agent', 'steve'],
+  cbor: ['nsm', 'agent', 'steve', 'native'],
   nsm: ['agent', 'steve'],
-  steve: ['agent', 'nsm'],
+  steve: ['agent', 'nsm', 'native'],
   // The bridges move bytes over vsock and TCP; they never see documents, keys or the agent's wiring.
-  bridge: ['agent', 'cbor', 'init', 'nsm', 'steve'],
+  bridge: ['agent', 'cbor', 'init', 'native', 'nsm', 'steve'],
+  // vsock/ is a transport under the bridges; it loads its half of the addon through native/, never through nsm/.
+  vsock: ['agent', 'bridge', 'cbor', 'eif', 'init', 'nsm', 'steve'],
+  // The bottom layer: the addon's loader, shared by nsm/, vsock/ and init/, so none of them imports another for it.
+  native: ['agent', 'bridge', 'cbor', 'eif', 'init', 'nsm', 'steve', 'vsock'],
   // init/ runs the agent as a child process and is wired in by agent/commands.ts, never the reverse.
   init: ['agent', 'steve'],
   // The image format is pure code a browser or the verifier runs; the CLI (agent/) wires it to files.
-  eif: ['agent', 'bridge', 'init', 'nsm', 'steve', 'vsock'],
+  eif: ['agent', 'bridge', 'init', 'native', 'nsm', 'steve', 'vsock'],
 };
 /**
  * The one exception to FORBIDDEN_LAYERS: the web client verifies attestation documents itself, so files
@@ -290,7 +296,7 @@ describe('scanner self-check', () => {
 
 describe('architecture boundaries', () => {
   it('scans the project folders', () => {
-    expect(PROJECT_FOLDERS).toEqual(expect.arrayContaining(['agent', 'cbor', 'eif', 'nsm']));
+    expect(PROJECT_FOLDERS).toEqual(expect.arrayContaining(['agent', 'cbor', 'eif', 'native', 'nsm', 'vsock', 'init']));
     for (const entry of PURE_ENTRIES) expect(existsSync(join(REPO, entry)), entry).toBe(true);
   });
 

@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 const REPO = dirname(dirname(fileURLToPath(import.meta.url)));
 const CLI = join(REPO, 'dist', 'agent', 'cli.js');
 /** Folders compiled into dist/ by tsconfig.build.json. */
-const SOURCE_FOLDERS = ['agent', 'nsm', 'cbor', 'steve', 'init', 'vsock', 'bridge'];
+const SOURCE_FOLDERS = ['agent', 'nsm', 'cbor', 'steve', 'init', 'vsock', 'bridge', 'native'];
 
 /** Newest modification time of the build's inputs: every non-test .ts in the source folders and the tsconfigs. */
 function newestSourceMs(): number {

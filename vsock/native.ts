@@ -1,13 +1,13 @@
 /**
  * The typed boundary to the C half of the binding (vsock/native/vsock.c, exported as `vsock` on the one
- * addon that nsm/ loads), and `PolledFd`, the owner of one socket fd and its libuv poll handle.
+ * addon that native/ loads), and `PolledFd`, the owner of one socket fd and its libuv poll handle.
  *
  * It must not hold stream logic (that is socket.ts and server.ts) and must not be reached before the
  * caller's arguments are validated: loading the addon is the first native step, and nothing here runs at
  * import time.
  */
 
-import { loadNativeBinding } from '../nsm/index.js';
+import { loadNativeAddon } from '../native/index.js';
 
 import { VsockError, toVsockError } from './errors.js';
 import type { VsockAddress } from './address.js';
@@ -57,11 +57,11 @@ export interface VsockNative {
   readonly MAX_WRITEV_BUFFERS: number;
 }
 
-/** Loads the addon (once, through nsm/'s loader) and returns its vsock half; throws `VSOCK_UNAVAILABLE`. */
+/** Loads the addon (once, through native/'s loader) and returns its vsock half; throws `VSOCK_UNAVAILABLE`. */
 export function loadVsockNative(): VsockNative {
   let binding: unknown;
   try {
-    binding = loadNativeBinding();
+    binding = loadNativeAddon();
   } catch (cause) {
     throw new VsockError('VSOCK_UNAVAILABLE', 'cannot load the native addon for vsock', { cause });
   }

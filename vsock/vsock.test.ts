@@ -9,7 +9,7 @@
 
 import { beforeEach, describe, expect, it, vi } from 'vitest';
 
-import { loadNativeBinding } from '../nsm/index.js';
+import { loadNativeAddon } from '../native/index.js';
 
 import {
   VMADDR_CID_ANY,
@@ -174,7 +174,7 @@ describe('listenVsock validation', () => {
  * socket() is never called. The fd, when valid, is one no process has open.
  */
 describe('native argument checks (vsock/native/vsock.c)', () => {
-  const vsock = (loadNativeBinding() as unknown as { vsock: VsockNative }).vsock;
+  const vsock = (loadNativeAddon() as unknown as { vsock: VsockNative }).vsock;
   const loose = vsock as unknown as Record<string, (...args: unknown[]) => unknown>;
 
   it('exports the poll event bits and the would-block marker', () => {

@@ -9,6 +9,9 @@
  *   Node spawned;
  * - the system boot steps with the real actions and the device NSM (modules, lo's address, entropy from
  *   GetRandom, the configuration PCR extended and locked on the device);
+ * - Nitro's boot heartbeat over real vsock loopback (CID 1) against a listener standing in for the parent:
+ *   answered with 0xB7 (done), with another byte (INIT_HEARTBEAT_BAD_REPLY), nobody listening
+ *   (INIT_HEARTBEAT_FAILED);
  * - `enclave-agent init` as a child process (not PID 1) with the device NSM, the bridges as a service
  *   (`args: ["enclave-bridge", ...]`, vsock in the guest), the agent on loopback and a tiny app: killing
  *   the app gets it restarted and the agent's /healthz shows the restart; killing it in a loop stops after
@@ -30,6 +33,7 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { bytesToHex, createNsm, openDeviceTransport } from '../../nsm/index.js';
+import { listenVsock, type VsockServer } from '../../vsock/index.js';
 import { createBootSteps, loadInitConfig, measureConfig, parseInitConfig, runBootSteps, systemActions, type InitError } from '../../init/index.js';
 import { addEntropy, interfaceUp, loadKernelModule, mountFilesystem, setInterfaceAddress } from '../../init/native.js';
 
@@ -38,6 +42,8 @@ const REPO = dirname(dirname(dirname(fileURLToPath(import.meta.url))));
 const NSM_MODULE = '/lib/modules/rig/nsm.ko';
 /** The bridges service's ingress port (vsock and TCP): apart from vsock.guest (41_000+) and bridge.guest (43_000+). */
 const BRIDGE_PORT = 44_000;
+/** The heartbeat's stand-in parent listens here (vsock loopback), apart from every other guest suite. */
+const HEARTBEAT_PORT = 45_000;
 const ADDON = join(REPO, 'build', 'Release', 'enclave_native.node');
 /** Under TCG, a Node process needs seconds to start; the agent more. */
 const WAIT_MS = 90_000;
@@ -174,7 +180,7 @@ describe.runIf(IN_GUEST)('the system boot steps with the real actions and the de
     const config = parseInitConfig({
       nsm: 'device',
       modules: [NSM_MODULE],
-      boot: { mounts: true, loopback: true, entropy: true, interfaces: [{ name: 'lo', address: '127.0.0.1/8' }] },
+      boot: { mounts: true, loopback: true, entropy: true, heartbeat: false, interfaces: [{ name: 'lo', address: '127.0.0.1/8' }] },
       pcr: { index: 26 },
       files: { '/tmp/init-guest-etc/hosts': '127.0.0.1 localhost\n' },
       app: { command: ['/bin/true'] },
@@ -205,6 +211,51 @@ describe.runIf(IN_GUEST)('the system boot steps with the real actions and the de
   });
 });
 
+describe.runIf(IN_GUEST)("Nitro's boot heartbeat over vsock loopback", () => {
+  const heartbeatStep = createBootSteps().find((s) => s.name === 'heartbeat')!;
+  const logger = pino({ level: 'silent' });
+  const context = (port: number) => ({
+    config: parseInitConfig({ nsm: 'device', boot: { mounts: false, loopback: false, entropy: false, heartbeat: { cid: 1, port, timeoutMs: 20_000 } }, app: { command: ['/bin/true'] }, agent: null }),
+    system: systemActions,
+    logger,
+    nsm: () => Promise.reject(new Error('no NSM in this test')),
+  });
+
+  /** A parent that reads one byte and answers `answer` for every connection; records what it read. */
+  async function parent(port: number, answer: number): Promise<{ server: VsockServer; received: number[] }> {
+    const received: number[] = [];
+    const server = await listenVsock({ port, cid: 1 });
+    server.on('connection', (socket) => {
+      socket.once('data', (chunk: Buffer) => {
+        received.push(...chunk);
+        socket.end(Uint8Array.of(answer));
+      });
+      socket.on('error', () => {});
+    });
+    return { server, received };
+  }
+
+  it('0xB7 to the configured CID and port, 0xB7 back: done', async () => {
+    const { server, received } = await parent(HEARTBEAT_PORT, 0xb7);
+    try {
+      expect(await heartbeatStep.run(context(HEARTBEAT_PORT))).toEqual({ cid: 1, port: HEARTBEAT_PORT });
+      expect(received).toEqual([0xb7]);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('another byte back is INIT_HEARTBEAT_BAD_REPLY; nobody listening is INIT_HEARTBEAT_FAILED', async () => {
+    const { server } = await parent(HEARTBEAT_PORT + 1, 0x00);
+    try {
+      await expect((async () => heartbeatStep.run(context(HEARTBEAT_PORT + 1)))()).rejects.toMatchObject({ code: 'INIT_HEARTBEAT_BAD_REPLY' });
+    } finally {
+      await server.close();
+    }
+    await expect((async () => heartbeatStep.run(context(HEARTBEAT_PORT + 2)))()).rejects.toMatchObject({ code: 'INIT_HEARTBEAT_FAILED' });
+  });
+});
+
 describe.runIf(IN_GUEST)('enclave-agent init in the guest (device NSM, agent on loopback, a tiny app)', () => {
   const work = join(REPO, '.guest-init');
   const cli = join(work, 'agent', 'cli.js');
@@ -221,7 +272,7 @@ describe.runIf(IN_GUEST)('enclave-agent init in the guest (device NSM, agent on 
       JSON.stringify({
         nsm: 'device',
         modules: [NSM_MODULE],
-        boot: { mounts: true, loopback: true, entropy: true },
+        boot: { mounts: true, loopback: true, entropy: true, heartbeat: false },
         pcr: { index: 27 },
         services: [{ name: 'bridges', args: ['enclave-bridge', '--ingress-port', String(BRIDGE_PORT)] }],
         app: { command: [process.execPath, '-e', 'setInterval(() => {}, 1000)'] },

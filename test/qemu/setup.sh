@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Prepares the QEMU test rig (specs/qemu-rig.md "Recipe that worked") on a Debian 12 machine, as root:
 # installs the build and firmware packages from Debian, builds qemu-system-x86_64 with virtio-nsm from
-# Debian's bookworm-backports source, and fetches the guest's pieces (a 6.12 cloud kernel with its vsock
-# and nsm modules, busybox-static, socat). Everything lands under the repo's git-ignored .cache/ and each
-# step is skipped when its output is already there, so a second run does nothing.
+# Debian's bookworm-backports source, and fetches the guest's pieces (a 6.12 cloud kernel with its vsock,
+# virtio-mmio and nsm modules, busybox-static, socat) and, for QEMU's nitro-enclave machine, Debian sid's
+# vhost-device-vsock (unpacked, not installed). Everything lands under the repo's git-ignored .cache/ and
+# each step is skipped when its output is already there, so a second run does nothing.
 #
-# It must not: edit the system's apt sources (backports comes in through a private apt configuration
-# under .cache/apt), install anything that is not a Debian package, load kernel modules, or touch vsock
-# on this machine (its /dev/vsock leads out of the machine; vsock is only ever used inside the guest).
+# It must not: edit the system's apt sources (backports and sid come in through private apt
+# configurations under .cache/apt and .cache/apt-sid; sid's is used only to download one package, never
+# to install), install anything that is not a Debian package, load kernel modules, or touch vsock on this
+# machine (its /dev/vsock leads out of the machine; vsock is only ever used inside the guest; the
+# vhost-device-vsock binary is only run here with --help).
 set -euo pipefail
 
 REPO_ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -27,7 +30,11 @@ HOST_PACKAGES=(
 BACKPORTS_PACKAGES=(meson)
 # Guest kernel modules, in load order (vsock first; nsm has no dependencies; virtio_net needs
 # net_failover, which needs failover). The NIC is only for run.sh --hostfwd (user-mode networking).
-GUEST_MODULES=(vsock vmw_vsock_virtio_transport_common vsock_loopback nsm failover net_failover virtio_net)
+# virtio_mmio and vmw_vsock_virtio_transport are for QEMU's nitro-enclave machine, whose devices are
+# virtio-mmio and whose vsock is a virtio device (specs/nitro-enclave.md §3: virtio_mmio, vsock,
+# vmw_vsock_virtio_transport_common, vmw_vsock_virtio_transport, nsm).
+GUEST_MODULES=(virtio_mmio vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport vsock_loopback nsm
+  failover net_failover virtio_net)
 
 log() { printf '[setup] %s\n' "$*"; }
 die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
@@ -227,8 +234,17 @@ fetch_kernel() {
     log "module $module <- ${path#"$tmp/root"}"
   done
   rm -rf "$tmp/root" "$tmp"/*.deb
-  rm -rf "$KERNEL_CACHE"
-  mv "$tmp" "$KERNEL_CACHE"
+  if [ -d "$KERNEL_CACHE" ]; then
+    # A cache from a run that kept fewer modules: another run (CI) may be reading it right now, so the
+    # files are renamed into place one by one (atomic, same content for what was there) and the directory
+    # stays.
+    local file
+    mkdir -p "$KERNEL_CACHE/modules"
+    for file in "$tmp/vmlinuz" "$tmp/modules/"*.ko; do mv -f "$file" "$KERNEL_CACHE/${file#"$tmp/"}"; done
+    rm -rf "$tmp"
+  else
+    mv "$tmp" "$KERNEL_CACHE"
+  fi
 }
 
 kernel_cached() {
@@ -258,11 +274,92 @@ fetch_guest_tools() {
 
 step "guest tools (busybox-static, socat)" '[ -x "$GUEST_TOOLS/root/bin/busybox" ] && [ -x "$GUEST_TOOLS/root/usr/bin/socat" ]' fetch_guest_tools
 
-# Paths the other scripts read: one line each, `key=value`.
-cat > "$CACHE/qemu-rig.env" <<EOF
+# --- vhost-device-vsock, the vsock backend of QEMU's nitro-enclave machine --------------------------------
+
+# Debian packages it only in sid (rust-vmm's, specs/nitro-enclave.md §3); its binary runs on bookworm (it
+# needs glibc 2.34). This version is the one tested with the rig, pinned by its SHA-256; sid keeps only
+# its newest version, so when this one is gone the current one is taken (apt checks Debian's signatures
+# either way) and the log says so. run.sh starts it only with --uds-path: never --forward-cid or
+# --forward-listen, which open AF_VSOCK on this machine.
+VHOST_VSOCK_PACKAGE=vhost-device-vsock
+VHOST_VSOCK_TESTED_VERSION=0.3.0-2
+VHOST_VSOCK_TESTED_SHA256=fd36382419cc174f00d9b1691486b581e13e8c1168dc339b86b2a65180a29ce7
+VHOST_VSOCK_DIR=$CACHE/vhost-device-vsock
+SID_APT_DIR=$CACHE/apt-sid
+# A second private configuration with sid alone (binary packages, no translations): the backports one
+# installs host packages, and sid must never be a candidate for those.
+SID_APT_OPTS=(
+  -o "Dir::Etc::sourcelist=$SID_APT_DIR/sources.list"
+  -o "Dir::Etc::sourceparts=$SID_APT_DIR/sources.list.d"
+  -o "Dir::State::Lists=$SID_APT_DIR/lists"
+  -o "Dir::Cache::pkgcache=$SID_APT_DIR/pkgcache.bin"
+  -o "Dir::Cache::srcpkgcache=$SID_APT_DIR/srcpkgcache.bin"
+  -o "Acquire::Languages=none"
+)
+sid_apt_get() { DEBIAN_FRONTEND=noninteractive apt-get "${SID_APT_OPTS[@]}" "$@"; }
+
+# The version cached last: the file fetch_vhost_device_vsock writes once the binary is in place.
+vhost_vsock_version() { cat "$VHOST_VSOCK_DIR/version" 2> /dev/null || true; }
+vhost_vsock_bin() { printf '%s/%s/root/usr/bin/vhost-device-vsock' "$VHOST_VSOCK_DIR" "$(vhost_vsock_version)"; }
+vhost_vsock_cached() { [ -n "$(vhost_vsock_version)" ] && [ -x "$(vhost_vsock_bin)" ]; }
+
+fetch_vhost_device_vsock() {
+  local uris versions version tmp deb sum
+  uris=$(mirror_uris)
+  [ -n "$uris" ] || die "no URIs for suite bookworm in $SYSTEM_SOURCES"
+  rm -rf "$SID_APT_DIR"
+  mkdir -p "$SID_APT_DIR/sources.list.d" "$SID_APT_DIR/lists/partial" "$VHOST_VSOCK_DIR"
+  : > "$SID_APT_DIR/sources.list"
+  cat > "$SID_APT_DIR/sources.list.d/sid.sources" <<EOF
+Types: deb
+URIs: $uris
+Suites: sid
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF
+  retry sid_apt_get update
+  versions=$(apt-cache "${SID_APT_OPTS[@]}" madison "$VHOST_VSOCK_PACKAGE" | awk -F'|' '{ gsub(/ /, "", $2); print $2 }')
+  [ -n "$versions" ] || die "$VHOST_VSOCK_PACKAGE is not in sid"
+  if grep -qxF "$VHOST_VSOCK_TESTED_VERSION" <<< "$versions"; then
+    version=$VHOST_VSOCK_TESTED_VERSION
+  else
+    version=$(sort -V <<< "$versions" | tail -n 1)
+    log "$VHOST_VSOCK_PACKAGE $VHOST_VSOCK_TESTED_VERSION (the tested one) is gone from sid: taking $version (untested with the rig; apt checked Debian's signature)"
+  fi
+  tmp=$VHOST_VSOCK_DIR/$version.tmp
+  rm -rf "$tmp"
+  mkdir -p "$tmp/root"
+  (cd "$tmp" && retry sid_apt_get -o APT::Sandbox::User=root download "$VHOST_VSOCK_PACKAGE=$version")
+  deb=$(find "$tmp" -maxdepth 1 -name "${VHOST_VSOCK_PACKAGE}_*.deb" | head -n 1)
+  [ -n "$deb" ] || die "apt-get download did not produce a $VHOST_VSOCK_PACKAGE .deb"
+  sum=$(sha256sum "$deb" | awk '{ print $1 }')
+  if [ "$version" = "$VHOST_VSOCK_TESTED_VERSION" ] && [ "$sum" != "$VHOST_VSOCK_TESTED_SHA256" ]; then
+    die "$deb has SHA-256 $sum, not the tested $VHOST_VSOCK_TESTED_SHA256"
+  fi
+  log "$VHOST_VSOCK_PACKAGE $version: $(basename "$deb") sha256 $sum"
+  dpkg-deb -x "$deb" "$tmp/root"
+  [ -x "$tmp/root/usr/bin/vhost-device-vsock" ] || die "$VHOST_VSOCK_PACKAGE did not unpack to usr/bin/vhost-device-vsock"
+  # It must start here (glibc, libgcc); --help opens no socket.
+  "$tmp/root/usr/bin/vhost-device-vsock" --help > /dev/null || die "vhost-device-vsock $version does not run on this machine"
+  rm -f "$deb"
+  rm -rf "${VHOST_VSOCK_DIR:?}/$version"
+  mv "$tmp" "$VHOST_VSOCK_DIR/$version"
+  echo "$version" > "$VHOST_VSOCK_DIR/version.tmp"
+  mv "$VHOST_VSOCK_DIR/version.tmp" "$VHOST_VSOCK_DIR/version"
+  # sid's package lists (tens of MB unpacked) were only needed for this one download.
+  rm -rf "$SID_APT_DIR"
+}
+
+step "$VHOST_VSOCK_PACKAGE (from sid)" vhost_vsock_cached fetch_vhost_device_vsock
+
+# Paths the other scripts read: one line each, `key=value`; replaced whole, as another run may read it.
+cat > "$CACHE/qemu-rig.env.tmp" <<EOF
 QEMU_BIN=$QEMU_BIN
 GUEST_KERNEL=$KERNEL_CACHE/vmlinuz
 GUEST_MODULES_DIR=$KERNEL_CACHE/modules
 GUEST_TOOLS_ROOT=$GUEST_TOOLS/root
+VHOST_DEVICE_VSOCK=$(vhost_vsock_bin)
+VHOST_DEVICE_VSOCK_VERSION=$(vhost_vsock_version)
 EOF
+mv "$CACHE/qemu-rig.env.tmp" "$CACHE/qemu-rig.env"
 log "ready: $CACHE/qemu-rig.env"

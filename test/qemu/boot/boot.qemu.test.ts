@@ -168,7 +168,7 @@ describe.runIf(ENABLED)('the enclave image booted under QEMU', () => {
       nsm: 'device',
       deployment: 'test',
       modules: ['vsock', 'vmw_vsock_virtio_transport_common', 'vsock_loopback', 'nsm', ...NET_MODULES].map((m) => `${GUEST_MODULES}/${m}.ko`),
-      boot: { mounts: true, loopback: true, entropy: true, interfaces: [{ name: 'eth0', address: '10.0.2.15/24' }] },
+      boot: { mounts: true, loopback: true, entropy: true, heartbeat: false, interfaces: [{ name: 'eth0', address: '10.0.2.15/24' }] },
       rigMeasurements: RIG_MEASUREMENTS,
       pcr: { index: CONFIG_PCR, lock: true },
       services: [

@@ -29,8 +29,10 @@ OUT=${1:-$REPO_ROOT/dist/image}
 ADDON=$REPO_ROOT/build/Release/enclave_native.node
 INIT_CONFIG=${INIT_CONFIG:-$HERE/init.example.json}
 EXTRA_DIR=${EXTRA_DIR:-}
-# Load order (vsock first; nsm has no dependencies), as in test/qemu/build-initramfs.sh.
-GUEST_MODULES=(vsock vmw_vsock_virtio_transport_common vsock_loopback nsm)
+# Load order (virtio_mmio for the devices of QEMU's nitro-enclave machine, then vsock with its virtio
+# transport; nsm has no dependencies); vsock_loopback for the rig's other machine, as in
+# test/qemu/build-initramfs.sh. The init configuration says which of them to load.
+GUEST_MODULES=(virtio_mmio vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport vsock_loopback nsm)
 # Where the modules go in the guest; init/'s configuration names them by path.
 GUEST_MODULES_PATH=lib/modules/enclave-agent
 AGENT_PATH=opt/enclave-agent

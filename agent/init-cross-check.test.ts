@@ -154,7 +154,8 @@ describe('crossCheckInitConfig', () => {
   });
 
   it('checks every bridge against every agent, services run as `run` included', () => {
-    // The shape of the QEMU boot test (test/qemu/boot/boot.qemu.test.ts): two agents, each bridged by its public port.
+    // Two agents, each bridged by its public port, as the QEMU boot test runs them (test/qemu/boot/boot.qemu.test.ts),
+    // and a host-bridge service as the rig's plain machine once ran one inside the guest.
     const common = ['--manifest', '/etc/enclave-agent/manifest.json', '--upstream', 'http://127.0.0.1:8083'];
     const services = [
       { name: 'bridges', args: ['enclave-bridge', '--ingress-port', '8080', '--ingress-port', '8090'] },

@@ -1,8 +1,8 @@
 /**
  * Vitest configuration for the full-boot test (test/qemu/boot/boot.qemu.test.ts): runs on this machine,
- * builds the image's initramfs and boots it under QEMU, so it is neither a host unit suite (the root
- * vitest.config.ts excludes test/qemu) nor a guest suite. `npm run test:qemu` runs it after the guest
- * suites, with ENCLAVE_QEMU_BOOT=1.
+ * builds the image's EIF and boots it under QEMU's nitro-enclave machine, so it is neither a host unit
+ * suite (the root vitest.config.ts excludes test/qemu) nor a guest suite. `npm run test:qemu` runs it
+ * after the guest suites, with ENCLAVE_QEMU_BOOT=1.
  */
 
 import { defineConfig } from 'vitest/config';

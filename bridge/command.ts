@@ -115,8 +115,12 @@ function waitForSignal(): Promise<string> {
   return Promise.race([once(process, 'SIGINT').then(() => 'SIGINT'), once(process, 'SIGTERM').then(() => 'SIGTERM')]);
 }
 
-async function runUntilStopped(logger: Logger, forwarders: readonly Forwarder[], io: BridgeCommandIo): Promise<number> {
-  const signal = await (io.waitForStop ?? waitForSignal)();
+/**
+ * Waits for the stop the caller began listening for before it started the bridges (a signal that comes
+ * right after "bridge listening" must stop them gracefully, not kill the process), then closes them.
+ */
+async function runUntilStopped(logger: Logger, forwarders: readonly Forwarder[], stopped: Promise<string>): Promise<number> {
+  const signal = await stopped;
   logger.info({ signal }, 'signal received');
   await closeAll(forwarders, SHUTDOWN_GRACE_MS);
   return 0;
@@ -126,6 +130,7 @@ async function runUntilStopped(logger: Logger, forwarders: readonly Forwarder[],
 export async function runHostBridgeCommand(values: FlagValues, io: BridgeCommandIo): Promise<number> {
   const config = parseHostBridgeFlags(values);
   const logger = io.createLogger(config.logLevel);
+  const stopped = (io.waitForStop ?? waitForSignal)();
   const limits = { maxConnections: config.maxConnections, idleTimeoutMs: config.idleTimeoutMs };
   let forwarder: Forwarder;
   if (config.mode === 'ingress') {
@@ -148,7 +153,7 @@ export async function runHostBridgeCommand(values: FlagValues, io: BridgeCommand
       logger,
     });
   }
-  return runUntilStopped(logger, [forwarder], io);
+  return runUntilStopped(logger, [forwarder], stopped);
 }
 
 /** The enclave's bridges, started from a checked configuration; `stop()` closes them with the grace period. */
@@ -176,6 +181,7 @@ export async function startEnclaveBridges(config: EnclaveBridgeConfig, logger: L
 export async function runEnclaveBridgeCommand(values: FlagValues, env: Environment, io: BridgeCommandIo): Promise<number> {
   const config = parseEnclaveBridgeFlags(values, env);
   const logger = io.createLogger(config.logLevel);
+  const stopped = (io.waitForStop ?? waitForSignal)();
   const running = await startEnclaveBridges(config, logger);
-  return runUntilStopped(logger, running.forwarders, io);
+  return runUntilStopped(logger, running.forwarders, stopped);
 }

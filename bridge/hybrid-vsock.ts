@@ -20,6 +20,7 @@ import { createServer, connect as connectUnix, type Server, type Socket } from '
 import type { Duplex } from 'node:stream';
 
 import { BridgeError } from './errors.js';
+import { readUntil } from './read-head.js';
 import type { Dial, StreamListener } from './transports.js';
 
 /**
@@ -76,64 +77,22 @@ export interface ReadReplyOptions {
  * with BRIDGE_HYBRID_REFUSED (closed before a reply: the guest has no listener on that port),
  * BRIDGE_HYBRID_MALFORMED, BRIDGE_HYBRID_TIMEOUT, the stream's error, or the signal's reason.
  */
-export function readHybridConnectReply(stream: Duplex, options: ReadReplyOptions): Promise<number> {
-  const { timeoutMs, signal } = options;
-  return new Promise<number>((resolve, reject) => {
-    const buffer = new Uint8Array(HYBRID_REPLY_MAX_BYTES);
-    let length = 0;
-    let settled = false;
-    let timer: NodeJS.Timeout | undefined;
-
-    const finish = (error: unknown, port?: number, rest?: Uint8Array): void => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      stream.off('data', onData);
-      stream.off('end', onEnd);
-      stream.off('error', onError);
-      stream.off('close', onEnd);
-      signal?.removeEventListener('abort', onAbort);
-      stream.pause();
-      if (rest !== undefined && rest.length > 0 && !stream.destroyed) stream.unshift(rest);
-      if (port !== undefined) resolve(port);
-      else reject(error);
-    };
-    const onData = (chunk: Buffer): void => {
-      const newline = chunk.indexOf(LF);
-      const take = newline === -1 ? chunk.length : newline + 1;
-      if (length + take > HYBRID_REPLY_MAX_BYTES) {
-        finish(new BridgeError('BRIDGE_HYBRID_MALFORMED', `no newline within ${HYBRID_REPLY_MAX_BYTES} bytes of the reply`));
-        return;
-      }
-      buffer.set(chunk.subarray(0, take), length);
-      length += take;
-      if (newline === -1) return;
-      let port: number;
-      try {
-        port = parseHybridConnectReply(buffer.subarray(0, length));
-      } catch (error) {
-        finish(error);
-        return;
-      }
-      finish(undefined, port, chunk.subarray(take));
-    };
-    const onEnd = (): void =>
-      finish(length === 0 ? new BridgeError('BRIDGE_HYBRID_REFUSED', 'closed without a reply to CONNECT') : new BridgeError('BRIDGE_HYBRID_MALFORMED', 'closed inside the reply'));
-    const onError = (error: Error): void => finish(error);
-    const onAbort = (): void => finish(signal!.reason);
-
-    if (signal?.aborted) {
-      finish(signal.reason);
-      return;
-    }
-    timer = setTimeout(() => finish(new BridgeError('BRIDGE_HYBRID_TIMEOUT', `no reply to CONNECT within ${timeoutMs} ms`)), timeoutMs);
-    stream.on('data', onData);
-    stream.once('end', onEnd);
-    stream.once('close', onEnd);
-    stream.once('error', onError);
-    signal?.addEventListener('abort', onAbort, { once: true });
-    stream.resume();
+export async function readHybridConnectReply(stream: Duplex, options: ReadReplyOptions): Promise<number> {
+  const line = await readUntil(stream, {
+    ...options,
+    maxBytes: HYBRID_REPLY_MAX_BYTES,
+    findEnd: (buffer, scanned, length) => {
+      const newline = buffer.subarray(scanned, length).indexOf(LF);
+      return newline === -1 ? -1 : scanned + newline + 1;
+    },
+    errors: {
+      tooLarge: () => new BridgeError('BRIDGE_HYBRID_MALFORMED', `no newline within ${HYBRID_REPLY_MAX_BYTES} bytes of the reply`),
+      closed: (length) =>
+        length === 0 ? new BridgeError('BRIDGE_HYBRID_REFUSED', 'closed without a reply to CONNECT') : new BridgeError('BRIDGE_HYBRID_MALFORMED', 'closed inside the reply'),
+      timeout: () => new BridgeError('BRIDGE_HYBRID_TIMEOUT', `no reply to CONNECT within ${options.timeoutMs} ms`),
+    },
   });
+  return parseHybridConnectReply(line);
 }
 
 export interface HybridVsockTarget {

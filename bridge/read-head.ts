@@ -1,8 +1,10 @@
 /**
- * readHead: reads one HTTP head (through CRLFCRLF) off a stream into a buffer of at most `maxBytes`,
- * within `timeoutMs`, and puts any bytes that came after it back (`unshift`) so the tunnel forwards them.
- * It must not buffer more than `maxBytes` plus one chunk, nor keep listening once it settled: it leaves
- * the stream paused, with no listener of its own, for the next reader.
+ * Reading a delimited prefix off a stream, for the two handshakes the bridges read before they forward
+ * bytes: an HTTP head through CRLFCRLF (`readHead`, the CONNECT proxy) and the hybrid-vsock reply line
+ * (`readUntil` with its own end, hybrid-vsock.ts). At most `maxBytes` are kept (plus one chunk in flight),
+ * within `timeoutMs`; the bytes after the end are put back (`unshift`) so the tunnel forwards them; the
+ * stream is left paused, with no listener of ours, for the next reader. Every failure is a caller's coded
+ * error.
  */
 
 import type { Duplex } from 'node:stream';
@@ -17,15 +19,32 @@ export interface ReadHeadOptions {
   readonly signal?: AbortSignal;
 }
 
-export function readHead(stream: Duplex, options: ReadHeadOptions): Promise<Uint8Array> {
-  const { maxBytes, timeoutMs, signal } = options;
+export interface ReadUntilOptions extends ReadHeadOptions {
+  /**
+   * Where the prefix ends (exclusive) in `buffer[0, length)`, given that nothing before `scanned` held
+   * its end; -1 when it has not arrived yet. May throw a coded error for a malformed prefix.
+   */
+  findEnd(buffer: Uint8Array, scanned: number, length: number): number;
+  /** The errors of each way the prefix can fail to arrive. */
+  readonly errors: {
+    /** `maxBytes` arrived without the end. */
+    tooLarge(): Error;
+    /** The stream ended ('end': the peer finished sending) or closed; `length` bytes of the prefix had arrived. */
+    closed(length: number, how: 'end' | 'close'): Error;
+    timeout(): Error;
+  };
+}
+
+/** Resolves with the prefix through its end (a copy); see the file's comment. */
+export function readUntil(stream: Duplex, options: ReadUntilOptions): Promise<Uint8Array> {
+  const { maxBytes, timeoutMs, signal, findEnd, errors } = options;
   return new Promise<Uint8Array>((resolve, reject) => {
     const buffer = Buffer.allocUnsafe(maxBytes);
     let length = 0;
     let settled = false;
     let timer: NodeJS.Timeout | undefined;
 
-    const finish = (error: unknown, head?: Uint8Array, rest?: Uint8Array): void => {
+    const finish = (error: unknown, prefix?: Uint8Array, rest?: Uint8Array): void => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
@@ -36,7 +55,7 @@ export function readHead(stream: Duplex, options: ReadHeadOptions): Promise<Uint
       signal?.removeEventListener('abort', onAbort);
       stream.pause();
       if (rest !== undefined && rest.length > 0 && !stream.destroyed) stream.unshift(rest);
-      if (head !== undefined) resolve(head);
+      if (prefix !== undefined) resolve(prefix);
       else reject(error);
     };
     const onData = (chunk: Buffer): void => {
@@ -46,33 +65,49 @@ export function readHead(stream: Duplex, options: ReadHeadOptions): Promise<Uint
       length += take;
       let end: number;
       try {
-        end = findHeadEnd(buffer, scanned - 3, length);
+        end = findEnd(buffer, scanned, length);
       } catch (error) {
         finish(error);
         return;
       }
-      if (end !== -1) {
-        finish(undefined, new Uint8Array(buffer.subarray(0, end)), chunk.subarray(end - scanned));
-      } else if (length === maxBytes) {
-        finish(new BridgeError('BRIDGE_HEAD_TOO_LARGE', `no end of head within ${maxBytes} bytes`));
-      }
+      if (end !== -1) finish(undefined, new Uint8Array(buffer.subarray(0, end)), chunk.subarray(end - scanned));
+      else if (length === maxBytes) finish(errors.tooLarge());
     };
-    const onEnd = (): void =>
-      finish(length === 0 ? new BridgeError('BRIDGE_PEER_CLOSED', 'closed before sending a head') : new BridgeError('BRIDGE_HEAD_MALFORMED', 'closed inside the head'));
+    const onEnd = (): void => finish(errors.closed(length, 'end'));
+    const onClose = (): void => finish(errors.closed(length, 'close'));
     const onError = (error: Error): void => finish(error);
-    const onClose = (): void => finish(new BridgeError('BRIDGE_PEER_CLOSED', 'closed before the head was complete'));
     const onAbort = (): void => finish(signal!.reason);
 
     if (signal?.aborted) {
       finish(signal.reason);
       return;
     }
-    timer = setTimeout(() => finish(new BridgeError('BRIDGE_HEAD_TIMEOUT', `no complete head within ${timeoutMs} ms`)), timeoutMs);
+    timer = setTimeout(() => finish(errors.timeout()), timeoutMs);
     stream.on('data', onData);
     stream.once('end', onEnd);
     stream.once('error', onError);
     stream.once('close', onClose);
     signal?.addEventListener('abort', onAbort, { once: true });
     stream.resume();
+  });
+}
+
+/** One HTTP head through CRLFCRLF (connect-head.ts finds it and refuses a bare LF). */
+export function readHead(stream: Duplex, options: ReadHeadOptions): Promise<Uint8Array> {
+  const { maxBytes, timeoutMs } = options;
+  return readUntil(stream, {
+    ...options,
+    // The end may straddle chunks: look again from three bytes before what was new.
+    findEnd: (buffer, scanned, length) => findHeadEnd(buffer, scanned - 3, length),
+    errors: {
+      tooLarge: () => new BridgeError('BRIDGE_HEAD_TOO_LARGE', `no end of head within ${maxBytes} bytes`),
+      closed: (length, how) =>
+        how === 'close'
+          ? new BridgeError('BRIDGE_PEER_CLOSED', 'closed before the head was complete')
+          : length === 0
+            ? new BridgeError('BRIDGE_PEER_CLOSED', 'closed before sending a head')
+            : new BridgeError('BRIDGE_HEAD_MALFORMED', 'closed inside the head'),
+      timeout: () => new BridgeError('BRIDGE_HEAD_TIMEOUT', `no complete head within ${timeoutMs} ms`),
+    },
   });
 }

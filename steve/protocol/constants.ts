@@ -60,6 +60,9 @@ export const LABEL_S2C_KEY = 'steve-e2p-v2/s2c-key';
 export const LABEL_C2S_IV = 'steve-e2p-v2/c2s-iv';
 export const LABEL_S2C_IV = 'steve-e2p-v2/s2c-iv';
 export const LABEL_BINDER = 'steve-e2p-v2/attestation-binder';
+/** The stream extension's two keys (ours: steve/protocol/stream.md §2), from the same schedule. */
+export const LABEL_STREAM_C2S_KEY = 'steve-e2p-v2/stream-c2s-key';
+export const LABEL_STREAM_S2C_KEY = 'steve-e2p-v2/stream-s2c-key';
 
 /** Record message types in the AAD (§4). */
 export const MESSAGE_TYPE = Object.freeze({ CONFIRMATION: 0, APPLICATION: 1 } as const);

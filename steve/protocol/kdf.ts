@@ -1,6 +1,7 @@
 /**
  * The STEVE v2 key schedule (specs/steve.md §4): the transcript bytes, their SHA-256, and the five
- * HKDF-SHA256 outputs (two AES-256-GCM keys, two 4-byte IV prefixes, the 32-byte attestation binder).
+ * HKDF-SHA256 outputs (two AES-256-GCM keys, two 4-byte IV prefixes, the 32-byte attestation binder),
+ * plus the stream extension's two keys (ours, stream.md §2).
  * It consumes the shared secret: `deriveSessionKeys` zeroes the array it is given and its own PRK, as §4
  * asks ("wipe the shared secret after deriving"). Pure: no I/O, no randomness.
  */
@@ -20,6 +21,8 @@ import {
   LABEL_C2S_KEY,
   LABEL_S2C_IV,
   LABEL_S2C_KEY,
+  LABEL_STREAM_C2S_KEY,
+  LABEL_STREAM_S2C_KEY,
   NONCE_BYTES,
   SERVER_KEY_MATERIAL_BYTES,
   SESSION_ID_BYTES,
@@ -45,6 +48,9 @@ export interface SessionKeys {
   c2sIv: Uint8Array;
   s2cIv: Uint8Array;
   binder: Uint8Array;
+  /** The stream extension's keys (stream.md §2). */
+  streamC2sKey: Uint8Array;
+  streamS2cKey: Uint8Array;
 }
 
 /**
@@ -76,7 +82,7 @@ export function transcriptHash(input: TranscriptInput): Uint8Array {
   return sha256(transcript(input));
 }
 
-/** HKDF-SHA256 (RFC 5869): exported for the RFC's own vectors; the schedule uses extract once, expand five times. */
+/** HKDF-SHA256 (RFC 5869): exported for the RFC's own vectors; the schedule uses extract once, then expand per output. */
 export function hkdfSha256(ikm: Uint8Array, salt: Uint8Array, info: Uint8Array, length: number): Uint8Array {
   assertBytes(ikm, 'ikm');
   assertBytes(salt, 'salt');
@@ -118,6 +124,8 @@ export function deriveSessionKeys(sharedSecret: Uint8Array, transcriptHashBytes:
         c2sIv: ownBuffer(expand(sha256, prk, utf8(LABEL_C2S_IV), IV_PREFIX_BYTES)),
         s2cIv: ownBuffer(expand(sha256, prk, utf8(LABEL_S2C_IV), IV_PREFIX_BYTES)),
         binder: ownBuffer(expand(sha256, prk, utf8(LABEL_BINDER), BINDER_BYTES)),
+        streamC2sKey: ownBuffer(expand(sha256, prk, utf8(LABEL_STREAM_C2S_KEY), KEY_BYTES)),
+        streamS2cKey: ownBuffer(expand(sha256, prk, utf8(LABEL_STREAM_S2C_KEY), KEY_BYTES)),
       };
     } finally {
       wipe(prk);
@@ -129,5 +137,5 @@ export function deriveSessionKeys(sharedSecret: Uint8Array, transcriptHashBytes:
 
 /** Zeroes every key of a session (when it is closed or expires). */
 export function wipeSessionKeys(keys: SessionKeys): void {
-  wipe(keys.c2sKey, keys.s2cKey, keys.c2sIv, keys.s2cIv, keys.binder);
+  wipe(keys.c2sKey, keys.s2cKey, keys.c2sIv, keys.s2cIv, keys.binder, keys.streamC2sKey, keys.streamS2cKey);
 }

@@ -100,7 +100,7 @@ describe.each([
   ['nobleAesGcm', nobleAesGcm],
   ['node:crypto (test Aead)', nodeAesGcm],
 ] as const)('Aead conformance and records: %s', (_name, aead) => {
-  const keys: SessionKeys = { c2sKey: random(32), s2cKey: random(32), c2sIv: random(4), s2cIv: random(4), binder: random(32) };
+  const keys: SessionKeys = { c2sKey: random(32), s2cKey: random(32), c2sIv: random(4), s2cIv: random(4), binder: random(32), streamC2sKey: random(32), streamS2cKey: random(32) };
   const header: RecordHeader = { type: MESSAGE_TYPE.APPLICATION, direction: DIRECTION.C2S, sessionId: random(16), sequence: 5 };
 
   it('seal then open gives the plaintext back; sealed = ciphertext || 16-byte tag', () => {

@@ -1,5 +1,5 @@
 /**
- * The STEVE v2 key schedule (specs/steve.md §4) on node:crypto, for the server: the five HKDF-SHA256
+ * The STEVE v2 key schedule (specs/steve.md §4) on node:crypto, for the server: the HKDF-SHA256
  * outputs of the protocol's `deriveSessionKeys` (noble), computed so that no copy of the shared secret
  * outlives the call (§4: "wipe the shared secret after deriving"). kdf-node.test.ts holds the two equal
  * on random inputs and on the committed KATs; test/steve/secret-wipe.test.ts scans a running agent's
@@ -29,6 +29,8 @@ import {
   LABEL_C2S_KEY,
   LABEL_S2C_IV,
   LABEL_S2C_KEY,
+  LABEL_STREAM_C2S_KEY,
+  LABEL_STREAM_S2C_KEY,
   SHARED_SECRET_BYTES,
   TRANSCRIPT_HASH_BYTES,
   type SessionKeys,
@@ -55,6 +57,8 @@ const OUTPUTS = [
   ['c2sIv', Buffer.from(LABEL_C2S_IV, 'latin1'), IV_PREFIX_BYTES],
   ['s2cIv', Buffer.from(LABEL_S2C_IV, 'latin1'), IV_PREFIX_BYTES],
   ['binder', Buffer.from(LABEL_BINDER, 'latin1'), BINDER_BYTES],
+  ['streamC2sKey', Buffer.from(LABEL_STREAM_C2S_KEY, 'latin1'), KEY_BYTES],
+  ['streamS2cKey', Buffer.from(LABEL_STREAM_S2C_KEY, 'latin1'), KEY_BYTES],
 ] as const;
 
 function assertBytes(value: unknown, name: string, length?: number, code: 'STEVE_KEY' | 'STEVE_BAD_ARGUMENT' = 'STEVE_BAD_ARGUMENT'): asserts value is Uint8Array {

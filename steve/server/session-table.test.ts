@@ -11,7 +11,7 @@ import type { SessionKeys } from '../protocol/index.js';
 import { MAX_IN_FLIGHT_PER_SESSION, PENDING_TTL_SECONDS, SESSION_LIFETIME_MS, createSessionTable } from './session-table.js';
 
 function keys(): SessionKeys {
-  return { c2sKey: new Uint8Array(32).fill(1), s2cKey: new Uint8Array(32).fill(2), c2sIv: new Uint8Array(4).fill(3), s2cIv: new Uint8Array(4).fill(4), binder: new Uint8Array(32) };
+  return { c2sKey: new Uint8Array(32).fill(1), s2cKey: new Uint8Array(32).fill(2), c2sIv: new Uint8Array(4).fill(3), s2cIv: new Uint8Array(4).fill(4), binder: new Uint8Array(32), streamC2sKey: new Uint8Array(32).fill(5), streamS2cKey: new Uint8Array(32).fill(6) };
 }
 
 function id(n: number): Uint8Array {

@@ -125,3 +125,49 @@ describe('checkBindingUserData (§5 step 3)', () => {
     );
   });
 });
+
+describe('the sixth field "extensions" (ours, stream.md §1)', () => {
+  const extended: Binding = { ...binding, extensions: ['stream-1'] };
+  const good = text(encodeBindingUserData(extended));
+
+  it('is appended after binder in the same compact form, and returned by the check', () => {
+    expect(good).toBe(`${text(encodeBindingUserData(binding)).slice(0, -1)},"extensions":["stream-1"]}`);
+    expect(checkBindingUserData(utf8(good), binding)).toEqual(['stream-1']);
+    expect(checkBindingUserData(encodeBindingUserData(binding), binding)).toEqual([]);
+  });
+
+  it('the longest form (X-Wing, 8 names of 32 characters) fits the NSM\'s 512 bytes and is accepted', () => {
+    const names = Array.from({ length: 8 }, (_, i) => `${String(i)}${'x'.repeat(31)}`);
+    const longest = encodeBindingUserData({ ...binding, suite: 'XWING-DRAFT10', extensions: names });
+    expect(longest.length).toBeLessThanOrEqual(512);
+    expect(checkBindingUserData(longest, { ...binding, suite: 'XWING-DRAFT10' })).toEqual(names);
+  });
+
+  it('refuses every other spelling or shape of the field', () => {
+    const bad = [
+      good.replace('"extensions":["stream-1"]', '"extensions": ["stream-1"]'),
+      good.replace('"extensions":["stream-1"]', '"extensions":["stream-1","stream-1"]'),
+      good.replace('"extensions":["stream-1"]', '"extensions":[]'),
+      good.replace('"extensions":["stream-1"]', '"extensions":"stream-1"'),
+      good.replace('"extensions":["stream-1"]', '"extensions":["Stream-1"]'),
+      good.replace('"extensions":["stream-1"]', '"extensions":["stream\\u002d1"]'),
+      good.replace('"extensions":["stream-1"]', '"extensions":[1]'),
+      good.replace('"extensions":["stream-1"]', `"extensions":[${Array.from({ length: 9 }, (_, i) => `"e${i}"`).join(',')}]`),
+      good.replace('"extensions":["stream-1"]', '"extension":["stream-1"]'),
+      good.replace(',"extensions":["stream-1"]', '').replace('{"protocol"', '{"extensions":["stream-1"],"protocol"'),
+      good.replace('}', ',"other":1}'),
+    ];
+    for (const input of bad) expect(code(() => checkBindingUserData(utf8(input), binding)), input).toBe('STEVE_BINDING');
+  });
+
+  it('does not change what the five fields must be', () => {
+    const other = { ...binding, binder: seq(32, 0xf1) };
+    expect(code(() => checkBindingUserData(utf8(good), other))).toBe('STEVE_BINDING');
+  });
+
+  it('the encoder refuses names outside [a-z0-9-]{1,32}, duplicates and more than 8', () => {
+    for (const extensions of [['Stream'], ['a', 'a'], [''], ['x'.repeat(33)], Array.from({ length: 9 }, (_, i) => `e${i}`)]) {
+      expect(code(() => encodeBindingUserData({ ...binding, extensions }))).toBe('STEVE_BAD_ARGUMENT');
+    }
+  });
+});

@@ -171,7 +171,7 @@ export interface Frame {
 }
 
 export interface FrameParser {
-  /** Takes the next bytes off the wire; returns the frames they completed, in order. */
+  /** Takes the next bytes off the wire; returns the frames they completed, in order (see the error rule below). */
   push(chunk: Uint8Array): Frame[];
   /** Bytes held for a frame not yet complete (at most one frame's). */
   readonly buffered: number;
@@ -181,7 +181,8 @@ export interface FrameParser {
  * Splits a byte stream into frames. Each frame's kind and declared length are checked as soon as its
  * 5-byte header is in (STEVE_PROTOCOL: an unknown kind, a length under the tag or over
  * MAX_STREAM_SEALED_BYTES), before any of its body is waited for, so the parser holds at most one frame.
- * After an error the parser is spent: every later push throws the same code.
+ * After an error the parser is spent: a push returns the frames it completed before the error (if any)
+ * and every later push, an empty one included, throws it.
  */
 export function createFrameParser(): FrameParser {
   const header = new Uint8Array(FRAME_HEADER_BYTES);
@@ -224,6 +225,8 @@ export function createFrameParser(): FrameParser {
       }
     } catch (error) {
       failed = error as SteveError;
+      // The frames completed before the bad header are still good; the error comes with the next push.
+      if (frames.length > 0) return frames;
       throw error;
     }
     return frames;

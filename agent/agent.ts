@@ -163,6 +163,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   metrics.gauge('enclave_agent_steve_sessions', 'Open STEVE sessions (pending and confirmed).', () => steve.sessions);
   metrics.gauge('enclave_agent_steve_pending_sessions', 'STEVE sessions awaiting their confirmation.', () => steve.pendingSessions);
   metrics.gauge('enclave_agent_steve_evicted_sessions', 'STEVE sessions evicted to make room since start.', () => steve.evictedSessions);
+  metrics.gauge('enclave_agent_steve_open_streams', 'STEVE streams open now (/e2p/v2/stream).', () => steve.openStreams);
   metrics.gauge('enclave_agent_steve_buffered_bytes', 'Bytes of STEVE request bodies and answers held in memory (the --max-buffered-bytes budget).', () => steve.bufferedBytes);
 
   const upstreamUrl = new URL(config.upstream);

@@ -243,6 +243,8 @@ export function createStreamEndpoint(options: StreamEndpointOptions): StreamEndp
       let finished = false;
       let call: StreamCall | null = null;
       let released = false;
+      /** Waiting for the client's socket to drain (the app's answer is paused). */
+      let draining = false;
       const idle = setTimeout(onIdle, idleTimeoutMs);
       const stop = (): void => {
         if (!finished) failRequestSide(new Stopped('server closing'));
@@ -405,10 +407,13 @@ export function createStreamEndpoint(options: StreamEndpointOptions): StreamEndp
           if (finished) return;
           let ready = true;
           for (const frame of writer.data(chunk)) ready = send(frame) && ready;
-          if (ready || res.destroyed) return;
+          if (ready || res.destroyed || draining) return;
           // The client is not taking records: stop reading the app until it does (the app's socket fills).
+          // undici may still hand over what it had already read; it joins the same wait.
+          draining = true;
           call?.pause();
           void progress(res, 'drain', sendTimeoutMs).then((outcome) => {
+            draining = false;
             if (outcome === 'ready') call?.resume();
             else if (outcome === 'stalled') logger.info({ route: 'steve_stream', sendTimeoutMs }, 'client took no stream bytes in time; connection closed');
           });

@@ -34,6 +34,23 @@ export async function until(condition: () => boolean, what: string, timeoutMs = 
   }
 }
 
+/** Waits until `value()` has not changed for `quietMs` (a writer blocked on a full pipe), or `done()`. */
+export async function untilStalled(value: () => number, what: string, quietMs = 300, done: () => boolean = () => false): Promise<void> {
+  let last = value();
+  let since = Date.now();
+  await until(
+    () => {
+      const now = value();
+      if (now !== last) {
+        last = now;
+        since = Date.now();
+      }
+      return done() || Date.now() - since >= quietMs;
+    },
+    what,
+  );
+}
+
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 // ---------------------------------------------------------------------------------------------------

@@ -25,11 +25,11 @@ import {
   flipped,
   postStream,
   readStream,
-  sleep,
   startStreamApp,
   streamOnce,
   streamRequest,
   until,
+  untilStalled,
   type StreamApp,
   type StreamReply,
 } from './stream-harness.js';
@@ -223,19 +223,31 @@ describe('request records that fail abort the app request', () => {
     expect(hit.outcome).toBe('aborted');
   });
 
-  it('a content-length body cut right after its last byte: the app never gets that byte, so never a complete body', async () => {
-    // 4 x 1000 bytes declared; all four DATA records are sent, END never is: the app must not see 4000.
+  it('an upload whose body ends before END (the connection stays open): 400, the app request aborted', async () => {
+    const { reply, hit } = await attack('/sink', ({ records, feed }) => {
+      feed.push(records[2]!);
+      feed.end();
+    });
+    expect(reply!.status).toBe(400);
+    expect(reply!.error).toBe('protocol_error');
+    expect(hit.outcome).toBe('aborted');
+  });
+
+  it('a content-length body that ends right after its last DATA, without END: the app never gets that last record', async () => {
+    // 4 x 1000 bytes declared, all four DATA records sent, then the body ends: the app must not see 4000
+    // bytes, which it would take for the whole body.
     const { reply, hit } = await attack(
       '/sink',
       ({ records, feed }) => {
         feed.push(records[2]!, records[3]!, records[4]!);
-        setTimeout(() => feed.fail(), 300);
+        feed.end();
       },
       { 'content-length': '4000' },
     );
-    expect(reply).toBeNull();
+    expect(reply!.status).toBe(400);
+    expect(reply!.error).toBe('protocol_error');
     expect(hit.outcome).toBe('aborted');
-    expect(hit.received).toBeLessThan(4000);
+    expect(hit.received).toBe(3000);
   });
 
   it('a content-length the records do not match: 400, the app request aborted', async () => {
@@ -320,15 +332,7 @@ describe('memory', () => {
     expect(res.statusCode).toBe(200);
     const hit = hitFor('/endless', before)()!;
     // The client reads nothing: the app's writes stall once the sockets and buffers between are full.
-    let last = -1;
-    await until(
-      () => {
-        const stalled = hit.sent === last;
-        last = hit.sent;
-        return stalled;
-      },
-      'the app to stall',
-    );
+    await untilStalled(() => hit.sent, 'the app to stall');
     expect(await metric('enclave_agent_steve_buffered_bytes')).toBeLessThanOrEqual(RESERVATION);
     // Only the kernel's socket buffers (a few MiB each on loopback) hold the rest; an endless answer.
     expect(hit.sent).toBeLessThan(48 * 1024 * 1024);
@@ -357,16 +361,7 @@ describe('memory', () => {
       if (!paused && so.bodyBytes >= 1 << 20) {
         // The client stops for a while: the app must stop too (a server that buffered would take it all).
         paused = true;
-        let last = -1;
-        await until(
-          () => {
-            const stalled = hit.sent === last || hit.sent === total;
-            last = hit.sent;
-            return stalled;
-          },
-          'the app to stall',
-        );
-        await sleep(50);
+        await untilStalled(() => hit.sent, 'the app to stall', 300, () => hit.sent === total);
         maxAhead = Math.max(maxAhead, hit.sent - so.bodyBytes);
       }
     });

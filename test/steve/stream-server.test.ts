@@ -391,3 +391,34 @@ describe('streaming off', () => {
     }
   });
 });
+
+describe('the proxy ends streams itself', () => {
+  it('no record moved for the idle timeout: ABORT stream_idle after the HEAD, the app request closed', async () => {
+    const idle = await startStack({ upstream: app.url, config: { streamIdleTimeoutMs: 300 } });
+    try {
+      const session = await establish(idle);
+      const before = app.hits.length;
+      const reply = await streamOnce(session, { method: 'GET', path: '/lockstep', headers: {} });
+      expect(reply.status).toBe(200);
+      expect(reply.records.map((r) => r.kind)).toEqual([FRAME_KIND.HEAD, FRAME_KIND.ABORT]);
+      expect(reply.records[1]!.error).toBe('stream_idle');
+      const hit = hitFor('/lockstep', before)()!;
+      await until(() => hit.responseClosedEarly, 'the app request to be closed');
+    } finally {
+      await idle.stop();
+    }
+  });
+
+  it('an unreachable app: a 200 stream whose HEAD is the proxy\'s 502 upstream_unavailable, then END', async () => {
+    const nowhere = await startStack({ upstream: 'http://127.0.0.1:9/' });
+    try {
+      const session = await establish(nowhere);
+      const reply = await streamOnce(session, { method: 'GET', path: '/hello', headers: {} });
+      expect(reply.status).toBe(200);
+      expect(reply.records.map((r) => r.kind)).toEqual([FRAME_KIND.HEAD, FRAME_KIND.END]);
+      expect(reply.head).toEqual({ status: 502, headers: [], body: null, error: 'upstream_unavailable' });
+    } finally {
+      await nowhere.stop();
+    }
+  });
+});

@@ -18,3 +18,4 @@ export { V1_CREATE_PATH, V1_TOKEN_BYTES, V1_TOKEN_LIFETIME_MS } from './legacy-v
 export { appResponseHead, byteStringHead, envelopeHead } from './wire.js';
 export { BOOTSTRAP_REQUEST_HEADERS, appRequestHeaders, connectionTokens, isForwardingHeader, isHopByHop, type ForwardedProto } from './headers.js';
 export { DEFAULT_SEND_TIMEOUT_MS, holdUntilClosed, sendPieces } from './send.js';
+export { DEFAULT_STREAM_IDLE_TIMEOUT_MS, STREAM_RESERVATION_BYTES } from './stream-endpoint.js';

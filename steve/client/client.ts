@@ -32,6 +32,7 @@ import {
   MAX_REQUEST_ENVELOPE_BYTES,
   MAX_SEQUENCE,
   MAX_STREAM_CHUNK_BYTES,
+  MAX_STREAMS_PER_SESSION,
   MESSAGE_TYPE,
   REPLAY_WINDOW_SIZE,
   STREAM_EXTENSION,
@@ -175,14 +176,25 @@ interface LiveSession {
   session: Session;
   nextSequence: number;
   outstanding: Set<number>;
+  /** Streams sent and not yet ended (their bodies not read to the end, failed or cancelled). */
+  openStreams: number;
   ended: boolean;
 }
 
+interface Slot {
+  live: LiveSession;
+  sequence: number;
+  /** This request goes over /e2p/v2/stream. */
+  streamed: boolean;
+}
+
 interface Waiter {
-  resolve(slot: { live: LiveSession; sequence: number }): void;
+  resolve(slot: Slot): void;
   reject(error: unknown): void;
   /** An error when this request cannot go on this session (checked before a sequence is given to it). */
   admit?(live: LiveSession): SteveClientError | undefined;
+  /** Whether this request would stream on this session. */
+  streams?(live: LiveSession): boolean;
 }
 
 function configError(message: string): SteveClientError {
@@ -317,7 +329,7 @@ export function createSteveClient(options: SteveClientOptions): SteveClient {
           wipeSessionKeys(session.keys);
           return;
         }
-        current = { session, nextSequence: 1, outstanding: new Set(), ended: false };
+        current = { session, nextSequence: 1, outstanding: new Set(), openStreams: 0, ended: false };
         pump();
       },
       (error: unknown) => {
@@ -339,6 +351,9 @@ export function createSteveClient(options: SteveClientOptions): SteveClient {
         return;
       }
       if (!canSend(current)) return;
+      // stream.md §5: at most 16 streams open per session; a stream request waits for one to end (in order).
+      const streamed = queue[0]!.streams?.(current) === true;
+      if (streamed && current.openStreams >= MAX_STREAMS_PER_SESSION) return;
       const waiter = queue.shift()!;
       const refusal = waiter.admit?.(current);
       if (refusal !== undefined) {
@@ -347,17 +362,19 @@ export function createSteveClient(options: SteveClientOptions): SteveClient {
       }
       const sequence = current.nextSequence++;
       current.outstanding.add(sequence);
-      waiter.resolve({ live: current, sequence });
+      if (streamed) current.openStreams++;
+      waiter.resolve({ live: current, sequence, streamed });
     }
   }
 
-  function release(live: LiveSession, sequence: number): void {
-    live.outstanding.delete(sequence);
+  function release(live: LiveSession, sequence: number, streamed = false): void {
+    if (!live.outstanding.delete(sequence)) return;
+    if (streamed) live.openStreams--;
     if (live.ended && live.outstanding.size === 0) wipeSessionKeys(live.session.keys);
     pump();
   }
 
-  function acquire(signal: AbortSignal | null | undefined, admit: Waiter['admit']): Promise<{ live: LiveSession; sequence: number }> {
+  function acquire(signal: AbortSignal | null | undefined, admit: Waiter['admit'], streams: Waiter['streams']): Promise<Slot> {
     return new Promise((resolve, reject) => {
       const aborted = () => new SteveClientError('STEVE_CLIENT_ABORTED', 'request', 'aborted by the caller before it was sent');
       if (signal?.aborted) {
@@ -373,6 +390,7 @@ export function createSteveClient(options: SteveClientOptions): SteveClient {
       };
       const waiter: Waiter = {
         admit,
+        streams,
         resolve: (slot) => {
           signal?.removeEventListener('abort', onAbort);
           resolve(slot);
@@ -613,7 +631,7 @@ export function createSteveClient(options: SteveClientOptions): SteveClient {
         const final = receipt(state, delivered);
         if (lastReceipt === receipts.get(result)) lastReceipt = final;
         receipts.set(result, final);
-        release(live, sequence);
+        release(live, sequence, true);
       };
       const coded = (error: unknown): SteveClientError =>
         error instanceof SteveClientError ? error : new SteveClientError('STEVE_CLIENT_PROTOCOL', 'request', `${what}: stream: ${(error as Error)?.name ?? 'error'}`, { cause: error });
@@ -662,12 +680,13 @@ export function createSteveClient(options: SteveClientOptions): SteveClient {
       const first = receipt(bodyStream === null ? 'ended' : 'open', 0);
       receipts.set(result, first);
       lastReceipt = first;
-      hold.handedOver = true;
       if (bodyStream === null) {
+        // Read to END already: the caller's finally releases the sequence.
         done = true;
         fetchController.abort();
         return result;
       }
+      hold.handedOver = true;
       if (init.signal?.aborted) onCallerAbort();
       else init.signal?.addEventListener('abort', onCallerAbort, { once: true });
       return result;
@@ -711,12 +730,12 @@ export function createSteveClient(options: SteveClientOptions): SteveClient {
         }
         return prepared.tooLargeForRecord ? tooLargeForRecord() : undefined;
       };
-      const { live, sequence } = await acquire(init.signal, admit);
+      const { live, sequence, streamed } = await acquire(init.signal, admit, streams);
       const hold = { handedOver: false };
       try {
-        return streams(live) ? await streamExchange(live, sequence, prepared, head!, init, hold) : await exchange(live, sequence, prepared, init);
+        return streamed ? await streamExchange(live, sequence, prepared, head!, init, hold) : await exchange(live, sequence, prepared, init);
       } finally {
-        if (!hold.handedOver) release(live, sequence);
+        if (!hold.handedOver) release(live, sequence, streamed);
       }
     },
     receiptFor(response) {

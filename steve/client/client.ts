@@ -18,6 +18,20 @@
  * outstanding, so no sequence can fall out of the window before it arrives. Requests beyond wait in a
  * FIFO queue. A request that timed out or was aborted no longer holds its place.
  *
+ * Streams (ours, ../protocol/stream.md, `stream-1`). On a session whose verified binding lists
+ * `stream-1` (and unless `streaming: false` or the request's `stream: false`), a request goes to
+ * /e2p/v2/stream as HEAD, DATA records of at most 64 KiB and END (stream.ts). request() resolves as soon
+ * as the answer's head record opened; its body is pull-based (a record is read off the network only when
+ * the consumer asks, so a slow reader slows the server and the app) and hands on each DATA plaintext
+ * only once its record opened. A record that does not open, a wrong kind or order, a byte after END is
+ * STEVE_CLIENT_PROTOCOL and ends the session; ABORT is STEVE_CLIENT_STREAM_ABORTED; a body that ends
+ * before END is STEVE_CLIENT_TRUNCATED: never a short success. requestTimeoutMs bounds the time to the
+ * head, streamIdleTimeoutMs (60 s) each wait for a body record. A streamed body holds its sequence and
+ * one of the session's 16 stream places until it ends, fails or is cancelled: read or cancel every body
+ * (as fetch's unread bodies hold their connections). A ReadableStream or async-iterable request body is
+ * sent with `duplex: 'half'` (Node's fetch; Chromium only over HTTP/2, so the browser worker passes
+ * bytes); on a session without stream-1 it is read whole (32 MiB cap) and sent as one record.
+ *
  * Web-standard only (fetch, crypto.getRandomValues, AbortController, TextEncoder): runs in a browser, a
  * service worker, Deno and Node. Node callers may pass a faster `aead` and a node:crypto `verifier`.
  */

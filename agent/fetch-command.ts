@@ -2,16 +2,18 @@
  * `enclave-agent fetch URL`: one request to the app behind an enclave's STEVE proxy, end-to-end encrypted,
  * with the web client of steve/ (specs/steve.md §5-§6). The session is only used once the attestation
  * document (fresh nonce, pinned root), the session binding, the PCR policy and the key confirmation have
- * all checked out. The app's body goes to stdout byte for byte; its status, headers and the receipt go to
- * stderr, server-chosen text escaped.
+ * all checked out. The app's body goes to stdout byte for byte, each chunk as it arrives (on an enclave
+ * whose binding offers stream-1, record by record, never held whole); its status and headers go to stderr
+ * before it, the receipt after it, server-chosen text escaped. A stream that fails midway (a record that
+ * does not open, an ABORT, a cut) exits 1 with its code, after the bytes that had opened.
  *
  * PCR policy, as `enclave-agent verify` has it: `--pcrs FILE` (trusted-state or PCR-set files, any one
  * may match) or `--tofu FILE` (pinned when it exists; otherwise PCR0-2 are recorded there, atomically, only
  * after the whole establishment succeeded). One of the two is required: a channel to an unknown image is no
  * channel.
  *
- * Exit status: 0 whenever the app answered (any HTTP status), 1 when the channel or the attestation failed
- * (the code printed), 2 for a usage error. Nothing is retried.
+ * Exit status: 0 whenever the app answered in full (any HTTP status), 1 when the channel, the attestation
+ * or a streamed body failed (the code printed), 2 for a usage error. Nothing is retried.
  */
 
 import type { ParseArgsConfig } from 'node:util';
@@ -29,7 +31,8 @@ export const FETCH_USAGE =
   'Sends one request to the app behind an enclave agent through STEVE, end-to-end encrypted: a session is\n' +
   'established first (the attestation document bound to a fresh nonce and chained to the pinned root, the\n' +
   'session binding in its user_data, your PCR policy, key confirmation), and only then is the request sent.\n' +
-  'The response body is written to stdout; the status, headers and receipt go to stderr.\n\n' +
+  'The response body is written to stdout as it arrives (streamed end to end when the enclave offers\n' +
+  'stream-1); the status and headers go to stderr first, the receipt once the body has ended.\n\n' +
   'URL                  the app URL behind the agent, http: or https: (https://host/path?query)\n' +
   '--pcrs FILE          pinned PCRs, a trusted-state file {"pcr0":hex,"pcr1":hex,"pcr2":hex[,"pcrN":hex...]}\n' +
   '                     or PCR sets {"sets":[{"pcrs":{"0":hex,"1":hex,"2":hex},"expires_at_unix_seconds":N}]}\n' +
@@ -43,8 +46,8 @@ export const FETCH_USAGE =
   '--json J             a JSON body (content-type and accept application/json unless -H sets them)\n' +
   '--root PEM           trust anchor (default: the pinned AWS Nitro Enclaves Root-G1)\n' +
   '--allow-debug        accept debug-mode documents (PCR0-2 all zero)\n\n' +
-  'Exit status: 0 when the app answered (any HTTP status, printed to stderr), 1 when the channel or the\n' +
-  'attestation failed (its code printed), 2 usage error.';
+  'Exit status: 0 when the app answered in full (any HTTP status, printed to stderr), 1 when the channel,\n' +
+  'the attestation or a streamed body failed (its code printed), 2 usage error.';
 
 export const FETCH_OPTIONS = {
   pcrs: { type: 'string', multiple: true },
@@ -177,20 +180,29 @@ function describeTrust(receipt: SteveReceipt, parsed: ParsedFetch): string {
   return receipt.pcrTrust === 'tofu-recorded' ? `PCRs recorded in ${path} (first use: later runs must match)` : `PCRs match ${path} (trust on first use)`;
 }
 
-/** The stderr report: status, headers (escaped), then what the channel proved. */
-export function formatFetchReport(response: Response, receipt: SteveReceipt, parsed: ParsedFetch): string {
+/** The stderr report's head: the status and headers (escaped), written before the body. */
+export function formatFetchHead(response: Response): string {
   const lines = [`HTTP ${response.status}`];
   response.headers.forEach((value, name) => {
     if (name === 'set-cookie') return;
     lines.push(`< ${printable(name, 80)}: ${printable(value, 400)}`);
   });
   for (const cookie of response.headers.getSetCookie()) lines.push(`< set-cookie: ${printable(cookie, 400)}`);
-  lines.push(
+  return `${lines.join('\n')}\n`;
+}
+
+/** The stderr report's end: what the channel proved and carried, written once the body has ended. */
+export function formatFetchReceipt(receipt: SteveReceipt, parsed: ParsedFetch): string {
+  return [
     `steve: ${receipt.suite} session ${receipt.sessionId} sequence ${receipt.sequence}; attestation verified (${parsed.root === undefined ? 'AWS Nitro Enclaves Root-G1' : '--root'}); ${describeTrust(receipt, parsed)}`,
-    `steve: sent ${receipt.requestBytes} bytes (body ${receipt.requestBodyBytes}), received ${receipt.responseBytes} bytes (body ${receipt.responseBodyBytes})`,
+    `steve: sent ${receipt.requestBytes} bytes (body ${receipt.requestBodyBytes}), received ${receipt.responseBytes} bytes (body ${receipt.responseBodyBytes})${receipt.stream === undefined ? '' : ', streamed'}`,
     '',
-  );
-  return lines.join('\n');
+  ].join('\n');
+}
+
+/** The whole stderr report: status, headers (escaped), then what the channel proved. */
+export function formatFetchReport(response: Response, receipt: SteveReceipt, parsed: ParsedFetch): string {
+  return formatFetchHead(response) + formatFetchReceipt(receipt, parsed);
 }
 
 function write(out: Output, chunk: string | Uint8Array): Promise<void> {
@@ -233,9 +245,14 @@ export async function runFetchCommand(values: FlagValues, positionals: string[],
   }
   try {
     const response = await client.request(`${parsed.url.pathname}${parsed.url.search}`, { method: parsed.method, headers: parsed.headers, body: parsed.body });
-    const body = new Uint8Array(await response.arrayBuffer());
-    await write(io.stderr, formatFetchReport(response, client.receiptFor(response)!, parsed));
-    await write(io.stdout, body);
+    await write(io.stderr, formatFetchHead(response));
+    // Each chunk goes out as it arrives (a streamed answer is never held whole); a stream that fails
+    // midway rejects the read with its coded error: exit 1, after the bytes that had opened.
+    if (response.body !== null) {
+      const reader = response.body.getReader();
+      for (let next = await reader.read(); !next.done; next = await reader.read()) await write(io.stdout, next.value);
+    }
+    await write(io.stderr, formatFetchReceipt(client.receiptFor(response)!, parsed));
     return 0;
   } catch (error) {
     if (!(error instanceof SteveClientError)) throw error;

@@ -30,6 +30,8 @@ let app: Server;
 let appOrigin: string;
 const agents = new Map<Suite, TestAgent>();
 const appHits: string[] = [];
+/** /drip's "client has it, send the next chunk" callbacks. */
+const dripWaiters: Array<() => void> = [];
 
 const hex = (bytes: Uint8Array): string => Buffer.from(bytes).toString('hex');
 
@@ -56,6 +58,20 @@ function createApp(): Server {
       } else if (url.pathname === '/cookies') {
         res.writeHead(200, [['set-cookie', 'a=1; Path=/'], ['set-cookie', 'b=2; HttpOnly'], ['content-type', 'text/plain']]);
         res.end('cookies');
+      } else if (url.pathname === '/drip') {
+        // One chunk, then the next only once the test says the client has the previous one: an answer
+        // that arrives whole at the end would hang here.
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        let sent = 0;
+        const next = (): void => {
+          if (sent === 3) {
+            res.end();
+            return;
+          }
+          res.write(`drip ${sent++};`);
+          dripWaiters.push(next);
+        };
+        next();
       } else if (url.pathname === '/redirect') {
         res.writeHead(302, { location: '/elsewhere' });
         res.end();
@@ -140,9 +156,38 @@ describe.each(SUITES)('the client against the real agent, %s', (suite) => {
 
   it('many requests at once share one session', async () => {
     const client = clientFor(suite);
-    const responses = await Promise.all(Array.from({ length: 100 }, (_, i) => client.request(`/hello?name=${i}`)));
-    expect(await Promise.all(responses.map((r) => r.text()))).toEqual(Array.from({ length: 100 }, (_, i) => `hello ${i}`));
-    expect(new Set(responses.map((r) => client.receiptFor(r)!.sessionId)).size).toBe(1);
+    // Each body is read as its answer comes: a streamed body holds its sequence (and one of the session's
+    // 16 stream places) until it ends, as fetch's unread bodies hold their connections.
+    const responses = await Promise.all(Array.from({ length: 100 }, (_, i) => client.request(`/hello?name=${i}`).then(async (r) => ({ r, text: await r.text() }))));
+    expect(responses.map(({ text }) => text)).toEqual(Array.from({ length: 100 }, (_, i) => `hello ${i}`));
+    expect(new Set(responses.map(({ r }) => client.receiptFor(r)!.sessionId)).size).toBe(1);
+    client.close();
+  });
+
+  it('streams (stream-1, on by default in the agent): chunks reach the client while the app is still answering; a ReadableStream upload', async () => {
+    const client = clientFor(suite);
+    const response = await client.request('/drip');
+    const reader = response.body!.getReader();
+    const decoder = new TextDecoder();
+    const seen: string[] = [];
+    for (let next = await reader.read(); !next.done; next = await reader.read()) {
+      seen.push(decoder.decode(next.value));
+      dripWaiters.shift()?.();
+    }
+    expect(seen.join('')).toBe('drip 0;drip 1;drip 2;');
+    expect(client.receiptFor(response)).toMatchObject({ stream: 'ended', responseBodyBytes: 21 });
+
+    const parts = [new Uint8Array(100_000).fill(1), new Uint8Array(0), new Uint8Array([2, 3])];
+    const body = new ReadableStream<Uint8Array>({ pull: (c) => (parts.length > 0 ? c.enqueue(parts.shift()!) : c.close()) });
+    const echo = await client.request('/echo', { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body });
+    const echoed = new Uint8Array(await echo.arrayBuffer());
+    expect({ status: echo.status, length: echoed.length, tail: [...echoed.subarray(-3)] }).toEqual({ status: 200, length: 100_002, tail: [1, 2, 3] });
+    expect(client.receiptFor(echo)).toMatchObject({ stream: 'ended', requestBodyBytes: 100_002, responseBodyBytes: 100_002 });
+    // streaming: false keeps the v2 path against the same agent.
+    const plain = createSteveClient({ origin: agents.get(suite)!.origin, keyExchange: suite, pcrPolicy: [attester.profile], root: attester.root, verifier: nodeP384Verifier, streaming: false });
+    const hello = await plain.request('/hello');
+    expect({ text: await hello.text(), stream: plain.receiptFor(hello)!.stream }).toEqual({ text: 'hello world', stream: undefined });
+    plain.close();
     client.close();
   });
 

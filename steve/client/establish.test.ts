@@ -72,7 +72,7 @@ describe.each(SUITES)('establishment with %s', (suite) => {
     expect(response.status).toBe(200);
     expect(new Uint8Array(await response.arrayBuffer())).toEqual(new Uint8Array([0, 1, 2, 255]));
     expect(response.headers.get('x-path')).toBe('/hello?name=steve');
-    expect(server.hits).toEqual({ session: 1, confirm: 1, request: 1, other: 0 });
+    expect(server.hits).toEqual({ session: 1, confirm: 1, request: 1, stream: 0, other: 0 });
     const receipt = client.receiptFor(response)!;
     expect(receipt).toMatchObject({ sequence: 1, suite, pcrTrust: 'mock', pcrPolicy: 'pinned', status: 200, method: 'POST', path: '/hello?name=steve', requestBodyBytes: 4, responseBodyBytes: 4 });
     expect(receipt.sessionId).toMatch(/^[0-9a-f]{32}$/);

@@ -132,12 +132,12 @@ async function generate(prompt, { tokens, delayMs } = {}) {
       const { value, done } = await reader.read();
       if (done) break;
       const atMs = performance.timeOrigin + performance.now();
-      pending += decoder.decode(value, { stream: true }).replace(/\r\n?/g, '\n');
-      const events = pending.split('\n\n');
+      pending += decoder.decode(value, { stream: true }).replace(/\\r\\n?/g, '\\n');
+      const events = pending.split('\\n\\n');
       pending = events.pop();
       const indexes = [];
       for (const event of events) {
-        const data = event.split('\n').filter((line) => line.startsWith('data:')).map((line) => line.slice(5).trimStart()).join('\n');
+        const data = event.split('\\n').filter((line) => line.startsWith('data:')).map((line) => line.slice(5).trimStart()).join('\\n');
         if (data === '[DONE]') { finished = true; break; }
         const token = JSON.parse(data);
         text += token.token;

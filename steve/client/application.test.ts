@@ -7,14 +7,14 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { decodeAppRequest, encodeEnvelope, MAX_REQUEST_ENVELOPE_BYTES, TAG_BYTES } from '../protocol/index.js';
-import { buildResponse, envelopeBytes, prepareRequest, type SteveRequestInit } from './application.js';
+import { buildResponse, encodeRequestPlaintext, envelopeBytes, prepareRequest, type SteveRequestInit } from './application.js';
 import { SteveClientError } from './errors.js';
 
 const ORIGIN = 'https://enclave.test';
 
 function prepared(target: string | URL, init?: SteveRequestInit) {
   const out = prepareRequest(ORIGIN, target, init);
-  return { ...out, decoded: decodeAppRequest(out.plaintext) };
+  return { ...out, decoded: decodeAppRequest(encodeRequestPlaintext(out, out.body, 'record')) };
 }
 
 function refused(target: string | URL, init?: SteveRequestInit): string {
@@ -76,8 +76,35 @@ describe('prepareRequest', () => {
     expect(refused('/', { method: 'POST', body: [1, 2] as never })).toBe('STEVE_CLIENT_BAD_REQUEST');
   });
 
-  it('refuses a request whose envelope would be over 32 MiB', () => {
-    expect(refused('/', { method: 'POST', body: new Uint8Array(MAX_REQUEST_ENVELOPE_BYTES) })).toBe('STEVE_CLIENT_TOO_LARGE');
+  it('notes, byte-exactly, a request whose envelope would be over 32 MiB (only a stream can carry it)', () => {
+    const init = (n: number): SteveRequestInit => ({ method: 'POST', headers: { 'x-a': 'b' }, body: new Uint8Array(n) });
+    const probe = prepared('/p', init(MAX_REQUEST_ENVELOPE_BYTES - 1000));
+    const overhead = envelopeBytes(encodeRequestPlaintext(probe, probe.body, 'record').length) - probe.bodyBytes;
+    const fits = MAX_REQUEST_ENVELOPE_BYTES - overhead;
+    const atLimit = prepareRequest(ORIGIN, '/p', init(fits));
+    expect(envelopeBytes(encodeRequestPlaintext(atLimit, atLimit.body, 'record').length)).toBe(MAX_REQUEST_ENVELOPE_BYTES);
+    expect(atLimit.tooLargeForRecord).toBe(false);
+    expect(prepareRequest(ORIGIN, '/p', init(fits + 1)).tooLargeForRecord).toBe(true);
+    // (Near 32 MiB a byte string's head is always 5 bytes: the boundary is the only case that matters.)
+  });
+
+  it('keeps a ReadableStream or async iterable body as a stream; refuses one on GET and a locked one', async () => {
+    const stream = new ReadableStream<Uint8Array>({ start: (c) => (c.enqueue(new Uint8Array([1])), c.close()) });
+    const p = prepareRequest(ORIGIN, '/', { method: 'POST', body: stream });
+    expect({ body: p.body, stream: p.bodyStream === stream, bytes: p.bodyBytes }).toEqual({ body: null, stream: true, bytes: 0 });
+    async function* chunks(): AsyncGenerator<Uint8Array> {
+      yield new Uint8Array([1, 2]);
+      yield new Uint8Array([3]);
+    }
+    const fromIterable = prepareRequest(ORIGIN, '/', { method: 'PUT', body: chunks() });
+    const read: number[] = [];
+    const reader = fromIterable.bodyStream!.getReader();
+    for (let next = await reader.read(); !next.done; next = await reader.read()) read.push(...next.value);
+    expect(read).toEqual([1, 2, 3]);
+    expect(refused('/', { method: 'GET', body: new ReadableStream() })).toBe('STEVE_CLIENT_BAD_REQUEST');
+    const locked = new ReadableStream();
+    locked.getReader();
+    expect(refused('/', { method: 'POST', body: locked })).toBe('STEVE_CLIENT_BAD_REQUEST');
   });
 });
 

@@ -294,10 +294,17 @@ describe('size caps, read incrementally', () => {
 
   it('refuses to send a request envelope over 32 MiB, without using a sequence', async () => {
     const server = createFakeServer({ suite: 'X25519', attester });
+    // With streaming off, refused before anything is sent.
+    const off = createTestClient(server, attester, { streaming: false });
+    const offError = await failure(off.request('/', { method: 'POST', body: new Uint8Array(32 * 1024 * 1024) }));
+    expect({ code: offError.code, stage: offError.stage }).toEqual({ code: 'STEVE_CLIENT_TOO_LARGE', stage: 'request' });
+    expect(server.calls).toEqual([]);
+    // Streaming on (the default): a stream could carry it, so the session is established first; this
+    // server's binding offers no stream-1, so it is refused there, before a sequence is used.
     const client = createTestClient(server, attester);
     const error = await failure(client.request('/', { method: 'POST', body: new Uint8Array(32 * 1024 * 1024) }));
     expect({ code: error.code, stage: error.stage }).toEqual({ code: 'STEVE_CLIENT_TOO_LARGE', stage: 'request' });
-    expect(server.calls).toEqual([]);
+    expect(server.hits).toMatchObject({ session: 1, confirm: 1, request: 0 });
     // The largest body that fits goes through (the server's own envelope cap is the same 32 MiB).
     const fits = 32 * 1024 * 1024 - 200;
     const response = await client.request('/', { method: 'POST', body: new Uint8Array(fits) });

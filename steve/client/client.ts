@@ -27,14 +27,22 @@ import type { P384Verifier, PcrProfile } from '../../nsm/verifier.js';
 import {
   CONTEXT_HASH_BYTES,
   DIRECTION,
+  FRAME_KIND,
   MAX_APPLICATION_RESPONSE_BYTES,
+  MAX_REQUEST_ENVELOPE_BYTES,
   MAX_SEQUENCE,
+  MAX_STREAM_CHUNK_BYTES,
   MESSAGE_TYPE,
   REPLAY_WINDOW_SIZE,
+  STREAM_EXTENSION,
+  STREAM_MEDIA_TYPE,
+  STREAM_PATH,
   constantTimeEqual,
+  createStreamWriter,
   decodeAppResponse,
   decodeEnvelope,
   encodeEnvelope,
+  encodeStreamPreamble,
   isSuite,
   nobleAesGcm,
   openRecord,
@@ -45,11 +53,23 @@ import {
   type RandomBytes,
   type Suite,
 } from '../protocol/index.js';
-import { buildResponse, prepareRequest, type SteveRequestInit } from './application.js';
+import {
+  buildResponse,
+  buildStreamedResponse,
+  encodeRequestPlaintext,
+  errorBody,
+  hasNullBody,
+  prepareRequest,
+  prepareRequestBody,
+  tooLargeForRecord,
+  type PreparedRequest,
+  type SteveRequestInit,
+} from './application.js';
 import { SteveError } from '../errors.js';
-import { SteveClientError } from './errors.js';
+import { SteveClientError, printable } from './errors.js';
 import { REQUEST_PATH, establishSession, type Session } from './establish.js';
-import { createDeadline, httpError, postCbor, readCapped, type FetchFunction } from './http.js';
+import { createDeadline, httpError, networkError, postCbor, readCapped, type FetchFunction } from './http.js';
+import { createRecordReader, frameRequest, headPlaintext, streamRequest, type RecordReader, type UploadProgress } from './stream.js';
 import { assertProfiles, type PcrPolicy, type PcrTrust, type TofuStore } from './pcr-policy.js';
 
 /** Defaults in one place (specs/steve.md §5 "client-side timing", §6). */
@@ -62,6 +82,8 @@ export const STEVE_CLIENT_DEFAULTS = Object.freeze({
   rotateAfterMs: 25 * 60 * 1000,
   /** §5: a client keeps at most 64 outstanding, the width of the server's replay window (§7). */
   maxOutstanding: REPLAY_WINDOW_SIZE,
+  /** Ours, stream.md §5: the server's own idle timeout is 60 s, so a longer gap means it gave up too. */
+  streamIdleTimeoutMs: 60_000,
 });
 
 /** §6: these outer statuses end the session; every other failure keeps it. */
@@ -93,8 +115,16 @@ export interface SteveClientOptions {
   /** P-384 signatures for the verifier. Default noble; Node callers pass `nodeP384Verifier`. */
   verifier?: P384Verifier;
   establishTimeoutMs?: number;
+  /** Time to the whole answer on /e2p/v2/request, to the head record on a stream. */
   requestTimeoutMs?: number;
   rotateAfterMs?: number;
+  /**
+   * Stream requests (stream.md) on sessions whose verified binding lists `stream-1`. Default true; false:
+   * always /e2p/v2/request, as a client without the extension does.
+   */
+  streaming?: boolean;
+  /** Longest wait for the next record of a streamed answer's body, once its head came (default 60 s). */
+  streamIdleTimeoutMs?: number;
 }
 
 /** What one exchange proved, without secrets: for logs, UIs and the CLI's stderr. */
@@ -117,6 +147,12 @@ export interface SteveReceipt {
   requestBodyBytes: number;
   responseBodyBytes: number;
   sessionCreatedAtMs: number;
+  /**
+   * Present for an exchange over /e2p/v2/stream. `open`: the receipt as of the head record (the byte
+   * counts so far); receiptFor(response) then gives a new receipt with the final counts once the body
+   * `ended` (END opened) or `failed` (an error, an ABORT, or the consumer cancelled it).
+   */
+  stream?: 'open' | 'ended' | 'failed';
 }
 
 export interface SteveClient {
@@ -145,6 +181,8 @@ interface LiveSession {
 interface Waiter {
   resolve(slot: { live: LiveSession; sequence: number }): void;
   reject(error: unknown): void;
+  /** An error when this request cannot go on this session (checked before a sequence is given to it). */
+  admit?(live: LiveSession): SteveClientError | undefined;
 }
 
 function configError(message: string): SteveClientError {
@@ -190,6 +228,20 @@ function pcrPolicyFrom(options: SteveClientOptions): PcrPolicy {
   return { kind: 'tofu', store };
 }
 
+/** The coded error of a stream the server ended with ABORT (stream.md §5): not a short success. */
+function streamAborted(what: string, code: string): SteveClientError {
+  const serverError = printable(code, 80);
+  return new SteveClientError('STEVE_CLIENT_STREAM_ABORTED', 'request', `${what}: the server aborted the stream (${serverError})`, { serverError });
+}
+
+/** A promise that rejects when `signal` aborts (for racing a read that would not notice). */
+function aborted(signal: AbortSignal): Promise<never> {
+  return new Promise<never>((_resolve, reject) => {
+    if (signal.aborted) reject(signal.reason);
+    else signal.addEventListener('abort', () => reject(signal.reason), { once: true });
+  });
+}
+
 function describeTrust(trust: PcrTrust): string {
   return trust.policy === 'pinned' ? trust.profile : trust.result;
 }
@@ -215,6 +267,9 @@ export function createSteveClient(options: SteveClientOptions): SteveClient {
   const establishTimeoutMs = positiveMs(options.establishTimeoutMs, 'establishTimeoutMs', STEVE_CLIENT_DEFAULTS.establishTimeoutMs);
   const requestTimeoutMs = positiveMs(options.requestTimeoutMs, 'requestTimeoutMs', STEVE_CLIENT_DEFAULTS.requestTimeoutMs);
   const rotateAfterMs = positiveMs(options.rotateAfterMs, 'rotateAfterMs', STEVE_CLIENT_DEFAULTS.rotateAfterMs);
+  const streamIdleTimeoutMs = positiveMs(options.streamIdleTimeoutMs, 'streamIdleTimeoutMs', STEVE_CLIENT_DEFAULTS.streamIdleTimeoutMs);
+  if (options.streaming !== undefined && typeof options.streaming !== 'boolean') throw configError('"streaming" expected a boolean');
+  const streaming = options.streaming !== false;
   const establishOptions = {
     origin,
     suite,
@@ -285,6 +340,11 @@ export function createSteveClient(options: SteveClientOptions): SteveClient {
       }
       if (!canSend(current)) return;
       const waiter = queue.shift()!;
+      const refusal = waiter.admit?.(current);
+      if (refusal !== undefined) {
+        waiter.reject(refusal);
+        continue;
+      }
       const sequence = current.nextSequence++;
       current.outstanding.add(sequence);
       waiter.resolve({ live: current, sequence });
@@ -297,7 +357,7 @@ export function createSteveClient(options: SteveClientOptions): SteveClient {
     pump();
   }
 
-  function acquire(signal: AbortSignal | null | undefined): Promise<{ live: LiveSession; sequence: number }> {
+  function acquire(signal: AbortSignal | null | undefined, admit: Waiter['admit']): Promise<{ live: LiveSession; sequence: number }> {
     return new Promise((resolve, reject) => {
       const aborted = () => new SteveClientError('STEVE_CLIENT_ABORTED', 'request', 'aborted by the caller before it was sent');
       if (signal?.aborted) {
@@ -312,6 +372,7 @@ export function createSteveClient(options: SteveClientOptions): SteveClient {
         }
       };
       const waiter: Waiter = {
+        admit,
         resolve: (slot) => {
           signal?.removeEventListener('abort', onAbort);
           resolve(slot);
@@ -333,15 +394,17 @@ export function createSteveClient(options: SteveClientOptions): SteveClient {
     return error;
   }
 
-  async function exchange(live: LiveSession, sequence: number, prepared: ReturnType<typeof prepareRequest>, init: SteveRequestInit): Promise<Response> {
+  async function exchange(live: LiveSession, sequence: number, given: PreparedRequest, init: SteveRequestInit): Promise<Response> {
     const { session } = live;
     const timeoutMs = init.timeoutMs ?? requestTimeoutMs;
-    const what = `${prepared.method} ${prepared.path}`;
+    const what = `${given.method} ${given.path}`;
     const deadline = createDeadline(timeoutMs, what, init.signal);
     try {
       deadline.check('request');
+      const prepared = given.bodyStream === null ? given : await readStreamBody(given, deadline, what);
+      deadline.check('request');
       const header = { type: MESSAGE_TYPE.APPLICATION, sessionId: session.sessionId, sequence } as const;
-      const ciphertext = sealRecord(aead, session.keys, { ...header, direction: DIRECTION.C2S }, prepared.plaintext);
+      const ciphertext = sealRecord(aead, session.keys, { ...header, direction: DIRECTION.C2S }, encodeRequestPlaintext(prepared, prepared.body, 'record'));
       const body = encodeEnvelope({ sessionId: session.sessionId, sequence, ciphertext });
       const response = await postCbor(fetchFunction!, `${origin}${REQUEST_PATH}`, body, deadline, 'request', what);
       if (response.status !== 200) {
@@ -396,6 +459,233 @@ export function createSteveClient(options: SteveClientOptions): SteveClient {
     }
   }
 
+  /**
+   * A stream body on a session without stream-1: read whole, under the §6 envelope cap (the count is
+   * checked as chunks arrive), and sent as one record like a bytes body.
+   */
+  async function readStreamBody(prepared: PreparedRequest, deadline: ReturnType<typeof createDeadline>, what: string): Promise<PreparedRequest> {
+    const reader = prepared.bodyStream!.getReader();
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    try {
+      for (;;) {
+        const { done, value } = await Promise.race([reader.read(), aborted(deadline.signal)]);
+        if (done) break;
+        if (!(value instanceof Uint8Array)) throw new SteveClientError('STEVE_CLIENT_BAD_REQUEST', 'request', `${what}: the request body stream gave a chunk that is not a Uint8Array`);
+        size += value.length;
+        if (size > MAX_REQUEST_ENVELOPE_BYTES) throw tooLargeForRecord();
+        chunks.push(value);
+      }
+    } catch (error) {
+      reader.cancel().catch(() => undefined);
+      deadline.check('request');
+      if (error instanceof SteveClientError) throw error;
+      throw new SteveClientError('STEVE_CLIENT_BAD_REQUEST', 'request', `${what}: the request body stream failed`, { cause: error });
+    }
+    const body = new Uint8Array(size);
+    let at = 0;
+    for (const chunk of chunks) {
+      body.set(chunk, at);
+      at += chunk.length;
+    }
+    const bytes = prepareRequestBody(prepared, body);
+    if (bytes.tooLargeForRecord) throw tooLargeForRecord();
+    return bytes;
+  }
+
+  /**
+   * One exchange over /e2p/v2/stream (stream.md). Resolves once the head record opened; the sequence
+   * stays outstanding until the body ends, fails or is cancelled (`hold.handedOver` tells the caller the
+   * body now releases it). requestTimeoutMs bounds the time to the head, streamIdleTimeoutMs each wait
+   * for a body record after it.
+   */
+  async function streamExchange(live: LiveSession, sequence: number, prepared: PreparedRequest, head: Uint8Array, init: SteveRequestInit, hold: { handedOver: boolean }): Promise<Response> {
+    const { session } = live;
+    const what = `${prepared.method} ${prepared.path}`;
+    const deadline = createDeadline(init.timeoutMs ?? requestTimeoutMs, what, init.signal);
+    // Our own controller for the fetch: the deadline aborts it until the head, the body's end after it.
+    const fetchController = new AbortController();
+    const abortFetch = (): void => fetchController.abort();
+    deadline.signal.addEventListener('abort', abortFetch, { once: true });
+    const upload: UploadProgress = { wireBytes: 0, bodyBytes: 0, failure: undefined };
+    let records: RecordReader | undefined;
+    const stopOnDeadline = (): void => {
+      try {
+        deadline.check('request');
+      } catch (verdict) {
+        records?.stop(verdict as SteveClientError);
+      }
+    };
+    deadline.signal.addEventListener('abort', stopOnDeadline, { once: true });
+    try {
+      deadline.check('request');
+      const writer = createStreamWriter(aead, session.keys.streamC2sKey, { direction: DIRECTION.C2S, sessionId: session.sessionId, sequence });
+      const preamble = encodeStreamPreamble(session.sessionId, sequence);
+      let body: Uint8Array | ReadableStream<Uint8Array>;
+      if (prepared.bodyStream === null) {
+        body = frameRequest(preamble, writer, head, prepared.body);
+        upload.wireBytes = body.length;
+        upload.bodyBytes = prepared.bodyBytes;
+      } else {
+        body = streamRequest(preamble, writer, head, prepared.bodyStream, upload);
+      }
+      let response: Response;
+      try {
+        // duplex 'half' is what fetch wants for a stream body (Node's fetch takes it; Chromium only over HTTP/2).
+        const requestInit = {
+          method: 'POST',
+          headers: { 'content-type': STREAM_MEDIA_TYPE, accept: STREAM_MEDIA_TYPE },
+          body: body as Uint8Array<ArrayBuffer> | ReadableStream<Uint8Array>,
+          credentials: 'omit',
+          redirect: 'error',
+          signal: fetchController.signal,
+          ...(body instanceof ReadableStream ? { duplex: 'half' } : {}),
+        } as RequestInit;
+        response = await fetchFunction!(`${origin}${STREAM_PATH}`, requestInit);
+      } catch (error) {
+        throw upload.failure ?? networkError(error, deadline, 'request', what);
+      }
+      if (response.status !== 200) {
+        const error = await httpError(response, deadline, 'request', what);
+        throw SESSION_ENDING_STATUSES.has(response.status) ? endSession(live, error) : error;
+      }
+      const reader = createRecordReader(response.body, aead, session.keys.streamS2cKey, { sessionId: session.sessionId, sequence, what });
+      records = reader;
+      reader.readFailure = (error) => networkError(error, deadline, 'request', what);
+      if (deadline.signal.aborted) stopOnDeadline();
+
+      let app: AppResponse;
+      try {
+        app = decodeAppResponse(headPlaintext(await reader.next()), { maxBytes: MAX_STREAM_CHUNK_BYTES });
+      } catch (error) {
+        if (error instanceof SteveClientError) throw error;
+        throw new SteveClientError('STEVE_CLIENT_PROTOCOL', 'request', `${what}: stream head: ${error instanceof SteveError ? `${error.code}: ${error.message}` : 'malformed'}`, { cause: error });
+      }
+      if (app.body !== null) throw new SteveClientError('STEVE_CLIENT_PROTOCOL', 'request', `${what}: stream head: a head carries no body (stream.md §4)`);
+      if (hasNullBody(app.status)) {
+        // A web Response has no body for these: the records are read to END now, within the deadline, and
+        // any DATA dropped, as buildResponse drops a body sent with them.
+        for (;;) {
+          const record = await reader.next();
+          if (record.kind === FRAME_KIND.END) break;
+          if (record.kind === FRAME_KIND.ABORT) throw streamAborted(what, record.error);
+        }
+        await reader.expectEnd();
+      }
+      deadline.check('request');
+
+      const receipt = (state: NonNullable<SteveReceipt['stream']>, bodyBytes: number): SteveReceipt =>
+        Object.freeze({
+          sessionId: session.sessionIdHex,
+          sequence,
+          suite: session.suite,
+          pcrTrust: describeTrust(session.pcrTrust),
+          pcrPolicy: session.pcrTrust.policy,
+          status: app.status,
+          method: prepared.method,
+          path: prepared.path,
+          requestBytes: upload.wireBytes,
+          responseBytes: reader.wireBytes,
+          requestBodyBytes: upload.bodyBytes,
+          responseBodyBytes: bodyBytes,
+          sessionCreatedAtMs: session.createdAtMs,
+          stream: state,
+        });
+
+      // From here the body owns the exchange: its end releases the sequence, aborts the fetch if needed,
+      // and writes the final receipt.
+      deadline.signal.removeEventListener('abort', abortFetch);
+      deadline.signal.removeEventListener('abort', stopOnDeadline);
+      reader.readFailure = (error) => new SteveClientError('STEVE_CLIENT_TRUNCATED', 'request', `${what}: the stream broke off before its END record`, { cause: error });
+      let delivered = 0;
+      let done = false;
+      let result: Response;
+      const onCallerAbort = (): void => reader.stop(new SteveClientError('STEVE_CLIENT_ABORTED', 'request', `${what}: aborted by the caller`));
+      const finish = (state: 'ended' | 'failed', error?: SteveClientError): void => {
+        if (done) return;
+        done = true;
+        init.signal?.removeEventListener('abort', onCallerAbort);
+        if (state === 'failed') {
+          if (error?.code === 'STEVE_CLIENT_PROTOCOL') endSession(live, error);
+          reader.stop(error ?? new SteveClientError('STEVE_CLIENT_ABORTED', 'request', `${what}: the body was cancelled`));
+          fetchController.abort();
+        }
+        const final = receipt(state, delivered);
+        if (lastReceipt === receipts.get(result)) lastReceipt = final;
+        receipts.set(result, final);
+        release(live, sequence);
+      };
+      const coded = (error: unknown): SteveClientError =>
+        error instanceof SteveClientError ? error : new SteveClientError('STEVE_CLIENT_PROTOCOL', 'request', `${what}: stream: ${(error as Error)?.name ?? 'error'}`, { cause: error });
+
+      let bodyStream: ReadableStream<Uint8Array> | null = null;
+      if (!hasNullBody(app.status)) {
+        bodyStream = new ReadableStream<Uint8Array>(
+          {
+            // Pull-based, high-water mark 0: a record is read only when the consumer asks for bytes.
+            async pull(controller) {
+              const idle = setTimeout(() => reader.stop(new SteveClientError('STEVE_CLIENT_TIMEOUT', 'request', `${what}: no stream record within ${streamIdleTimeoutMs} ms`)), streamIdleTimeoutMs);
+              try {
+                const record = await reader.next();
+                if (record.kind === FRAME_KIND.DATA) {
+                  delivered += record.plaintext.length;
+                  controller.enqueue(record.plaintext);
+                  return;
+                }
+                if (record.kind === FRAME_KIND.ABORT) throw streamAborted(what, record.error);
+                if (record.kind !== FRAME_KIND.END) throw new SteveClientError('STEVE_CLIENT_PROTOCOL', 'request', `${what}: stream: a second head`);
+                await reader.expectEnd();
+                // An answer the proxy made up (error, no body) reads as buildResponse shows it.
+                if (delivered === 0 && app.error !== undefined) controller.enqueue(errorBody(app));
+                controller.close();
+                finish('ended');
+              } catch (error) {
+                const failure = coded(error);
+                controller.error(failure);
+                finish('failed', failure);
+              } finally {
+                clearTimeout(idle);
+              }
+            },
+            cancel() {
+              finish('failed');
+            },
+          },
+          { highWaterMark: 0 },
+        );
+      }
+      try {
+        result = buildStreamedResponse(app, bodyStream);
+      } catch (error) {
+        throw new SteveClientError('STEVE_CLIENT_PROTOCOL', 'request', `${what}: the answer cannot be a web Response`, { cause: error });
+      }
+      const first = receipt(bodyStream === null ? 'ended' : 'open', 0);
+      receipts.set(result, first);
+      lastReceipt = first;
+      hold.handedOver = true;
+      if (bodyStream === null) {
+        done = true;
+        fetchController.abort();
+        return result;
+      }
+      if (init.signal?.aborted) onCallerAbort();
+      else init.signal?.addEventListener('abort', onCallerAbort, { once: true });
+      return result;
+    } catch (error) {
+      records?.stop(error instanceof SteveClientError ? error : new SteveClientError('STEVE_CLIENT_ABORTED', 'request', `${what}: stopped`));
+      fetchController.abort();
+      if (error instanceof SteveClientError) {
+        if (error.code === 'STEVE_CLIENT_PROTOCOL') endSession(live, error);
+        throw error;
+      }
+      throw endSession(live, new SteveClientError('STEVE_CLIENT_PROTOCOL', 'request', `${what}: ${(error as Error)?.name ?? 'error'}`, { cause: error }));
+    } finally {
+      deadline.signal.removeEventListener('abort', abortFetch);
+      deadline.signal.removeEventListener('abort', stopOnDeadline);
+      deadline.dispose();
+    }
+  }
+
   return {
     origin,
     suite,
@@ -406,12 +696,27 @@ export function createSteveClient(options: SteveClientOptions): SteveClient {
       if (timeoutMs !== undefined && (typeof timeoutMs !== 'number' || !Number.isFinite(timeoutMs) || timeoutMs <= 0)) {
         throw new SteveClientError('STEVE_CLIENT_BAD_REQUEST', 'request', '"timeoutMs" expected a positive number of milliseconds');
       }
+      if (init.stream !== undefined && typeof init.stream !== 'boolean') throw new SteveClientError('STEVE_CLIENT_BAD_REQUEST', 'request', '"stream" expected a boolean');
       const prepared = prepareRequest(origin, target, init);
-      const { live, sequence } = await acquire(init.signal);
+      const mayStream = streaming && init.stream !== false;
+      // Without streaming, a request that cannot fit one envelope is refused before any session or sequence.
+      if (!mayStream && prepared.tooLargeForRecord) throw tooLargeForRecord();
+      const head = mayStream ? encodeRequestPlaintext(prepared, prepared.body, 'head') : null;
+      const streams = (live: LiveSession): boolean => head !== null && live.session.extensions.includes(STREAM_EXTENSION);
+      const admit = (live: LiveSession): SteveClientError | undefined => {
+        if (streams(live)) {
+          return head!.length > MAX_STREAM_CHUNK_BYTES
+            ? new SteveClientError('STEVE_CLIENT_TOO_LARGE', 'request', `the request head is over ${MAX_STREAM_CHUNK_BYTES} bytes (stream.md §5)`)
+            : undefined;
+        }
+        return prepared.tooLargeForRecord ? tooLargeForRecord() : undefined;
+      };
+      const { live, sequence } = await acquire(init.signal, admit);
+      const hold = { handedOver: false };
       try {
-        return await exchange(live, sequence, prepared, init);
+        return streams(live) ? await streamExchange(live, sequence, prepared, head!, init, hold) : await exchange(live, sequence, prepared, init);
       } finally {
-        release(live, sequence);
+        if (!hold.handedOver) release(live, sequence);
       }
     },
     receiptFor(response) {

@@ -15,7 +15,7 @@ export type SteveClientErrorCode =
   | 'STEVE_CLIENT_NETWORK'
   /** The outer HTTP status was not 200; `status` holds it (specs/steve.md §6). */
   | 'STEVE_CLIENT_HTTP'
-  /** The establishment deadline (10 s) or the request timeout (30 s) passed. */
+  /** The establishment deadline (10 s), the request timeout (30 s) or a streamed body's idle timeout (60 s) passed. */
   | 'STEVE_CLIENT_TIMEOUT'
   /** The caller's AbortSignal fired. */
   | 'STEVE_CLIENT_ABORTED'
@@ -34,7 +34,11 @@ export type SteveClientErrorCode =
   /** The server's confirmation did not open or does not seal this transcript hash (§5 step 5). */
   | 'STEVE_CLIENT_CONFIRMATION'
   /** The client was closed. */
-  | 'STEVE_CLIENT_CLOSED';
+  | 'STEVE_CLIENT_CLOSED'
+  /** A streamed answer (stream.md) ended with the server's ABORT record; `serverError` is its code. The session is kept. */
+  | 'STEVE_CLIENT_STREAM_ABORTED'
+  /** A streamed answer's body ended, or its connection broke, before its END record: never a short success. */
+  | 'STEVE_CLIENT_TRUNCATED';
 
 /** Where in the exchange a failure happened. `config` is createSteveClient itself. */
 export type SteveClientStage = 'config' | 'session' | 'attestation' | 'binding' | 'pcr' | 'confirm' | 'request';
@@ -81,6 +85,8 @@ export const STEVE_CLIENT_ERROR_CODES: readonly SteveClientErrorCode[] = Object.
   'STEVE_CLIENT_PCR',
   'STEVE_CLIENT_CONFIRMATION',
   'STEVE_CLIENT_CLOSED',
+  'STEVE_CLIENT_STREAM_ABORTED',
+  'STEVE_CLIENT_TRUNCATED',
 ]);
 
 /** Escapes control and format characters (terminal escapes, bidi overrides) and caps the length. */

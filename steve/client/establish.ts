@@ -6,7 +6,8 @@
  *      (answer capped at 65,536 bytes, §6); the answer must name the pinned suite (§1: no negotiation);
  *   3. the document: verifyAttestationDocument (protected header exactly ES384, chain to the pinned root,
  *      validity, signature, nonce == client_nonce, all-zero PCR0-2 refused unless allowDebug); then the
- *      key exchange and key schedule; then the user_data binding (all five fields, constant time); then
+ *      key exchange and key schedule; then the user_data binding (all five fields, constant time, and the
+ *      optional `extensions` list of stream.md §1, kept on the Session); then
  *      the PCR policy (pinned profiles now; TOFU compared now, recorded only at the very end);
  *   4. POST /e2p/v2/confirm with the sequence-0 CONFIRMATION record sealing transcript_hash;
  *   5. the server's confirmation (capped at 4,096 bytes) must carry this session id and sequence 0, open
@@ -79,6 +80,12 @@ export interface Session {
   pcrTrust: PcrTrust;
   /** The server's pending-session lifetime (§7: 30 s), as it announced it. */
   expiresInSeconds: number;
+  /**
+   * Our extensions the server listed in the binding's `extensions` field (stream.md §1), as the signed
+   * document carries them; empty for the five-field binding of §5. Streaming is used only when it holds
+   * STREAM_EXTENSION.
+   */
+  extensions: readonly string[];
 }
 
 export function toHex(bytes: Uint8Array): string {
@@ -224,8 +231,9 @@ export async function establishSession(options: EstablishOptions): Promise<Sessi
       contextHash: options.contextHash,
     });
     keys = deriveSessionKeys(shared, hash);
+    let extensions: readonly string[];
     try {
-      checkBindingUserData(document.userData ?? new Uint8Array(0), { suite: options.suite, sessionId: answer.sessionId, transcriptHash: hash, binder: keys.binder });
+      extensions = checkBindingUserData(document.userData ?? new Uint8Array(0), { suite: options.suite, sessionId: answer.sessionId, transcriptHash: hash, binder: keys.binder });
     } catch (error) {
       throw new SteveClientError('STEVE_CLIENT_BINDING', 'binding', 'the document\'s user_data does not bind this session', { cause: error });
     }
@@ -269,6 +277,7 @@ export async function establishSession(options: EstablishOptions): Promise<Sessi
       createdAtMs,
       pcrTrust,
       expiresInSeconds: answer.expiresInSeconds,
+      extensions,
     };
   } catch (error) {
     if (keys !== undefined) wipeSessionKeys(keys);

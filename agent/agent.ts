@@ -43,7 +43,7 @@ import { createUserDataSource } from './user-data.js';
 
 export interface AgentOptions {
   config: Pick<AgentConfig, 'listen' | 'attestationListen' | 'internalListen' | 'upstream' | 'metadataPath' | 'corsOrigins' | 'allowPlaintextFallback' | 'nsmConcurrency' | 'nsmQueueMax' | 'nsmTimeoutMs' | 'shutdownTimeoutMs' | 'nsm' | 'deployment'> &
-    Partial<Pick<AgentConfig, 'keyExchange' | 'maxSessions' | 'maxPendingSessions' | 'maxBufferedBytes' | 'sendTimeoutMs' | 'legacyV1'>>;
+    Partial<Pick<AgentConfig, 'keyExchange' | 'maxSessions' | 'maxPendingSessions' | 'maxBufferedBytes' | 'sendTimeoutMs' | 'streaming' | 'streamIdleTimeoutMs' | 'legacyV1'>>;
   nsm: Nsm;
   manifest: Manifest;
   logger: Logger;
@@ -154,6 +154,8 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     ...(config.maxPendingSessions !== undefined ? { maxPendingSessions: config.maxPendingSessions } : {}),
     ...(config.maxBufferedBytes !== undefined ? { maxBufferedBytes: config.maxBufferedBytes } : {}),
     ...(config.sendTimeoutMs !== undefined ? { sendTimeoutMs: config.sendTimeoutMs } : {}),
+    ...(config.streaming !== undefined ? { streaming: config.streaming } : {}),
+    ...(config.streamIdleTimeoutMs !== undefined ? { streamIdleTimeoutMs: config.streamIdleTimeoutMs } : {}),
     logger: logger.child({ component: 'steve' }),
     onUpstreamError: (kind) => metrics.countUpstreamError(kind),
     ...options.steve,

@@ -49,6 +49,8 @@ describe('loadConfig', () => {
     expect(config.nsmQueueMax).toBe(256);
     expect(config.shutdownTimeoutMs).toBe(10_000);
     expect(config.logLevel).toBe('info');
+    expect(config.streaming).toBe(true);
+    expect(config.streamIdleTimeoutMs).toBe(60_000);
     // Nothing outside SETTINGS sneaks in.
     expect(Object.keys(config).sort()).toEqual(SETTINGS.map((s) => s.key).sort());
   });
@@ -72,6 +74,8 @@ describe('loadConfig', () => {
       maxPendingSessions: ['50', 50],
       maxBufferedBytes: ['1048576', 1_048_576],
       sendTimeoutMs: ['100', 100],
+      streaming: ['false', false],
+      streamIdleTimeoutMs: ['250', 250],
       legacyV1: ['true', true],
       nsmConcurrency: ['64', 64],
       nsmQueueMax: ['0', 0],

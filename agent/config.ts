@@ -41,6 +41,10 @@ export interface AgentConfig {
   maxBufferedBytes: number;
   /** A client socket that takes no answer bytes for this long is closed. */
   sendTimeoutMs: number;
+  /** Our STEVE stream extension `stream-1` (/e2p/v2/stream, steve/protocol/stream.md); on by default. */
+  streaming: boolean;
+  /** A STEVE stream on which no record moved either way for this long is ended (stream.md §5). */
+  streamIdleTimeoutMs: number;
   /** Legacy STEVE v1 (specs/steve.md §8): off unless explicitly on. */
   legacyV1: boolean;
   nsmConcurrency: number;
@@ -146,6 +150,8 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'maxPendingSessions', flag: '--max-pending-sessions', env: ['ENCLAVE_AGENT_MAX_PENDING_SESSIONS'], default: '1000', parse: integer(1, 1_000_000), doc: 'STEVE sessions awaiting their confirmation held at once (at most `--max-sessions`); a new one evicts the oldest' },
   { key: 'maxBufferedBytes', flag: '--max-buffered-bytes', env: ['ENCLAVE_AGENT_MAX_BUFFERED_BYTES'], default: '268435456', parse: integer(1_048_576, 2 ** 40), doc: 'bytes of STEVE request bodies and answers in memory at once, server-wide (256 MiB: eight 32 MiB envelopes); an answer counts until it is written or its connection closed; over it, 429 busy' },
   { key: 'sendTimeoutMs', flag: '--send-timeout-ms', env: ['ENCLAVE_AGENT_SEND_TIMEOUT_MS'], default: '30000', parse: integer(100, 600_000), doc: 'a client connection that takes no bytes of its answer for this long is closed and its memory released' },
+  { key: 'streaming', flag: '--streaming', env: ['ENCLAVE_AGENT_STREAMING'], default: 'true', parse: bool, boolean: true, doc: 'serve STEVE streams (`/e2p/v2/stream`, our extension `stream-1`: bodies passed on record by record, both ways); the binding of every session then lists `stream-1`; off, that path is 404 and the binding has the five fields of v2' },
+  { key: 'streamIdleTimeoutMs', flag: '--stream-idle-timeout-ms', env: ['ENCLAVE_AGENT_STREAM_IDLE_TIMEOUT_MS'], default: '60000', parse: integer(100, 3_600_000), doc: 'a STEVE stream on which no record moved either way for this long is ended (ABORT `stream_idle`)' },
   { key: 'legacyV1', flag: '--legacy-v1', env: ['ENCLAVE_AGENT_LEGACY_V1'], default: 'false', parse: bool, boolean: true, doc: 'serve legacy STEVE v1 (`/e2p/v1/create_shared_key` and requests carrying `X-E2P-Key`); off, those are 404 and plaintext requests; v1 answers are not bound to their requests: use v2' },
   { key: 'nsmConcurrency', flag: '--nsm-concurrency', env: ['ENCLAVE_AGENT_NSM_CONCURRENCY'], default: '4', parse: integer(1, 64), doc: 'NSM requests in flight at once (the driver serialises them anyway)' },
   { key: 'nsmQueueMax', flag: '--nsm-queue', env: ['ENCLAVE_AGENT_NSM_QUEUE'], default: '256', parse: integer(0, 100_000), doc: 'NSM requests waiting beyond those in flight; more get 429' },

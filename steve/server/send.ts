@@ -18,10 +18,13 @@ import type { ServerResponse } from 'node:http';
 /** Ours: how long a socket may make no write progress before it is closed (`--send-timeout-ms`). */
 export const DEFAULT_SEND_TIMEOUT_MS = 30_000;
 
-type Outcome = 'ready' | 'closed' | 'stalled';
+export type Outcome = 'ready' | 'closed' | 'stalled';
 
-/** Waits for `event` ('drain' or 'finish') or the response's close; destroys it after `timeoutMs` without either. */
-function progress(res: ServerResponse, event: 'drain' | 'finish', timeoutMs: number): Promise<Outcome> {
+/**
+ * Waits for `event` ('drain' or 'finish') or the response's close; destroys it after `timeoutMs` without
+ * either. Also the streams' watchdog (stream-endpoint.ts).
+ */
+export function progress(res: ServerResponse, event: 'drain' | 'finish', timeoutMs: number): Promise<Outcome> {
   if (res.destroyed) return Promise.resolve('closed');
   return new Promise((resolve) => {
     const done = (outcome: Outcome): void => {

@@ -4,6 +4,9 @@
  * The agent routes requests here (`claims`) and counts what `handle` reports; this file never imports
  * the agent or the NSM: attestation is the `attest(nonce, userData)` function it is given.
  *
+ * `/e2p/v2/stream` (our extension `stream-1`, steve/protocol/stream.md) is stream-endpoint.ts, routed
+ * from here when `streaming` is on (the default), with the binding's sixth field `extensions`.
+ *
  * Per request, cheapest checks first and nothing buffered before its limit is known: method, media
  * type, declared length (413), the body's first byte (400 unless it opens the endpoint's CBOR map), the
  * body under a running count and a deadline, the strict CBOR decode
@@ -51,6 +54,9 @@ import {
   recordAad,
   recordNonce,
   sealRecord,
+  STREAM_EXTENSION,
+  STREAM_MEDIA_TYPE,
+  STREAM_PATH,
   transcriptHash,
   wipeSessionKeys,
   type KeyExchange,
@@ -66,6 +72,7 @@ import { ReplyError, SERVER_REPLIES, replyFor, sendReply } from './replies.js';
 import { nodeRandomBytes } from './secret-bytes.js';
 import { holdUntilClosed, sendPieces, DEFAULT_SEND_TIMEOUT_MS } from './send.js';
 import { DEFAULT_MAX_SESSIONS, PENDING_TTL_SECONDS, createSessionTable, type Session } from './session-table.js';
+import { DEFAULT_STREAM_IDLE_TIMEOUT_MS, createStreamEndpoint } from './stream-endpoint.js';
 import { createUpstream, madeAnswer, type UpstreamAnswer } from './upstream.js';
 import { appResponseHead, envelopeHead } from './wire.js';
 import { nodeX25519Exchange } from './x25519-node.js';
@@ -96,7 +103,7 @@ const ENVELOPE_PREFIX = (chunk: Uint8Array): void => expectMapPrefix(chunk, ENVE
 /** Read only: the extra headers of a deployment without CORS. */
 const NO_HEADERS: Record<string, string> = Object.freeze({});
 
-export type SteveRoute = 'steve_session' | 'steve_confirm' | 'steve_request' | 'steve_preflight' | 'steve_v1_key' | 'steve_v1_request' | 'steve_other';
+export type SteveRoute = 'steve_session' | 'steve_confirm' | 'steve_request' | 'steve_stream' | 'steve_preflight' | 'steve_v1_key' | 'steve_v1_request' | 'steve_other';
 
 export interface SteveServerOptions {
   /** The deployment's one suite (§1: no negotiation). */
@@ -126,6 +133,13 @@ export interface SteveServerOptions {
   legacyV1Limits?: { replayCacheEntries: number; maxRequestsPerToken: number };
   /** Told the kind of every failed call to the app (metrics). */
   onUpstreamError?: (kind: string) => void;
+  /**
+   * Our stream extension `stream-1` (stream-endpoint.ts, steve/protocol/stream.md); default on. On, every
+   * session's binding lists it and /e2p/v2/stream answers; off, the five-field binding of §5 and 404.
+   */
+  streaming?: boolean;
+  /** A stream on which no record moved either way for this long is ended (stream.md §5); default 60 s. */
+  streamIdleTimeoutMs?: number;
 }
 
 export interface SteveServer {
@@ -139,8 +153,10 @@ export interface SteveServer {
   readonly pendingSessions: number;
   /** Sessions evicted to make room since start. */
   readonly evictedSessions: number;
-  /** Bytes of request bodies and answers held against the memory budget now. */
+  /** Bytes of request bodies and answers held against the memory budget now (a fixed reservation per open stream). */
   readonly bufferedBytes: number;
+  /** Streams open now (/e2p/v2/stream). */
+  readonly openStreams: number;
   close(): Promise<void>;
 }
 
@@ -150,6 +166,10 @@ function mediaType(req: IncomingMessage): string {
 
 function requireCbor(req: IncomingMessage): void {
   if (req.headers['content-type'] !== CBOR && mediaType(req) !== CBOR) throw new SteveError('STEVE_PROTOCOL', 'Content-Type is not application/cbor');
+}
+
+function requireStreamType(req: IncomingMessage): void {
+  if (req.headers['content-type'] !== STREAM_MEDIA_TYPE && mediaType(req) !== STREAM_MEDIA_TYPE) throw new SteveError('STEVE_PROTOCOL', `Content-Type is not ${STREAM_MEDIA_TYPE}`);
 }
 
 function sendCbor(res: ServerResponse, body: Uint8Array, headers: Record<string, string>): void {
@@ -183,6 +203,19 @@ export function createSteveServer(options: SteveServerOptions): SteveServer {
   });
   const v1: LegacyV1 | null =
     options.identityKey === undefined || options.identityKey === null ? null : createLegacyV1({ identityKey: options.identityKey, random, now, upstream, budget, sendTimeoutMs, ...options.legacyV1Limits });
+  const streaming = options.streaming ?? true;
+  /** The binding's sixth field (stream.md §1); none when streaming is off. */
+  const extensions = streaming ? [STREAM_EXTENSION] : undefined;
+  const streams = createStreamEndpoint({
+    table,
+    budget,
+    upstream,
+    logger,
+    sendTimeoutMs,
+    idleTimeoutMs: options.streamIdleTimeoutMs ?? DEFAULT_STREAM_IDLE_TIMEOUT_MS,
+    preambleTimeoutMs: REQUEST_BODY_TIMEOUT_MS,
+    lookup: (sessionId) => lookup(sessionId),
+  });
   const sweeper = setInterval(() => table.purgeExpired(), SWEEP_INTERVAL_MS);
   sweeper.unref();
 
@@ -228,7 +261,7 @@ export function createSteveServer(options: SteveServerOptions): SteveServer {
         });
         // Wipes the shared secret (§4), leaving no copy of it (kdf-node.ts).
         keys = nodeDeriveSessionKeys(sharedSecret, hash);
-        const userData = encodeBindingUserData({ suite, sessionId, transcriptHash: hash, binder: keys.binder });
+        const userData = encodeBindingUserData({ suite, sessionId, transcriptHash: hash, binder: keys.binder, ...(extensions !== undefined ? { extensions } : {}) });
         // The binder is only for the document; the server has no other use for it.
         keys.binder.fill(0);
         let document: Uint8Array;
@@ -384,12 +417,25 @@ export function createSteveServer(options: SteveServerOptions): SteveServer {
   }
 
   // -------------------------------------------------------------------------------------------------
+  // /e2p/v2/stream (stream.md, ours; stream-endpoint.ts)
+
+  async function stream(req: IncomingMessage, res: ServerResponse, headers: Record<string, string>, state: { bodyRead: boolean }): Promise<number> {
+    requireStreamType(req);
+    // `state.bodyRead` stays false: the body is read as the exchange goes, so a refusal before the 200
+    // reads and discards what is left for a moment before closing (replies.ts).
+    void state;
+    return streams.run(req, res, headers);
+  }
+
+  // -------------------------------------------------------------------------------------------------
   // Routing
 
   const V2_ENDPOINTS: Record<string, { route: SteveRoute; run: typeof request }> = {
     [SESSION_PATH]: { route: 'steve_session', run: createSession },
     [CONFIRM_PATH]: { route: 'steve_confirm', run: confirm },
     [REQUEST_PATH]: { route: 'steve_request', run: request },
+    // Off: not routed at all, so the path is 404 like any unknown one.
+    ...(streaming ? { [STREAM_PATH]: { route: 'steve_stream' as const, run: stream } } : {}),
   };
 
   function fail(req: IncomingMessage, res: ServerResponse, route: SteveRoute, err: unknown, headers: Record<string, string>, state: { bodyRead: boolean }): number {
@@ -464,8 +510,12 @@ export function createSteveServer(options: SteveServerOptions): SteveServer {
     get bufferedBytes() {
       return budget.used;
     },
+    get openStreams() {
+      return streams.open;
+    },
     async close() {
       clearInterval(sweeper);
+      streams.closeAll();
       table.clear();
       await upstream.close();
     },

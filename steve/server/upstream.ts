@@ -23,8 +23,12 @@
  *   longer than that between body chunks, on undici's own timers rather than one per request. A client
  *   that hangs up ends the app's request at once (its connection to the app is closed): nobody would
  *   read the answer, and the app should not keep working for it until the deadline.
+ * - Streams (`stream`, our extension stream-1): a second pool with the same headers deadline and no body
+ *   deadline; the body goes both ways chunk by chunk with backpressure, never counted or capped here
+ *   (the stream endpoint holds a fixed reservation instead).
  */
 
+import type { Readable } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
 import { MAX_UPSTREAM_BODY_BYTES, type AppRequest, type AppResponse } from '../protocol/index.js';
 import type { MemoryBudget } from './body.js';
@@ -72,7 +76,35 @@ export interface Upstream {
    * as a 502 `client_gone`.
    */
   forward(request: AppRequest, options?: ForwardOptions): Promise<UpstreamAnswer>;
+  /**
+   * A streamed call (stream.md, ours): the request's body is pulled from `body` only as fast as the app
+   * takes it, and the answer is handed over chunk by chunk, with `pause`/`resume` on the returned call.
+   * On its own pool, whose only deadline is the headers': a slow body is governed by the caller's idle
+   * timeout, not by the 25 s gap the sealed path allows. `request.body` is ignored.
+   */
+  stream(request: AppRequest, body: AsyncIterable<Uint8Array> | null, handlers: StreamHandlers, contentLength?: number | null): StreamCall;
   close(): Promise<void>;
+}
+
+export interface StreamHandlers {
+  /** The app's answer head: status 200..599, headers filtered as for a sealed answer (responseHeaders). */
+  onHead(status: number, headers: Array<readonly [string, string]>): void;
+  onData(chunk: Buffer): void;
+  onEnd(): void;
+  /**
+   * The call failed or was aborted (at most once, and never after onEnd). `answer` is what the proxy
+   * would answer instead (502/504 with an `error`, meaningful before onHead); `reason` is what `abort`
+   * was given when the caller ended it, else undici's error.
+   */
+  onError(answer: UpstreamAnswer, reason: unknown, byCaller: boolean): void;
+}
+
+export interface StreamCall {
+  /** Stop reading the app's answer until resume() (the socket to the app fills, the app waits). */
+  pause(): void;
+  resume(): void;
+  /** End the app's request now (its connection closed, so it sees an incomplete request). */
+  abort(reason: Error): void;
 }
 
 export interface ForwardOptions {
@@ -97,11 +129,28 @@ export function madeAnswer(status: number, error: string): UpstreamAnswer {
 }
 
 class TooLarge extends Error {}
+class BadStatus extends Error {}
 class OverBudget extends Error {}
 class ClientGone extends Error {}
 
 function errorCode(err: unknown): string | undefined {
   return (err as { code?: string } | null)?.code;
+}
+
+/** The app's answer headers a client may see: hop-by-hop dropped, names tokens, values field values (§3). */
+export function responseHeaders(headers: Record<string, string | string[] | undefined>): Array<readonly [string, string]> {
+  const listed = connectionTokens(headers.connection);
+  const out: Array<readonly [string, string]> = [];
+  for (const name in headers) {
+    const value = headers[name];
+    if (value === undefined || isHopByHop(name, listed) || !TOKEN_RE.test(name)) continue;
+    if (typeof value === 'string') {
+      if (FIELD_VALUE_RE.test(value)) out.push([name, value]);
+    } else {
+      for (const item of value) if (FIELD_VALUE_RE.test(item)) out.push([name, item]);
+    }
+  }
+  return out;
 }
 
 export function createUpstream(options: UpstreamOptions): Upstream {
@@ -116,21 +165,16 @@ export function createUpstream(options: UpstreamOptions): Upstream {
     bodyTimeout: timeoutMs,
     connect: { timeout: Math.min(timeoutMs, 10_000) },
   });
-
-  function responseHeaders(headers: Record<string, string | string[] | undefined>): Array<readonly [string, string]> {
-    const listed = connectionTokens(headers.connection);
-    const out: Array<readonly [string, string]> = [];
-    for (const name in headers) {
-      const value = headers[name];
-      if (value === undefined || isHopByHop(name, listed) || !TOKEN_RE.test(name)) continue;
-      if (typeof value === 'string') {
-        if (FIELD_VALUE_RE.test(value)) out.push([name, value]);
-      } else {
-        for (const item of value) if (FIELD_VALUE_RE.test(item)) out.push([name, item]);
-      }
-    }
-    return out;
-  }
+  // Streams (stream.md §5): the headers within timeoutMs, then no body deadline at all (an LLM may
+  // pause longer than 25 s between tokens); the stream's idle timeout ends a stream nothing moves on.
+  // A pool of their own, so long-lived streams never hold the sealed path's connections.
+  const streamPool = new Pool(origin.origin, {
+    connections: UPSTREAM_CONNECTIONS,
+    pipelining: 1,
+    headersTimeout: timeoutMs,
+    bodyTimeout: 0,
+    connect: { timeout: Math.min(timeoutMs, 10_000) },
+  });
 
   function failed(err: unknown): UpstreamAnswer {
     const code = errorCode(err);
@@ -141,6 +185,10 @@ export function createUpstream(options: UpstreamOptions): Upstream {
     if (err instanceof OverBudget) {
       options.onError?.('over_budget', err);
       return { ...madeAnswer(503, 'busy'), overBudget: true };
+    }
+    if (err instanceof BadStatus) {
+      options.onError?.('bad_status', err);
+      return madeAnswer(502, 'upstream_bad_response');
     }
     if (err instanceof TooLarge) {
       options.onError?.('too_large', err);
@@ -232,8 +280,75 @@ export function createUpstream(options: UpstreamOptions): Upstream {
         }
       });
     },
-    close() {
-      return pool.close();
+    stream(request, body, handlers, contentLength = null) {
+      let controller: Dispatcher.DispatchController | null = null;
+      let abortedBy: Error | null = null;
+      let settled = false;
+      const fail = (err: unknown): void => {
+        if (settled) return;
+        settled = true;
+        if (abortedBy !== null) handlers.onError(madeAnswer(502, 'aborted'), abortedBy, true);
+        else handlers.onError(failed(err), err, false);
+      };
+      const call: StreamCall = {
+        pause: () => controller?.pause(),
+        resume: () => controller?.resume(),
+        abort(reason) {
+          if (settled || abortedBy !== null) return;
+          abortedBy = reason;
+          // Before the pool started the request: onRequestStart aborts it.
+          controller?.abort(reason);
+        },
+      };
+      if (REFUSED_METHODS.has(request.method)) {
+        queueMicrotask(() => {
+          if (!settled) {
+            settled = true;
+            handlers.onError(madeAnswer(405, 'method_not_allowed'), null, false);
+          }
+        });
+        return call;
+      }
+      const handler: Dispatcher.DispatchHandler = {
+        onRequestStart(c) {
+          controller = c;
+          if (abortedBy !== null) c.abort(abortedBy);
+        },
+        onResponseStart(c, statusCode, received) {
+          if (statusCode < 200 || settled) return;
+          if (statusCode > 599) {
+            c.abort(new BadStatus());
+            return;
+          }
+          handlers.onHead(statusCode, responseHeaders(received));
+        },
+        onResponseData(_c, chunk) {
+          if (!settled) handlers.onData(chunk);
+        },
+        onResponseEnd() {
+          if (settled) return;
+          settled = true;
+          handlers.onEnd();
+        },
+        onResponseError(_c, err) {
+          fail(err);
+        },
+      };
+      const headers = appRequestHeaders(request.headers, { host: origin.host, proto: options.forwardedProto });
+      // headers.ts drops the client's content-length; a streamed body carries the head's own (checked
+      // by the caller), else undici sends it chunked.
+      if (contentLength !== null) headers['content-length'] = String(contentLength);
+      try {
+        // undici pulls an async iterable one chunk at a time, waiting for the socket to drain before
+        // the next: the client's upload is read only as fast as the app takes it.
+        streamPool.dispatch({ path: request.path, method: request.method as Dispatcher.HttpMethod, headers, body: body as unknown as Readable | null }, handler);
+      } catch (err) {
+        fail(err);
+      }
+      return call;
+    },
+    async close() {
+      await Promise.all([pool.close(), streamPool.close()]);
     },
   };
 }

@@ -25,6 +25,8 @@ let attester: MockAttester;
 let app: Server;
 let agent: TestAgent;
 const appHits: string[] = [];
+/** How each /stream/* answer ended on the app's side: `finished` false when it was cut before its end. */
+const streamsClosed: Array<{ url: string; finished: boolean }> = [];
 /** Holds the rest of /stream/gated until `openGate`. */
 let openGate: () => void = () => undefined;
 let gate: Promise<void> = new Promise<void>((resolve) => (openGate = resolve));
@@ -36,6 +38,7 @@ beforeAll(async () => {
       appHits.push(`${req.method} ${req.url}`);
       // A streamed answer: a first chunk, then (gated) the rest, or the connection cut in the middle.
       res.writeHead(200, { 'content-type': 'text/plain' });
+      res.on('close', () => streamsClosed.push({ url: req.url!, finished: res.writableFinished }));
       res.write('first ');
       if (req.url === '/stream/broken') setTimeout(() => res.destroy(), 50);
       else void gate.then(() => res.end('second'));
@@ -367,6 +370,21 @@ describe('enclave worker, streamed answers (steve/protocol/stream.md)', () => {
       rest += text(value);
     }
     expect(rest).toBe('second');
+    expect(worker.status).toMatchObject({ state: 'verified', lastError: null, requests: { succeeded: 1, failed: 0 } });
+  });
+
+  it('passes the page\'s cancel on: the app\'s answer is cut, and the request is not a failure', async () => {
+    gate = new Promise<void>((resolve) => (openGate = resolve));
+    const { worker } = await workerFor(agent.origin);
+    const answer = await protectedFetch(worker, `${agent.origin}/stream/gated`);
+    const reader = answer.body!.getReader();
+    expect(text((await within(reader.read(), 'the first chunk')).value)).toBe('first ');
+    const closedBefore = streamsClosed.length;
+    await reader.cancel('the page went away');
+    const deadline = Date.now() + 5_000;
+    while (streamsClosed.length === closedBefore && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(streamsClosed.slice(closedBefore)).toEqual([{ url: '/stream/gated', finished: false }]);
+    openGate();
     expect(worker.status).toMatchObject({ state: 'verified', lastError: null, requests: { succeeded: 1, failed: 0 } });
   });
 

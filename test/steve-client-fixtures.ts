@@ -13,6 +13,12 @@ import { createMockPki, defaultMockPcrs, nodeP384Verifier, openMockNsm, type Moc
 import {
   CONFIRMATION_SEQUENCE,
   DIRECTION,
+  FRAME_KIND,
+  STREAM_PREAMBLE_BYTES,
+  createFrameParser,
+  createStreamReader,
+  createStreamWriter,
+  decodeStreamPreamble,
   MESSAGE_TYPE,
   createReplayWindow,
   constantTimeEqual,
@@ -114,6 +120,37 @@ export interface FakeServerHooks {
   responseEnvelope?(envelope: Envelope): Envelope;
   /** Replaces the application answer entirely. */
   requestAnswer?(bytes: Uint8Array, sequence: number): Uint8Array | Response;
+  /** An outer status for this stream instead of processing it. */
+  streamStatus?(sequence: number): number | undefined;
+  /** Changes the frames of a stream's answer (drop, duplicate, damage, splice) or replaces the answer. */
+  streamFrames?(frames: Uint8Array[], context: StreamContext): Uint8Array[] | Response;
+}
+
+/** What a stream hook knows: the exchange and its session's keys (to seal frames of its own). */
+export interface StreamContext {
+  sequence: number;
+  sessionId: Uint8Array;
+  keys: SessionKeys;
+}
+
+/** A stream's answer as the fake app gives it: the head, the body in these DATA chunks, END or ABORT. */
+export interface StreamAnswer {
+  head: AppResponse;
+  chunks: Uint8Array[];
+  abort?: string;
+}
+
+/** One stream request as the fake server received it, records opened. */
+export interface ReceivedStream {
+  sequence: number;
+  /** The request body exactly as it came (preamble and frames). */
+  wire: Uint8Array;
+  /** Kinds of the records in order (1 HEAD, 2 DATA, 3 END). */
+  kinds: number[];
+  /** DATA plaintexts in order. */
+  chunks: Uint8Array[];
+  request: AppRequest;
+  init: RequestInit;
 }
 
 export interface FakeServerOptions {
@@ -123,6 +160,10 @@ export interface FakeServerOptions {
   app?: (request: AppRequest, sequence: number, sessionIdHex: string) => AppResponse | Promise<AppResponse>;
   hooks?: FakeServerHooks;
   random?: RandomBytes;
+  /** Extensions the binding lists (stream.md §1); default none, the five-field §5 binding. */
+  extensions?: string[];
+  /** The app's streamed answers (default: `app`'s answer, its body as one DATA record). */
+  streamApp?: (request: AppRequest, sequence: number) => StreamAnswer | Promise<StreamAnswer>;
 }
 
 export interface FetchRecord {
@@ -133,7 +174,13 @@ export interface FetchRecord {
 export interface FakeServer {
   fetch: (input: string, init: RequestInit) => Promise<Response>;
   hooks: FakeServerHooks;
-  hits: { session: number; confirm: number; request: number; other: number };
+  hits: { session: number; confirm: number; request: number; stream: number; other: number };
+  /** Stream requests as received. */
+  streams: ReceivedStream[];
+  /** The frames the fake sent for each stream answer, by sequence (before streamFrames changed them). */
+  streamAnswers: Map<number, Uint8Array[]>;
+  /** Frames of stream answers the client has pulled off their bodies, in all. */
+  streamPulls(): number;
   /** Every fetch call, for asserting credentials/redirect options. */
   calls: FetchRecord[];
   /** Sequences that reached the app, in order. */
@@ -168,7 +215,10 @@ export function createFakeServer(options: FakeServerOptions): FakeServer {
   const hooks: FakeServerHooks = options.hooks ?? {};
   const app = options.app ?? echoApp;
   const sessions = new Map<string, FakeSession>();
-  const hits = { session: 0, confirm: 0, request: 0, other: 0 };
+  const hits = { session: 0, confirm: 0, request: 0, stream: 0, other: 0 };
+  const streams: ReceivedStream[] = [];
+  const streamAnswers = new Map<number, Uint8Array[]>();
+  let streamPulls = 0;
   const calls: FetchRecord[] = [];
   const appSequences: number[] = [];
   const aead = nobleAesGcm;
@@ -180,7 +230,7 @@ export function createFakeServer(options: FakeServerOptions): FakeServer {
     const { serverMaterial, sharedSecret } = exchange.serverRespond(request.clientKeyMaterial, random);
     const hash = transcriptHash({ suite, clientNonce: request.clientNonce, clientKeyMaterial: request.clientKeyMaterial, serverKeyMaterial: serverMaterial, sessionId, contextHash: request.contextHash });
     const keys = deriveSessionKeys(sharedSecret, hash);
-    const binding: Binding = { suite, sessionId, transcriptHash: hash, binder: keys.binder };
+    const binding: Binding = { suite, sessionId, transcriptHash: hash, binder: keys.binder, ...(options.extensions !== undefined ? { extensions: options.extensions } : {}) };
     const context = { request, binding };
     const encoded = encodeBindingUserData(binding);
     let document = await options.attester.nsm.attest({
@@ -264,6 +314,96 @@ export function createFakeServer(options: FakeServerOptions): FakeServer {
     return answer(hooks.requestAnswer ? hooks.requestAnswer(bytes, envelope.sequence) : bytes);
   }
 
+  async function readAll(body: unknown): Promise<Uint8Array> {
+    if (body instanceof Uint8Array) return body;
+    if (!(body instanceof ReadableStream)) return new Uint8Array(0);
+    const parts: Uint8Array[] = [];
+    const reader = (body as ReadableStream<Uint8Array>).getReader();
+    for (let next = await reader.read(); !next.done; next = await reader.read()) parts.push(next.value);
+    const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+    let at = 0;
+    for (const part of parts) {
+      out.set(part, at);
+      at += part.length;
+    }
+    return out;
+  }
+
+  /** One frame per pull, so a test sees exactly how far the client read. */
+  function frameBody(frames: Uint8Array[]): ReadableStream<Uint8Array> {
+    let next = 0;
+    return new ReadableStream<Uint8Array>(
+      {
+        pull(controller) {
+          if (next === frames.length) {
+            controller.close();
+            return;
+          }
+          streamPulls++;
+          controller.enqueue(frames[next++]!);
+        },
+      },
+      { highWaterMark: 0 },
+    );
+  }
+
+  async function handleStream(init: RequestInit): Promise<Response> {
+    const wire = await readAll(init.body);
+    let preamble: { sessionId: Uint8Array; sequence: number };
+    try {
+      preamble = decodeStreamPreamble(wire);
+    } catch {
+      return json(400, 'protocol_error');
+    }
+    const status = hooks.streamStatus?.(preamble.sequence);
+    if (status !== undefined) return json(status, `status_${status}`);
+    const session = sessions.get(hexOf(preamble.sessionId));
+    if (session === undefined) return json(401, 'session_invalid');
+    if (!session.confirmed) return json(425, 'session_unconfirmed');
+    try {
+      session.window.check(preamble.sequence);
+    } catch {
+      return json(409, 'replay');
+    }
+    const target = { sessionId: session.sessionId, sequence: preamble.sequence };
+    const reader = createStreamReader(aead, session.keys.streamC2sKey, { direction: DIRECTION.C2S, ...target });
+    const kinds: number[] = [];
+    const chunks: Uint8Array[] = [];
+    let request: AppRequest;
+    try {
+      let head: AppRequest | undefined;
+      for (const frame of createFrameParser().push(wire.subarray(STREAM_PREAMBLE_BYTES))) {
+        const record = reader.open(frame);
+        kinds.push(record.kind);
+        if (record.kind === FRAME_KIND.HEAD) head = decodeAppRequest(record.plaintext);
+        if (record.kind === FRAME_KIND.DATA) chunks.push(record.plaintext);
+      }
+      if (!reader.finished || head === undefined) return json(400, 'protocol_error');
+      session.window.accept(preamble.sequence);
+      const body = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+      let at = 0;
+      for (const chunk of chunks) {
+        body.set(chunk, at);
+        at += chunk.length;
+      }
+      request = { ...head, body: chunks.length === 0 ? null : body };
+    } catch {
+      return json(401, 'session_invalid');
+    }
+    streams.push({ sequence: preamble.sequence, wire, kinds, chunks, request, init });
+    appSequences.push(preamble.sequence);
+    const answer: StreamAnswer = options.streamApp
+      ? await options.streamApp(request, preamble.sequence)
+      : await Promise.resolve(app(request, preamble.sequence, hexOf(session.sessionId))).then((r) => ({ head: r, chunks: r.body !== null && r.body.length > 0 ? [r.body] : [] }));
+    const writer = createStreamWriter(aead, session.keys.streamS2cKey, { direction: DIRECTION.S2C, ...target });
+    const frames = [writer.head(encodeAppResponse({ ...answer.head, body: null })), ...answer.chunks.flatMap((chunk) => writer.data(chunk))];
+    frames.push(answer.abort !== undefined ? writer.abort(answer.abort) : writer.end());
+    streamAnswers.set(preamble.sequence, frames);
+    const changed = hooks.streamFrames ? hooks.streamFrames(frames.map((f) => f.slice()), { ...target, keys: session.keys }) : frames;
+    if (changed instanceof Response) return changed;
+    return new Response(frameBody(changed), { status: 200, headers: { 'content-type': 'application/steve-stream', 'cache-control': 'no-store' } });
+  }
+
   async function route(url: string, init: RequestInit): Promise<Response> {
     const path = new URL(url).pathname;
     const body = init.body instanceof Uint8Array ? init.body : new Uint8Array(0);
@@ -281,6 +421,9 @@ export function createFakeServer(options: FakeServerOptions): FakeServer {
       case '/e2p/v2/request':
         hits.request++;
         return handleRequest(body);
+      case '/e2p/v2/stream':
+        hits.stream++;
+        return handleStream(init);
       default:
         hits.other++;
         return json(403, 'e2e_required');
@@ -294,6 +437,9 @@ export function createFakeServer(options: FakeServerOptions): FakeServer {
     appSequences,
     sessions,
     openSession,
+    streams,
+    streamAnswers,
+    streamPulls: () => streamPulls,
     fetch(input, init) {
       calls.push({ url: input, init });
       const signal = init.signal;

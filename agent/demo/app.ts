@@ -8,6 +8,8 @@
  *   `demo` command does); other bootstrap paths (the X-Wing module) are 404;
  * - `/api/echo`: JSON describing what arrived (method, path, headers, body as text), the protected call
  *   the page makes through the enclave worker;
+ * - `GET /api/generate?prompt=...`: a fake LLM's answer streamed as server-sent events, one word at a
+ *   time (generate.ts), which the page reads as it arrives;
  * - anything else: the short echo `{app, method, path, bytes}`.
  */
 
@@ -15,6 +17,7 @@ import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { serveGenerate } from './generate.js';
 import { renderDemoPage, type DemoPageConfig, type DemoPcrPolicy } from './page.js';
 import { BOOTSTRAP_PATHS, type Suite } from '../../steve/index.js';
 
@@ -130,6 +133,8 @@ export function createDemoApp(options: DemoAppOptions = {}): Server {
         // A bootstrap path the demo has no file for (the X-Wing module): nothing there, rather than the
         // echo below, so `verify --bootstrap require` sees every path the demo serves attested.
         sendText(res, 404, 'text/plain; charset=utf-8', 'not found\n', head);
+      } else if (path === '/api/generate' && req.method === 'GET') {
+        serveGenerate(req, res);
       } else if (path === '/api/echo') {
         const body = Buffer.concat(chunks);
         sendText(

@@ -2,7 +2,11 @@
  * The demo's page (`GET /`, served by the app in plaintext like every bootstrap file, specs/steve.md §6):
  * it registers the enclave worker (/register.js) with the config embedded below, sends one protected call
  * to /api/echo through it, and shows the attestation widget (/attestation-widget.js). A small form sends
- * more. `window.steveDemo` exposes the client and the first call's outcome (tests drive the page with it).
+ * more. A prompt box asks the app's fake LLM (/api/generate) and shows its answer as the words arrive:
+ * the worker hands over the stream as STEVE opens its records (steve/protocol/stream.md), and the page
+ * reads it with a reader, parsing the server-sent events itself. `window.steveDemo` exposes the client,
+ * the first call's outcome and `generate` (which also reports each chunk's arrival time); tests drive the
+ * page with it.
  * The page holds no secret: the config is the expected suite, the PCR policy and the (mock) root.
  */
 
@@ -27,12 +31,20 @@ function scriptJson(value: unknown): string {
 const STYLE = `
 *, *::before, *::after { box-sizing: border-box; }
 body { margin: 0; background: #f1f5f9; color: #0f172a; font-family: ui-sans-serif, system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; }
-main { max-width: 720px; margin: 0 auto; padding: 36px 20px 48px; }
+main { max-width: 1160px; margin: 0 auto; padding: 36px 20px 48px; }
 header { margin-bottom: 22px; }
 .eyebrow { font-size: 12px; font-weight: 650; letter-spacing: .08em; text-transform: uppercase; color: #4f46e5; margin: 0 0 6px; }
 h1 { font-size: 26px; margin: 0 0 8px; letter-spacing: -.01em; }
 header p { margin: 0; color: #475569; line-height: 1.5; font-size: 14.5px; }
 steve-attestation { margin-bottom: 20px; }
+.columns { display: grid; gap: 20px; align-items: start; }
+@media (min-width: 1000px) { .columns { grid-template-columns: minmax(0, 1fr) minmax(0, 1fr); } }
+.panel + .panel { margin-top: 20px; }
+input[type=text] { width: 100%; font: inherit; font-size: 14px; padding: 8px 10px; border: 1px solid #cbd5e1; border-radius: 8px; }
+#answer { min-height: 120px; padding: 12px 14px; border: 1px solid #e2e8f0; border-radius: 8px; background: #f8fafc; font-size: 15px; line-height: 1.6; white-space: pre-wrap; }
+#answer[data-state=streaming]::after { content: "▍"; color: #4f46e5; }
+#answer[data-state=failed] { border-color: #fca5a5; }
+#answer-status { margin: 8px 0 0; font-size: 12.5px; color: #64748b; }
 .panel { background: #fff; border: 1px solid #e2e8f0; border-radius: 14px; padding: 18px 20px; box-shadow: 0 1px 2px rgba(15,23,42,.06); }
 .panel h2 { font-size: 15px; margin: 0 0 4px; }
 .panel p { margin: 0 0 12px; color: #64748b; font-size: 13px; }
@@ -93,7 +105,64 @@ const ready = (async () => {
   return echo('hello from the page');
 })();
 
-window.steveDemo = { client, ready, echo, refresh };
+const answer = document.getElementById('answer');
+const answerStatus = document.getElementById('answer-status');
+
+// Asks the fake LLM and shows its words as they arrive. Each chunk's arrival time (epoch ms, comparable
+// with the app's emittedAtMs on one machine) is kept, so a test can see the answer was not held back.
+// A failed read (the channel refused a record, or the answer broke off) is an error, never a short answer.
+async function generate(prompt, { tokens, delayMs } = {}) {
+  const query = new URLSearchParams({ prompt });
+  if (tokens !== undefined) query.set('tokens', String(tokens));
+  if (delayMs !== undefined) query.set('delay_ms', String(delayMs));
+  const chunks = [];
+  const received = [];
+  let text = '';
+  answer.textContent = '';
+  answer.dataset.state = 'streaming';
+  answerStatus.textContent = 'waiting for the enclave…';
+  try {
+    const response = await client.send(\`/api/generate?\${query}\`, { headers: { accept: 'text/event-stream' } });
+    if (!response.ok) throw new Error(\`HTTP \${response.status}: \${await response.text()}\`);
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let pending = '';
+    let finished = false;
+    while (!finished) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      const atMs = performance.timeOrigin + performance.now();
+      pending += decoder.decode(value, { stream: true }).replace(/\\r\\n?/g, '\\n');
+      const events = pending.split('\\n\\n');
+      pending = events.pop();
+      const indexes = [];
+      for (const event of events) {
+        const data = event.split('\\n').filter((line) => line.startsWith('data:')).map((line) => line.slice(5).trimStart()).join('\\n');
+        if (data === '[DONE]') { finished = true; break; }
+        const token = JSON.parse(data);
+        text += token.token;
+        indexes.push(token.index);
+        received.push({ index: token.index, emittedAtMs: token.emittedAtMs, arrivedAtMs: atMs });
+      }
+      chunks.push({ atMs, bytes: value.length, indexes });
+      answer.textContent = text;
+      answerStatus.textContent = \`\${received.length} tokens so far, session \${response.headers.get('x-steve-session').slice(0, 8)}…\`;
+    }
+    if (!finished) throw new Error('the answer ended before [DONE]');
+    answer.dataset.state = 'done';
+    answerStatus.textContent = \`\${received.length} tokens, each opened in this browser as it arrived\`;
+    await refresh(null);
+    return { ok: true, text, chunks, tokens: received };
+  } catch (error) {
+    answer.dataset.state = 'failed';
+    answerStatus.textContent = \`The answer broke off: \${error.code ?? error.name}: \${error.message}. The words above, if any, were authenticated; nothing after them was shown.\`;
+    await refresh(error);
+    return { ok: false, text, chunks, tokens: received, error: { name: error.name, code: error.code ?? null, message: error.message } };
+  }
+}
+
+window.steveDemo = { client, ready, echo, refresh, generate };
+document.getElementById('generate').addEventListener('click', () => generate(document.getElementById('prompt').value));
 document.getElementById('send').addEventListener('click', () => echo(document.getElementById('message').value));
 document.getElementById('rotate').addEventListener('click', async () => { await client.rotateSession(); await echo('new session'); });
 document.getElementById('forget').addEventListener('click', async () => { await client.reset(); await refresh(null); show('TOFU record cleared; the next request records the enclave again.'); });
@@ -120,7 +189,17 @@ export function renderDemoPage(config: DemoPageConfig): string {
     <p>This page reaches the app inside the enclave only through STEVE: a service worker in your browser
     verifies the enclave's attestation, then encrypts every request to it. The host in between sees ciphertext.</p>
   </header>
+  <div class="columns">
   <steve-attestation></steve-attestation>
+  <div>
+  <section class="panel">
+    <h2>Ask the enclave, answer streamed</h2>
+    <p><code>GET /api/generate</code>: a stand-in LLM streams its answer word by word; each word is its own sealed record.</p>
+    <input id="prompt" type="text" aria-label="Prompt" value="What does the host see?">
+    <div class="actions"><button id="generate" class="primary" type="button">Generate</button></div>
+    <div id="answer" aria-live="polite"></div>
+    <p id="answer-status"></p>
+  </section>
   <section class="panel">
     <h2>Send through the secure channel</h2>
     <p><code>POST /api/echo</code>, sealed in the browser and opened only inside the enclave.</p>
@@ -132,6 +211,8 @@ export function renderDemoPage(config: DemoPageConfig): string {
     </div>
     <pre id="output" aria-live="polite">connecting…</pre>
   </section>
+  </div>
+  </div>
 </main>
 </body>
 </html>

@@ -25,10 +25,25 @@ let attester: MockAttester;
 let app: Server;
 let agent: TestAgent;
 const appHits: string[] = [];
+/** How each /stream/* answer ended on the app's side: `finished` false when it was cut before its end. */
+const streamsClosed: Array<{ url: string; finished: boolean }> = [];
+/** Holds the rest of /stream/gated until `openGate`. */
+let openGate: () => void = () => undefined;
+let gate: Promise<void> = new Promise<void>((resolve) => (openGate = resolve));
 
 beforeAll(async () => {
   attester = createMockAttester();
   app = createServer((req, res) => {
+    if (req.url === '/stream/gated' || req.url === '/stream/broken') {
+      appHits.push(`${req.method} ${req.url}`);
+      // A streamed answer: a first chunk, then (gated) the rest, or the connection cut in the middle.
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.on('close', () => streamsClosed.push({ url: req.url!, finished: res.writableFinished }));
+      res.write('first ');
+      if (req.url === '/stream/broken') setTimeout(() => res.destroy(), 50);
+      else void gate.then(() => res.end('second'));
+      return;
+    }
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
     req.on('end', () => {
@@ -329,5 +344,68 @@ describe('enclave worker', () => {
     const answer = await protectedFetch(worker, `${agent.origin}/api/echo`);
     expect(answer.status).toBe(200);
     expect(worker.status.session!.trust).toEqual({ policy: 'pinned', profile: 'mock' });
+  });
+});
+
+describe('enclave worker, streamed answers (steve/protocol/stream.md)', () => {
+  const text = (bytes: Uint8Array | undefined) => new TextDecoder().decode(bytes);
+  /** `promise`, or a rejection naming `what` after 5 s (so a held-back chunk fails the test instead of hanging it). */
+  const within = <T>(promise: Promise<T>, what: string): Promise<T> =>
+    Promise.race([promise, new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`${what}: nothing within 5 s`)), 5_000))]);
+
+  it('hands the page each chunk as the app writes it, before the app has finished', async () => {
+    gate = new Promise<void>((resolve) => (openGate = resolve));
+    const { worker } = await workerFor(agent.origin);
+    const answer = await protectedFetch(worker, `${agent.origin}/stream/gated`);
+    expect(answer.status).toBe(200);
+    expect(answer.headers.get('x-steve-session')).toMatch(/^[0-9a-f]{32}$/);
+    const reader = answer.body!.getReader();
+    // The app is still waiting on the gate: this chunk can only have come through as it was written.
+    expect(text((await within(reader.read(), 'the first chunk')).value)).toBe('first ');
+    openGate();
+    let rest = '';
+    for (;;) {
+      const { done, value } = await within(reader.read(), 'the rest');
+      if (done) break;
+      rest += text(value);
+    }
+    expect(rest).toBe('second');
+    expect(worker.status).toMatchObject({ state: 'verified', lastError: null, requests: { succeeded: 1, failed: 0 } });
+  });
+
+  it('passes the page\'s cancel on: the app\'s answer is cut, and the request is not a failure', async () => {
+    gate = new Promise<void>((resolve) => (openGate = resolve));
+    const { worker } = await workerFor(agent.origin);
+    const answer = await protectedFetch(worker, `${agent.origin}/stream/gated`);
+    const reader = answer.body!.getReader();
+    expect(text((await within(reader.read(), 'the first chunk')).value)).toBe('first ');
+    const closedBefore = streamsClosed.length;
+    await reader.cancel('the page went away');
+    const deadline = Date.now() + 5_000;
+    while (streamsClosed.length === closedBefore && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(streamsClosed.slice(closedBefore)).toEqual([{ url: '/stream/gated', finished: false }]);
+    openGate();
+    expect(worker.status).toMatchObject({ state: 'verified', lastError: null, requests: { succeeded: 1, failed: 0 } });
+  });
+
+  it('errors the page\'s stream when the answer breaks off in the middle (never a short success), and records it', async () => {
+    const { worker } = await workerFor(agent.origin);
+    const answer = await protectedFetch(worker, `${agent.origin}/stream/broken`);
+    expect(answer.status).toBe(200);
+    const reader = answer.body!.getReader();
+    let received = '';
+    let failure: unknown;
+    try {
+      for (;;) {
+        const { done, value } = await within(reader.read(), 'the broken answer');
+        if (done) break;
+        received += text(value);
+      }
+    } catch (error) {
+      failure = error;
+    }
+    expect(received).toBe('first ');
+    expect(failure).toMatchObject({ code: 'STEVE_CLIENT_STREAM_ABORTED', stage: 'request' });
+    expect(worker.status).toMatchObject({ state: 'failed', lastError: { code: 'STEVE_CLIENT_STREAM_ABORTED', stage: 'request', status: 502 }, requests: { succeeded: 1, failed: 1 } });
   });
 });

@@ -18,14 +18,23 @@
  * back to plaintext: the page gets `502 {"error":"secure channel failed"}` (504 when the deadline passed)
  * with the client's code and stage in `x-steve-error` / `x-steve-stage`.
  *
+ * Answers: the page gets the client's Response as soon as its head opened, and its body as the client
+ * delivers it (body-stream.ts): with streams (steve/protocol/stream.md) each record's bytes as it opened,
+ * nothing read whole or copied here. A failure in the middle (a record that does not open, ABORT, a cut
+ * connection) errors the page's stream, so its read fails rather than ending short, and is recorded in
+ * the status like any other failure. Request bodies from the page are read into bytes first: Chromium
+ * sends a streaming request body only over HTTP/2, and the worker's fetch to the agent may be HTTP/1.1.
+ *
  * Status: the session response is copied as it passes to the STEVE client and summarised
  * (document-summary.ts); once a request succeeds on a session, that session's summary becomes the status.
+ * A request whose answer began counts as succeeded; if its body then fails, it counts as failed too.
  * The client alone decides trust; the copy is for display. Nothing is retried: a failed request is the
  * page's to repeat (the client never replays, specs/steve.md §5).
  */
 
 import { SteveClientError, createSteveClient, type FetchFunction, type SteveClient, type SteveReceipt } from '../client/index.js';
 import { MAX_SESSION_RESPONSE_BYTES, passesThrough } from '../protocol/index.js';
+import { passBody } from './body-stream.js';
 import { base64ToBytes } from './encoding.js';
 import { encodeWorkerConfig, parseWorkerConfig, profilesForClient, workerConfigId, type WorkerConfig } from './config.js';
 import { createIndexedDbConfigStore, type WorkerConfigStore } from './config-store.js';
@@ -291,26 +300,33 @@ export function createEnclaveWorker(options: EnclaveWorkerOptions): EnclaveWorke
     };
   }
 
+  /** Records a failed request in `channel`'s status; the HTTP status the page gets for it. */
+  function noteFailure(channel: Channel, coded: SteveClientError | SteveBrowserError): number {
+    const httpStatus = coded.code === 'STEVE_CLIENT_TIMEOUT' ? 504 : 502;
+    const status = channel.status;
+    status.requests.failed++;
+    status.state = 'failed';
+    status.lastError = { code: coded.code, stage: coded.stage, message: coded.message, status: httpStatus, atMs: now() };
+    // A failure before or while establishing, or one that ended the session, leaves nothing verified.
+    if (coded.stage !== 'request' || (coded instanceof SteveClientError && coded.sessionEnded)) status.session = null;
+    return httpStatus;
+  }
+
   /** The worker's own 502/504; recorded in `channel`'s status unless null (a request meant for another config). */
   function failure(channel: Channel | null, error: unknown): Response {
     const coded = asClientError(error);
-    const httpStatus = coded.code === 'STEVE_CLIENT_TIMEOUT' ? 504 : 502;
-    if (channel !== null) {
-      const status = channel.status;
-      status.requests.failed++;
-      status.state = 'failed';
-      status.lastError = { code: coded.code, stage: coded.stage, message: coded.message, status: httpStatus, atMs: now() };
-      // A failure before or while establishing, or one that ended the session, leaves nothing verified.
-      if (coded.stage !== 'request' || (coded instanceof SteveClientError && coded.sessionEnded)) status.session = null;
-    }
+    const httpStatus = channel !== null ? noteFailure(channel, coded) : coded.code === 'STEVE_CLIENT_TIMEOUT' ? 504 : 502;
     return new Response(CHANNEL_FAILED_BODY, {
       status: httpStatus,
       headers: { 'content-type': 'application/json', 'cache-control': 'no-store', [ERROR_HEADER]: coded.code, [STAGE_HEADER]: coded.stage },
     });
   }
 
-  /** The app's answer for the page: its `x-steve-*` headers dropped, the worker's added. */
-  function relabel(response: Response, receipt: SteveReceipt | undefined): Response {
+  /**
+   * The app's answer for the page: its `x-steve-*` headers dropped, the worker's added, its body passed on
+   * as it arrives (a failure in the middle errors the page's stream and is noted in `channel`'s status).
+   */
+  function relabel(channel: Channel, response: Response, receipt: SteveReceipt | undefined): Response {
     const headers = new Headers();
     response.headers.forEach((value, name) => {
       if (!name.startsWith(HEADER_PREFIX)) headers.append(name, value);
@@ -319,7 +335,10 @@ export function createEnclaveWorker(options: EnclaveWorkerOptions): EnclaveWorke
       headers.set(SESSION_HEADER, receipt.sessionId);
       headers.set(SEQUENCE_HEADER, String(receipt.sequence));
     }
-    return new Response(response.body, { status: response.status, statusText: response.statusText, headers });
+    const body = passBody(response.body, (error) => {
+      noteFailure(channel, asClientError(error));
+    });
+    return new Response(body, { status: response.status, statusText: response.statusText, headers });
   }
 
   async function forward(request: Request, url: URL): Promise<Response> {
@@ -346,7 +365,7 @@ export function createEnclaveWorker(options: EnclaveWorkerOptions): EnclaveWorke
       const response = await steve.request(`${url.pathname}${url.search}`, { method, headers, body, signal: request.signal });
       const receipt = steve.receiptFor(response);
       await noteSuccess(channel, receipt);
-      return relabel(response, receipt);
+      return relabel(channel, response, receipt);
     } catch (error) {
       return failure(channel, error);
     }

@@ -292,7 +292,8 @@ describe.skipIf(!chromiumAvailable)('browser client through the real agent (Chro
       // The host's view: STEVE traffic and the bootstrap files, but none of the markers.
       const seen = stack.tcp.seen().toString('latin1');
       // (Booleans, so a failure does not print megabytes of ciphertext.)
-      expect(seen.includes('POST /e2p/v2/request')).toBe(true);
+      // The agent offers streams (stream-1), so our client carries each call as a stream.
+      expect(seen.includes('POST /e2p/v2/stream')).toBe(true);
       expect(seen.includes('GET /register.js')).toBe(true);
       expect(seen.includes('GET /enclave-sw.js HTTP/1.1')).toBe(true);
       expect(seen.includes('/enclave-sw.js?')).toBe(false);
@@ -336,6 +337,7 @@ describe.skipIf(!chromiumAvailable)('browser client through the real agent (Chro
       await page.screenshot({ path: join(SCREENSHOT_DIR, 'demo-widget-failed.png'), fullPage: true });
       expect(stack.appHits.filter((hit) => hit.endsWith('/api/echo'))).toEqual([]);
       expect(stack.tcp.seen().toString('latin1').includes('POST /e2p/v2/request')).toBe(false);
+      expect(stack.tcp.seen().toString('latin1').includes('POST /e2p/v2/stream')).toBe(false);
     } finally {
       await context.close();
     }

@@ -47,7 +47,8 @@ async function listen(server) {
 
 /**
  * POST /echo answers 1 KiB; POST /echo/N answers N bytes (N <= MAX_ECHO_BYTES); POST /upload answers
- * the byte count; GET /download/N answers N bytes. Request bodies are read and counted, never kept.
+ * the byte count; GET /download/N answers N bytes; GET /stream/N streams N bytes (any N) and GET /sse/E/G
+ * E events G ms apart. Request bodies are read and counted, never kept.
  */
 async function runApp() {
   const big = randomBytes(BIG_DOWNLOAD_BYTES);
@@ -70,6 +71,11 @@ async function runApp() {
       } else if (req.url.startsWith('/download/')) {
         const length = Math.min(Number(req.url.slice('/download/'.length)), big.length);
         send(res, 200, 'application/octet-stream', big.subarray(0, length));
+      } else if (req.url.startsWith('/stream/')) {
+        streamBytes(res, Number(req.url.slice('/stream/'.length)), big);
+      } else if (req.url.startsWith('/sse/')) {
+        const [events, gapMs] = req.url.slice('/sse/'.length).split('/').map(Number);
+        streamEvents(res, events, gapMs);
       } else {
         res.writeHead(404);
         res.end();
@@ -78,6 +84,48 @@ async function runApp() {
   });
   server.keepAliveTimeout = 60_000;
   serveRole(await listen(server));
+}
+
+/**
+ * GET /stream/N: N bytes (no cap) in 64 KiB writes, each after the last drained, without content-length:
+ * an app streaming a body larger than any buffer, in constant memory.
+ */
+function streamBytes(res, total, source) {
+  if (!Number.isSafeInteger(total) || total < 0) {
+    res.writeHead(400);
+    res.end();
+    return;
+  }
+  const CHUNK = 65_536;
+  res.writeHead(200, { 'content-type': 'application/octet-stream' });
+  let left = total;
+  const pump = () => {
+    while (left > 0) {
+      const n = Math.min(CHUNK, left);
+      left -= n;
+      if (!res.write(source.subarray(0, n))) {
+        res.once('drain', pump);
+        return;
+      }
+    }
+    res.end();
+  };
+  res.on('close', () => (left = 0));
+  pump();
+}
+
+/** GET /sse/E/G: E server-sent events, the first at once, then one every G ms (an LLM's tokens). */
+function streamEvents(res, events, gapMs) {
+  res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store' });
+  let sent = 0;
+  const next = () => {
+    if (res.destroyed) return;
+    res.write(`data: token ${sent}\n\n`);
+    sent++;
+    if (sent >= events) res.end();
+    else setTimeout(next, gapMs);
+  };
+  next();
 }
 
 /** The baseline: what a reverse proxy costs with the same HTTP stack and no encryption. */

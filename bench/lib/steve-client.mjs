@@ -97,5 +97,51 @@ export async function createSteveClient({ suite, rootDer }) {
     return response;
   }
 
-  return { establish, call, requestHead };
+  /**
+   * One exchange over our stream extension (steve/protocol/stream.md): the request as preamble, HEAD,
+   * DATA records sealed as the body generator yields them, END; the answer read record by record, each
+   * opened before its bytes count. Resolves { status, bodyBytes, firstDataMs } (firstDataMs: from the call
+   * to the first opened DATA record, performance.now() clock); anything but a clean END throws.
+   */
+  async function stream(pool, session, request, body = null) {
+    const sequence = await takeSequence(session);
+    try {
+      const started = performance.now();
+      const target = (direction) => ({ direction, sessionId: session.id, sequence });
+      const writer = steve.createStreamWriter(nodeAesGcm, session.keys.streamC2sKey, target(steve.DIRECTION.C2S));
+      async function* frames() {
+        yield steve.encodeStreamPreamble(session.id, sequence);
+        yield writer.head(steve.encodeAppRequest({ ...request, body: null }));
+        if (body !== null) for (let at = 0; at < body.length; at += steve.MAX_STREAM_CHUNK_BYTES) yield* writer.data(body.subarray(at, at + steve.MAX_STREAM_CHUNK_BYTES));
+        yield writer.end();
+      }
+      const answer = await pool.request({ path: steve.STREAM_PATH, method: 'POST', headers: { 'content-type': steve.STREAM_MEDIA_TYPE }, body: frames() });
+      if (answer.statusCode !== 200) {
+        await answer.body.arrayBuffer();
+        throw new Error(`status ${answer.statusCode}`);
+      }
+      const parser = steve.createFrameParser();
+      const reader = steve.createStreamReader(nodeAesGcm, session.keys.streamS2cKey, target(steve.DIRECTION.S2C));
+      let status = 0;
+      let bodyBytes = 0;
+      let firstDataMs = null;
+      for await (const chunk of answer.body) {
+        for (const frame of parser.push(chunk)) {
+          const record = reader.open(frame);
+          if (record.kind === steve.FRAME_KIND.HEAD) status = steve.decodeAppResponse(record.plaintext).status;
+          else if (record.kind === steve.FRAME_KIND.DATA) {
+            firstDataMs ??= performance.now() - started;
+            bodyBytes += record.plaintext.length;
+          } else if (record.kind === steve.FRAME_KIND.ABORT) throw new Error(`stream aborted: ${record.error}`);
+        }
+      }
+      parser.push(new Uint8Array(0));
+      if (!reader.finished) throw new Error('stream truncated');
+      return { status, bodyBytes, firstDataMs };
+    } finally {
+      settleSequence(session, sequence);
+    }
+  }
+
+  return { establish, call, requestHead, stream };
 }

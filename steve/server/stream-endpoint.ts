@@ -72,6 +72,8 @@ export const DEFAULT_STREAM_IDLE_TIMEOUT_MS = 60_000;
  * its sealed records in the response's buffer: four full records.
  */
 export const STREAM_RESERVATION_BYTES = 4 * (FRAME_HEADER_BYTES + MAX_STREAM_SEALED_BYTES);
+/** Ours: answer bytes queued on the client's socket before the app's answer is paused: two full records. */
+const WRITE_AHEAD_BYTES = 2 * (FRAME_HEADER_BYTES + MAX_STREAM_SEALED_BYTES);
 /** Ours: after an ABORT, how long an unfinished upload may go on (read and discarded) before the socket closes. */
 const LINGER_MS = 2000;
 const MAGIC = streamMagic();
@@ -405,9 +407,10 @@ export function createStreamEndpoint(options: StreamEndpointOptions): StreamEndp
         },
         onData(chunk) {
           if (finished) return;
-          let ready = true;
-          for (const frame of writer.data(chunk)) ready = send(frame) && ready;
-          if (ready || res.destroyed || draining) return;
+          for (const frame of writer.data(chunk)) send(frame);
+          // Two records may wait in the socket's buffer (Node reports "full" past 16 KiB, less than one
+          // record): pausing at every record would stall the app's stream on each round trip.
+          if (res.writableLength < WRITE_AHEAD_BYTES || res.destroyed || draining) return;
           // The client is not taking records: stop reading the app until it does (the app's socket fills).
           // undici may still hand over what it had already read; it joins the same wait.
           draining = true;

@@ -51,10 +51,11 @@ CMDLINE=${CMDLINE:-$DEFAULT_CMDLINE}
 start=$SECONDS
 APP_RAMDISK=1 bash "$HERE/build-initramfs.sh" "$OUT"
 # Zeros after the deployment's archive (the kernel skips zero padding between and after initramfs archives)
-# keep the two ramdisks' last 4 KiB page at most 3 KiB full. Measured here: QEMU 10.0.2's nitro-enclave
-# machine (acpi=on, 2 GiB) loads the ramdisks as one initrd at the top of its memory, and an initrd whose
-# last page holds more than 3,072 bytes (a full page included) overwrites the ACPI tables: the guest then
-# finds no virtio devices or does not start at all. Nitro does not need this; it costs at most 4.5 KiB and
+# keep the two ramdisks' last 4 KiB page at most 3 KiB full. Measured here, and read in QEMU 10.0.2's
+# source: the nitro-enclave machine loads the ramdisks as one initrd that ends at the start of the last
+# page of its 2 GiB plus the initrd's size modulo 4096, and SeaBIOS keeps the ACPI tables in that last
+# page from offset 3,200 up; an initrd that reaches past it (size mod 4096 in 3,201..4,095) overwrites
+# them, and the guest then finds no virtio devices. Nitro does not need this; it costs at most 4.5 KiB and
 # keeps the image bootable on the rig whatever the app's size.
 PAGE_BYTES=4096
 LAST_PAGE_MAX=3072

@@ -99,7 +99,7 @@ export async function createSteveClient({ suite, rootDer }) {
 
   /**
    * One exchange over our stream extension (steve/protocol/stream.md): the request as preamble, HEAD,
-   * DATA records sealed as the body generator yields them, END; the answer read record by record, each
+   * DATA records and END in one body; the answer read record by record, each
    * opened before its bytes count. Resolves { status, bodyBytes, firstDataMs } (firstDataMs: from the call
    * to the first opened DATA record, performance.now() clock); anything but a clean END throws.
    */
@@ -109,13 +109,12 @@ export async function createSteveClient({ suite, rootDer }) {
       const started = performance.now();
       const target = (direction) => ({ direction, sessionId: session.id, sequence });
       const writer = steve.createStreamWriter(nodeAesGcm, session.keys.streamC2sKey, target(steve.DIRECTION.C2S));
-      async function* frames() {
-        yield steve.encodeStreamPreamble(session.id, sequence);
-        yield writer.head(steve.encodeAppRequest({ ...request, body: null }));
-        if (body !== null) for (let at = 0; at < body.length; at += steve.MAX_STREAM_CHUNK_BYTES) yield* writer.data(body.subarray(at, at + steve.MAX_STREAM_CHUNK_BYTES));
-        yield writer.end();
-      }
-      const answer = await pool.request({ path: steve.STREAM_PATH, method: 'POST', headers: { 'content-type': steve.STREAM_MEDIA_TYPE }, body: frames() });
+      // Bytes in hand are framed into one body, as steve/client does: one write, and the agent reads the
+      // head and the end together.
+      const frames = [steve.encodeStreamPreamble(session.id, sequence), writer.head(steve.encodeAppRequest({ ...request, body: null }))];
+      if (body !== null) frames.push(...writer.data(body));
+      frames.push(writer.end());
+      const answer = await pool.request({ path: steve.STREAM_PATH, method: 'POST', headers: { 'content-type': steve.STREAM_MEDIA_TYPE }, body: Buffer.concat(frames) });
       if (answer.statusCode !== 200) {
         await answer.body.arrayBuffer();
         throw new Error(`status ${answer.statusCode}`);

@@ -36,6 +36,12 @@ export interface Aead {
   seal(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, plaintext: Uint8Array): Uint8Array;
   /** The plaintext, or null when the tag does not verify (never a partial plaintext). */
   open(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, sealed: Uint8Array): Uint8Array | null;
+  /**
+   * Optional: `prefix || seal(...)` in one new buffer. A stream frame is a 5-byte header before the
+   * sealed record (stream.ts); an implementation that can write both into one allocation saves a copy of
+   * every record on the hot path (node:crypto's does).
+   */
+  sealPrefixed?(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, plaintext: Uint8Array, prefix: Uint8Array): Uint8Array;
 }
 
 /** Read only: copied into every AAD. */

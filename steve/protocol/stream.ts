@@ -144,10 +144,14 @@ export function sealStreamRecord(aead: Aead, key: Uint8Array, header: StreamReco
   const aad = streamAad(header);
   assertBytes(plaintext, 'plaintext');
   if (plaintext.length > MAX_STREAM_CHUNK_BYTES) throw new SteveError('STEVE_BAD_ARGUMENT', `a stream record holds at most ${MAX_STREAM_CHUNK_BYTES} bytes`);
-  const sealed = aead.seal(key, streamNonce(header.sequence, header.index), aad, plaintext);
+  const frameHeader = new Uint8Array(FRAME_HEADER_BYTES);
+  frameHeader[0] = header.kind;
+  writeU32(frameHeader, 1, plaintext.length + TAG_BYTES);
+  const nonce = streamNonce(header.sequence, header.index);
+  if (aead.sealPrefixed !== undefined) return aead.sealPrefixed(key, nonce, aad, plaintext, frameHeader);
+  const sealed = aead.seal(key, nonce, aad, plaintext);
   const frame = new Uint8Array(FRAME_HEADER_BYTES + sealed.length);
-  frame[0] = header.kind;
-  writeU32(frame, 1, sealed.length);
+  frame.set(frameHeader, 0);
   frame.set(sealed, FRAME_HEADER_BYTES);
   return frame;
 }

@@ -69,19 +69,31 @@ export function sealParts(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, p
   return { parts, tag: cipher.getAuthTag() };
 }
 
+const EMPTY = new Uint8Array(0);
+
+/** prefix || ciphertext || tag in one buffer (every byte written, so it need not be zeroed first). */
+function sealJoined(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, plaintext: Uint8Array, prefix: Uint8Array): Uint8Array {
+  assertBytes(plaintext, 'plaintext');
+  const { parts, tag } = sealParts(key, nonce, aad, [plaintext]);
+  const out = Buffer.allocUnsafe(prefix.length + plaintext.length + TAG_BYTES);
+  out.set(prefix, 0);
+  let at = prefix.length;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  out.set(tag, at);
+  return new Uint8Array(out.buffer, out.byteOffset, out.length);
+}
+
 /** AES-256-GCM on node:crypto behind the protocol's `Aead` interface. */
 export const nodeAesGcm: Aead = Object.freeze({
   seal(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, plaintext: Uint8Array): Uint8Array {
-    assertBytes(plaintext, 'plaintext');
-    const { parts, tag } = sealParts(key, nonce, aad, [plaintext]);
-    const out = new Uint8Array(plaintext.length + TAG_BYTES);
-    let at = 0;
-    for (const part of parts) {
-      out.set(part, at);
-      at += part.length;
-    }
-    out.set(tag, at);
-    return out;
+    return sealJoined(key, nonce, aad, plaintext, EMPTY);
+  },
+  sealPrefixed(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, plaintext: Uint8Array, prefix: Uint8Array): Uint8Array {
+    assertBytes(prefix, 'prefix');
+    return sealJoined(key, nonce, aad, plaintext, prefix);
   },
   open(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, sealed: Uint8Array): Uint8Array | null {
     assertArguments(key, nonce, aad);

@@ -109,7 +109,10 @@ function protocol(message: string): SteveError {
 /** The caller ended the stream (client gone, answer complete, server closing): not a failure of the app. */
 class Stopped extends Error {}
 
-/** The request body one socket read at a time, read only when asked for (pull, so TCP holds the rest). */
+/**
+ * The request body as socket reads, read ahead by at most READ_AHEAD_BYTES: the client's socket is paused
+ * while that much waits here (TCP then holds the rest), and resumed when a reader takes it below.
+ */
 interface ChunkSource {
   /** The next chunk, null at the end of the body; rejects when the body broke off or after cancel(). */
   next(): Promise<Buffer | null>;
@@ -119,8 +122,15 @@ interface ChunkSource {
   detach(): void;
 }
 
+/**
+ * Ours: request bytes read ahead of the reader, two full frames. Reading one socket read at a time
+ * (pause after each) made every record wait for a round trip through the event loop and the socket.
+ */
+const READ_AHEAD_BYTES = 2 * (FRAME_HEADER_BYTES + MAX_STREAM_SEALED_BYTES);
+
 function createChunkSource(req: IncomingMessage): ChunkSource {
-  let chunk: Buffer | null = null;
+  const queue: Buffer[] = [];
+  let queued = 0;
   let ended = false;
   let failure: Error | null = null;
   let wake: (() => void) | null = null;
@@ -130,8 +140,9 @@ function createChunkSource(req: IncomingMessage): ChunkSource {
     w?.();
   };
   const onData = (c: Buffer): void => {
-    chunk = chunk === null ? c : Buffer.concat([chunk, c]);
-    req.pause();
+    queue.push(c);
+    queued += c.length;
+    if (queued >= READ_AHEAD_BYTES) req.pause();
     notify();
   };
   const onEnd = (): void => {
@@ -143,16 +154,16 @@ function createChunkSource(req: IncomingMessage): ChunkSource {
     notify();
   };
   req.on('data', onData).on('end', onEnd).on('error', onBroken).on('aborted', onBroken).on('close', onBroken);
-  req.pause();
   return {
     async next() {
       for (;;) {
-        if (chunk !== null) {
-          const c = chunk;
-          chunk = null;
+        if (failure !== null) throw failure;
+        const c = queue.shift();
+        if (c !== undefined) {
+          queued -= c.length;
+          if (queued < READ_AHEAD_BYTES && !ended) req.resume();
           return c;
         }
-        if (failure !== null) throw failure;
         if (ended) return null;
         await new Promise<void>((resolve) => {
           wake = resolve;
@@ -162,7 +173,8 @@ function createChunkSource(req: IncomingMessage): ChunkSource {
     },
     cancel(err) {
       failure = err;
-      chunk = null;
+      queue.length = 0;
+      queued = 0;
       notify();
     },
     detach() {

@@ -10,6 +10,9 @@
 
 import { randomBytes } from 'node:crypto';
 
+/** Request body bytes sealed and sent at a time by `stream()`: eight records. */
+const UPLOAD_BATCH_BYTES = 8 * 65_536;
+
 /** POST and read the whole answer; anything but 200 throws. */
 export async function post(pool, path, body, contentType) {
   const { statusCode, body: answer } = await pool.request({ path, method: 'POST', headers: { 'content-type': contentType }, body });
@@ -109,12 +112,22 @@ export async function createSteveClient({ suite, rootDer }) {
       const started = performance.now();
       const target = (direction) => ({ direction, sessionId: session.id, sequence });
       const writer = steve.createStreamWriter(nodeAesGcm, session.keys.streamC2sKey, target(steve.DIRECTION.C2S));
-      // Bytes in hand are framed into one body, as steve/client does: one write, and the agent reads the
-      // head and the end together.
-      const frames = [steve.encodeStreamPreamble(session.id, sequence), writer.head(steve.encodeAppRequest({ ...request, body: null }))];
-      if (body !== null) frames.push(...writer.data(body));
-      frames.push(writer.end());
-      const answer = await pool.request({ path: steve.STREAM_PATH, method: 'POST', headers: { 'content-type': steve.STREAM_MEDIA_TYPE }, body: Buffer.concat(frames) });
+      // A body of up to a batch is framed into one buffer (one write: the agent reads head and end
+      // together); a larger one is sealed a batch at a time as undici sends it, so sealing overlaps sending.
+      const head = [steve.encodeStreamPreamble(session.id, sequence), writer.head(steve.encodeAppRequest({ ...request, body: null }))];
+      async function* batches() {
+        let frames = head;
+        for (let at = 0; body !== null && at < body.length; at += UPLOAD_BATCH_BYTES) {
+          frames.push(...writer.data(body.subarray(at, at + UPLOAD_BATCH_BYTES)));
+          yield Buffer.concat(frames);
+          frames = [];
+        }
+        frames.push(writer.end());
+        yield Buffer.concat(frames);
+      }
+      const small = body === null || body.length <= UPLOAD_BATCH_BYTES;
+      const requestBody = small ? Buffer.concat([...head, ...(body === null ? [] : writer.data(body)), writer.end()]) : batches();
+      const answer = await pool.request({ path: steve.STREAM_PATH, method: 'POST', headers: { 'content-type': steve.STREAM_MEDIA_TYPE }, body: requestBody });
       if (answer.statusCode !== 200) {
         await answer.body.arrayBuffer();
         throw new Error(`status ${answer.statusCode}`);

@@ -18,6 +18,7 @@
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FRAME_KIND, MAX_STREAMS_PER_SESSION, decodeSessionResponse } from '../../steve/index.js';
+import { STREAM_RESERVATION_BYTES } from '../../steve/server/stream-endpoint.js';
 import { establish, pattern, postCbor, sessionRequest, deriveClientSession, startStack, text, utf8, type ClientSession, type Stack } from './harness.js';
 import {
   createFeed,
@@ -36,8 +37,8 @@ import {
 
 /** Small, so the stalled-client test ends quickly; every other client here reads promptly. */
 const SEND_TIMEOUT_MS = 1000;
-/** stream-endpoint.ts STREAM_RESERVATION_BYTES: four records of 5 + 65,536 + 16 bytes. */
-const RESERVATION = 4 * (5 + 65_536 + 16);
+/** What each open stream takes from the budget: nine records of 5 + 65,536 + 16 bytes. */
+const RESERVATION = STREAM_RESERVATION_BYTES;
 
 let app: StreamApp;
 let stack: Stack;

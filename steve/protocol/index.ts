@@ -130,6 +130,7 @@ export {
   encodeStreamPreamble,
   openStreamRecord,
   sealStreamRecord,
+  sealStreamRecordPieces,
   streamAad,
   streamMagic,
   streamNonce,

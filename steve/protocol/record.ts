@@ -42,6 +42,11 @@ export interface Aead {
    * every record on the hot path (node:crypto's does).
    */
   sealPrefixed?(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, plaintext: Uint8Array, prefix: Uint8Array): Uint8Array;
+  /**
+   * Optional: the sealed record as pieces, ciphertext then the tag, not joined: a sender that writes
+   * them to a socket one after another needs no buffer of the whole record (node:crypto's has it).
+   */
+  sealPieces?(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, plaintext: Uint8Array): Uint8Array[];
 }
 
 /** Read only: copied into every AAD. */

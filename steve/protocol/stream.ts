@@ -156,6 +156,21 @@ export function sealStreamRecord(aead: Aead, key: Uint8Array, header: StreamReco
   return frame;
 }
 
+/**
+ * The same frame as sealStreamRecord, as pieces to write one after another: the 5-byte header, then the
+ * AEAD's ciphertext pieces and tag when it can give them unjoined (Aead.sealPieces), else the sealed record.
+ */
+export function sealStreamRecordPieces(aead: Aead, key: Uint8Array, header: StreamRecordHeader, plaintext: Uint8Array): Uint8Array[] {
+  if (aead.sealPieces === undefined) return [sealStreamRecord(aead, key, header, plaintext)];
+  const aad = streamAad(header);
+  assertBytes(plaintext, 'plaintext');
+  if (plaintext.length > MAX_STREAM_CHUNK_BYTES) throw new SteveError('STEVE_BAD_ARGUMENT', `a stream record holds at most ${MAX_STREAM_CHUNK_BYTES} bytes`);
+  const frameHeader = new Uint8Array(FRAME_HEADER_BYTES);
+  frameHeader[0] = header.kind;
+  writeU32(frameHeader, 1, plaintext.length + TAG_BYTES);
+  return [frameHeader, ...aead.sealPieces(key, streamNonce(header.sequence, header.index), aad, plaintext)];
+}
+
 /** The plaintext of a record; STEVE_DECRYPT when it does not open (never a partial plaintext). */
 export function openStreamRecord(aead: Aead, key: Uint8Array, header: StreamRecordHeader, sealed: Uint8Array): Uint8Array {
   const aad = streamAad(header);
@@ -325,6 +340,8 @@ export interface StreamWriter {
   head(plaintext: Uint8Array): Uint8Array;
   /** Body bytes as DATA frames of at most 64 KiB each (none for an empty chunk). */
   data(chunk: Uint8Array): Uint8Array[];
+  /** The same DATA frames as data(), as pieces to write in order (sealStreamRecordPieces): no frame is joined. */
+  dataPieces(chunk: Uint8Array): Uint8Array[];
   end(): Uint8Array;
   /** Server to client only: the body is not complete. */
   abort(error: string): Uint8Array;
@@ -338,14 +355,22 @@ export function createStreamWriter(aead: Aead, key: Uint8Array, target: StreamRe
   let index = 0;
   let finished = false;
 
-  function seal(kind: FrameKind, plaintext: Uint8Array): Uint8Array {
+  function next(kind: FrameKind): StreamRecordHeader {
     if (finished) throw new SteveError('STEVE_BAD_ARGUMENT', 'the stream has ended');
     if (index === 0 ? kind !== FRAME_KIND.HEAD : kind === FRAME_KIND.HEAD) throw new SteveError('STEVE_BAD_ARGUMENT', 'the head comes first, once');
     if (index > MAX_STREAM_INDEX) throw new SteveError('STEVE_TOO_LARGE', 'a stream of more than 2^32 records');
-    const frame = sealStreamRecord(aead, key, { ...target, kind, index }, plaintext);
+    return { ...target, kind, index };
+  }
+
+  /** Numbers the record once it is sealed (a throw leaves the index where it was). */
+  function sealed<T>(kind: FrameKind, frame: T): T {
     index++;
     if (kind === FRAME_KIND.END || kind === FRAME_KIND.ABORT) finished = true;
     return frame;
+  }
+
+  function seal(kind: FrameKind, plaintext: Uint8Array): Uint8Array {
+    return sealed(kind, sealStreamRecord(aead, key, next(kind), plaintext));
   }
 
   return {
@@ -357,6 +382,15 @@ export function createStreamWriter(aead: Aead, key: Uint8Array, target: StreamRe
         frames.push(seal(FRAME_KIND.DATA, chunk.subarray(at, Math.min(chunk.length, at + MAX_STREAM_CHUNK_BYTES))));
       }
       return frames;
+    },
+    dataPieces(chunk) {
+      assertBytes(chunk, 'chunk');
+      const pieces: Uint8Array[] = [];
+      for (let at = 0; at < chunk.length; at += MAX_STREAM_CHUNK_BYTES) {
+        const plaintext = chunk.subarray(at, Math.min(chunk.length, at + MAX_STREAM_CHUNK_BYTES));
+        pieces.push(...sealed(FRAME_KIND.DATA, sealStreamRecordPieces(aead, key, next(FRAME_KIND.DATA), plaintext)));
+      }
+      return pieces;
     },
     end: () => seal(FRAME_KIND.END, new Uint8Array(0)),
     abort(error) {

@@ -9,7 +9,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { code } from '../../test/steve-codes.js';
 import { gcmVectors, hex, unhex } from '../../test/vectors/steve/vectors.js';
-import { nobleAesGcm } from '../protocol/index.js';
+import { DIRECTION, createStreamWriter, nobleAesGcm } from '../protocol/index.js';
 import { nodeAesGcm, sealParts } from './aead-node.js';
 
 const bytes = (length: number, seed = 1): Uint8Array => Uint8Array.from({ length }, (_, i) => (i * 31 + seed) & 0xff);
@@ -97,5 +97,22 @@ describe('nodeAesGcm', () => {
     expect(code(() => nodeAesGcm.seal(good.key, good.nonce, good.aad, null as unknown as Uint8Array))).toBe('STEVE_BAD_ARGUMENT');
     expect(code(() => nodeAesGcm.open([...good.key] as unknown as Uint8Array, good.nonce, good.aad, good.data))).toBe('STEVE_KEY');
     expect(code(() => nodeAesGcm.open(good.key, good.nonce, good.aad, 'x' as unknown as Uint8Array))).toBe('STEVE_BAD_ARGUMENT');
+  });
+});
+
+describe('stream frames on node:crypto (sealPrefixed, sealPieces)', () => {
+  const key = new Uint8Array(32).fill(9);
+  const target = { direction: DIRECTION.S2C, sessionId: new Uint8Array(16).fill(4), sequence: 3 } as const;
+
+  it('joined, prefixed and in pieces: the same bytes as the pure AEAD writes, for every length', () => {
+    for (const length of [1, 15, 16, 17, 4096, 65_535, 65_536, 65_537, 200_000]) {
+      const chunk = Uint8Array.from({ length }, (_, i) => (i * 7) & 0xff);
+      const writers = [nobleAesGcm, nodeAesGcm, nodeAesGcm].map((aead) => createStreamWriter(aead, key, target));
+      for (const writer of writers) writer.head(Uint8Array.of(1));
+      const pure = Buffer.concat(writers[0]!.data(chunk));
+      expect(Buffer.concat(writers[1]!.data(chunk)).equals(pure), `joined ${length}`).toBe(true);
+      expect(Buffer.concat(writers[2]!.dataPieces(chunk)).equals(pure), `pieces ${length}`).toBe(true);
+      expect(writers[2]!.index).toBe(writers[0]!.index);
+    }
   });
 });

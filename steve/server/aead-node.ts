@@ -91,6 +91,12 @@ export const nodeAesGcm: Aead = Object.freeze({
   seal(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, plaintext: Uint8Array): Uint8Array {
     return sealJoined(key, nonce, aad, plaintext, EMPTY);
   },
+  sealPieces(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, plaintext: Uint8Array): Uint8Array[] {
+    assertBytes(plaintext, 'plaintext');
+    const { parts, tag } = sealParts(key, nonce, aad, [plaintext]);
+    parts.push(tag);
+    return parts;
+  },
   sealPrefixed(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, plaintext: Uint8Array, prefix: Uint8Array): Uint8Array {
     assertBytes(prefix, 'prefix');
     return sealJoined(key, nonce, aad, plaintext, prefix);

@@ -430,7 +430,12 @@ export function createStreamEndpoint(options: StreamEndpointOptions): StreamEndp
         },
         onData(chunk) {
           if (finished) return;
-          for (const frame of writer.data(chunk)) send(frame);
+          // The records' pieces (header, ciphertext, tag) go out unjoined, in one corked write: no buffer
+          // of a whole record is made (each is one more 64 KiB of external memory for V8 to collect).
+          const pieces = writer.dataPieces(chunk);
+          res.cork();
+          for (const piece of pieces) send(piece);
+          res.uncork();
           // Two records may wait in the socket's buffer (Node reports "full" past 16 KiB, less than one
           // record): pausing at every record would stall the app's stream on each round trip.
           if (res.writableLength < WRITE_AHEAD_BYTES || res.destroyed || draining) return;

@@ -183,6 +183,24 @@ describe.each(SUITES)('the client against the real agent, %s', (suite) => {
     const echoed = new Uint8Array(await echo.arrayBuffer());
     expect({ status: echo.status, length: echoed.length, tail: [...echoed.subarray(-3)] }).toEqual({ status: 200, length: 100_002, tail: [1, 2, 3] });
     expect(client.receiptFor(echo)).toMatchObject({ stream: 'ended', requestBodyBytes: 100_002, responseBodyBytes: 100_002 });
+    // Our client against an agent without streams (--streaming=false): its binding has the five v2 fields,
+    // so the client stays on /e2p/v2/request and every kind of body still works.
+    const v2Agent = await startTestAgent({ pki: attester.pki, suite, upstream: appOrigin, config: { streaming: false } });
+    try {
+      const onV2 = createSteveClient({ origin: v2Agent.origin, keyExchange: suite, pcrPolicy: [attester.profile], root: attester.root, verifier: nodeP384Verifier });
+      const greeting = await onV2.request('/hello?name=v2');
+      const upload = new ReadableStream<Uint8Array>({ start: (c) => (c.enqueue(new Uint8Array(70_000).fill(5)), c.close()) });
+      const echoedV2 = await onV2.request('/echo', { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: upload });
+      expect({
+        text: await greeting.text(),
+        stream: onV2.receiptFor(greeting)!.stream,
+        echoed: (await echoedV2.arrayBuffer()).byteLength,
+        echoStream: onV2.receiptFor(echoedV2)!.stream,
+      }).toEqual({ text: 'hello v2', stream: undefined, echoed: 70_000, echoStream: undefined });
+      onV2.close();
+    } finally {
+      await v2Agent.stop();
+    }
     // streaming: false keeps the v2 path against the same agent.
     const plain = createSteveClient({ origin: agents.get(suite)!.origin, keyExchange: suite, pcrPolicy: [attester.profile], root: attester.root, verifier: nodeP384Verifier, streaming: false });
     const hello = await plain.request('/hello');

@@ -272,6 +272,28 @@ function describeTrust(trust: PcrTrust): string {
   return trust.policy === 'pinned' ? trust.profile : trust.result;
 }
 
+/** The receipt of one exchange: what the session proved, and the counts the caller gives. */
+function receiptOf(
+  session: Session,
+  sequence: number,
+  prepared: { method: string; path: string },
+  status: number,
+  counts: Pick<SteveReceipt, 'requestBytes' | 'responseBytes' | 'requestBodyBytes' | 'responseBodyBytes' | 'stream'>,
+): SteveReceipt {
+  return Object.freeze({
+    sessionId: session.sessionIdHex,
+    sequence,
+    suite: session.suite,
+    pcrTrust: describeTrust(session.pcrTrust),
+    pcrPolicy: session.pcrTrust.policy,
+    status,
+    method: prepared.method,
+    path: prepared.path,
+    ...counts,
+    sessionCreatedAtMs: session.createdAtMs,
+  });
+}
+
 export function createSteveClient(options: SteveClientOptions): SteveClient {
   if (typeof options !== 'object' || options === null) throw configError('options expected an object');
   const origin = parseOrigin(options.origin);
@@ -464,20 +486,11 @@ export function createSteveClient(options: SteveClientOptions): SteveClient {
       } catch (error) {
         throw endSession(live, new SteveClientError('STEVE_CLIENT_PROTOCOL', 'request', `${what}: the answer cannot be a web Response`, { cause: error }));
       }
-      const receipt: SteveReceipt = Object.freeze({
-        sessionId: session.sessionIdHex,
-        sequence,
-        suite: session.suite,
-        pcrTrust: describeTrust(session.pcrTrust),
-        pcrPolicy: session.pcrTrust.policy,
-        status: app.status,
-        method: prepared.method,
-        path: prepared.path,
+      const receipt = receiptOf(session, sequence, prepared, app.status, {
         requestBytes: body.length,
         responseBytes: bytes.length,
         requestBodyBytes: prepared.bodyBytes,
         responseBodyBytes: app.body?.length ?? 0,
-        sessionCreatedAtMs: session.createdAtMs,
       });
       receipts.set(result, receipt);
       lastReceipt = receipt;
@@ -607,20 +620,11 @@ export function createSteveClient(options: SteveClientOptions): SteveClient {
       deadline.check('request');
 
       const receipt = (state: NonNullable<SteveReceipt['stream']>, bodyBytes: number): SteveReceipt =>
-        Object.freeze({
-          sessionId: session.sessionIdHex,
-          sequence,
-          suite: session.suite,
-          pcrTrust: describeTrust(session.pcrTrust),
-          pcrPolicy: session.pcrTrust.policy,
-          status: app.status,
-          method: prepared.method,
-          path: prepared.path,
+        receiptOf(session, sequence, prepared, app.status, {
           requestBytes: upload.wireBytes,
           responseBytes: reader.wireBytes,
           requestBodyBytes: upload.bodyBytes,
           responseBodyBytes: bodyBytes,
-          sessionCreatedAtMs: session.createdAtMs,
           stream: state,
         });
 

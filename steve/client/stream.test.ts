@@ -12,6 +12,7 @@ import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createFakeServer, createMockAttester, createTestClient, type FakeServer, type MockAttester, type StreamAnswer } from '../../test/steve-client-fixtures.js';
 import {
+  concatBytes,
   DIRECTION,
   FRAME_KIND,
   STREAM_PREAMBLE_BYTES,
@@ -31,15 +32,7 @@ beforeAll(() => {
 });
 
 const text = (value: string): Uint8Array => new TextEncoder().encode(value);
-const concat = (parts: readonly Uint8Array[]): Uint8Array => {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
-};
+const concat = (parts: readonly Uint8Array[]): Uint8Array => concatBytes(...parts);
 
 async function failure(run: Promise<unknown>): Promise<SteveClientError> {
   const error = await run.then(

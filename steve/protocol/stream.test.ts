@@ -10,6 +10,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { code } from '../../test/steve-codes.js';
+import { concatBytes } from './bytes.js';
 import { DIRECTION, TAG_BYTES } from './constants.js';
 import { nobleAesGcm } from './record.js';
 import {
@@ -42,15 +43,7 @@ const otherSession = seq(16, 0x41);
 const target: StreamRecordTarget = { direction: DIRECTION.S2C, sessionId, sequence: 9 };
 const SEED = 20261206;
 
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
-}
+const concat = (parts: readonly Uint8Array[]): Uint8Array => concatBytes(...parts);
 
 /** A response: HEAD, the chunks as DATA, END; returns its frames. */
 function response(chunks: readonly Uint8Array[], over = target, k = key): Uint8Array[] {

@@ -373,25 +373,21 @@ export function createStreamWriter(aead: Aead, key: Uint8Array, target: StreamRe
     return sealed(kind, sealStreamRecord(aead, key, next(kind), plaintext));
   }
 
+  /** `chunk` as DATA records of at most 64 KiB each, each sealed by `sealOne` (joined or in pieces). */
+  function dataFrames<T>(chunk: Uint8Array, sealOne: (aead: Aead, key: Uint8Array, header: StreamRecordHeader, plaintext: Uint8Array) => T): T[] {
+    assertBytes(chunk, 'chunk');
+    const frames: T[] = [];
+    for (let at = 0; at < chunk.length; at += MAX_STREAM_CHUNK_BYTES) {
+      const plaintext = chunk.subarray(at, Math.min(chunk.length, at + MAX_STREAM_CHUNK_BYTES));
+      frames.push(sealed(FRAME_KIND.DATA, sealOne(aead, key, next(FRAME_KIND.DATA), plaintext)));
+    }
+    return frames;
+  }
+
   return {
     head: (plaintext) => seal(FRAME_KIND.HEAD, plaintext),
-    data(chunk) {
-      assertBytes(chunk, 'chunk');
-      const frames: Uint8Array[] = [];
-      for (let at = 0; at < chunk.length; at += MAX_STREAM_CHUNK_BYTES) {
-        frames.push(seal(FRAME_KIND.DATA, chunk.subarray(at, Math.min(chunk.length, at + MAX_STREAM_CHUNK_BYTES))));
-      }
-      return frames;
-    },
-    dataPieces(chunk) {
-      assertBytes(chunk, 'chunk');
-      const pieces: Uint8Array[] = [];
-      for (let at = 0; at < chunk.length; at += MAX_STREAM_CHUNK_BYTES) {
-        const plaintext = chunk.subarray(at, Math.min(chunk.length, at + MAX_STREAM_CHUNK_BYTES));
-        pieces.push(...sealed(FRAME_KIND.DATA, sealStreamRecordPieces(aead, key, next(FRAME_KIND.DATA), plaintext)));
-      }
-      return pieces;
-    },
+    data: (chunk) => dataFrames(chunk, sealStreamRecord),
+    dataPieces: (chunk) => dataFrames(chunk, sealStreamRecordPieces).flat(),
     end: () => seal(FRAME_KIND.END, new Uint8Array(0)),
     abort(error) {
       if (target.direction !== DIRECTION.S2C) throw new SteveError('STEVE_BAD_ARGUMENT', 'only the server aborts a stream');

@@ -190,7 +190,8 @@ export function createSteveServer(options: SteveServerOptions): SteveServer {
     ...(options.maxPendingSessions !== undefined ? { maxPendingSessions: options.maxPendingSessions } : {}),
     now,
   });
-  const budget = createMemoryBudget(options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES);
+  const maxBufferedBytes = options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES;
+  const budget = createMemoryBudget(maxBufferedBytes);
   const sendTimeoutMs = options.sendTimeoutMs ?? DEFAULT_SEND_TIMEOUT_MS;
   const upstream = createUpstream({
     url: options.upstream,
@@ -215,6 +216,7 @@ export function createSteveServer(options: SteveServerOptions): SteveServer {
     idleTimeoutMs: options.streamIdleTimeoutMs ?? DEFAULT_STREAM_IDLE_TIMEOUT_MS,
     preambleTimeoutMs: REQUEST_BODY_TIMEOUT_MS,
     lookup: (sessionId) => lookup(sessionId),
+    maxReservedBytes: Math.floor(maxBufferedBytes / 2),
   });
   const sweeper = setInterval(() => table.purgeExpired(), SWEEP_INTERVAL_MS);
   sweeper.unref();

@@ -102,6 +102,11 @@ export interface StreamEndpointOptions {
   preambleTimeoutMs: number;
   /** The session for an id; throws STEVE_SESSION_INVALID (401) when there is none. */
   lookup(sessionId: Uint8Array): Session;
+  /**
+   * Bytes all open streams may reserve together (the server gives half its budget): a client holding
+   * many slow streams open cannot take the memory that /e2p/v2/request needs.
+   */
+  maxReservedBytes: number;
 }
 
 export interface StreamEndpoint {
@@ -229,6 +234,8 @@ export function createStreamEndpoint(options: StreamEndpointOptions): StreamEndp
   const perSession = new Map<Session, number>();
   /** How to end each open stream at once. */
   const openStreams = new Set<() => void>();
+  /** Bytes the open streams have taken from the budget. */
+  let reserved = 0;
 
   async function run(req: IncomingMessage, res: ServerResponse, headers: Record<string, string>): Promise<number> {
     const source = createChunkSource(req);
@@ -243,11 +250,13 @@ export function createStreamEndpoint(options: StreamEndpointOptions): StreamEndp
       // §7: duplicate, too old, or 0 -> 409, on the public sequence before any record is opened.
       session.replay.check(sequence);
       if ((perSession.get(session) ?? 0) >= MAX_STREAMS_PER_SESSION) throw new SteveError('STEVE_BUSY', 'too many streams open on this session');
+      if (reserved + STREAM_RESERVATION_BYTES > options.maxReservedBytes) throw new SteveError('STEVE_BUSY', 'streams hold their share of the memory budget');
       if (!table.retain(session)) throw new SteveError('STEVE_BUSY', 'too many requests in flight on this session');
       if (!budget.take(STREAM_RESERVATION_BYTES)) {
         table.release(session);
         throw new SteveError('STEVE_BUSY', 'stream memory would pass the budget');
       }
+      reserved += STREAM_RESERVATION_BYTES;
     } catch (err) {
       source.detach();
       throw err;
@@ -285,6 +294,7 @@ export function createStreamEndpoint(options: StreamEndpointOptions): StreamEndp
         source.cancel(STREAM_OVER);
         source.detach();
         budget.give(STREAM_RESERVATION_BYTES);
+        reserved -= STREAM_RESERVATION_BYTES;
         table.release(session);
         const count = (perSession.get(session) ?? 1) - 1;
         if (count === 0) perSession.delete(session);

@@ -19,7 +19,7 @@ import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FRAME_KIND, MAX_STREAMS_PER_SESSION, decodeSessionResponse } from '../../steve/index.js';
 import { STREAM_RESERVATION_BYTES } from '../../steve/server/stream-endpoint.js';
-import { establish, pattern, postCbor, sessionRequest, deriveClientSession, startStack, text, utf8, type ClientSession, type Stack } from './harness.js';
+import { establish, openResponse, pattern, postCbor, sealRequest, sessionRequest, deriveClientSession, startStack, text, utf8, type ClientSession, type Stack } from './harness.js';
 import {
   createFeed,
   dataText,
@@ -302,6 +302,31 @@ describe('refusals', () => {
     // Room again once they closed.
     await until(() => stack.agent.metrics.render().includes('enclave_agent_steve_open_streams 0'), 'the streams to close');
     expect((await streamOnce(session, { method: 'GET', path: '/hello', headers: {} })).status).toBe(200);
+  });
+
+  it('streams hold at most half the memory budget: past it 429 busy, and /e2p/v2/request still answers', async () => {
+    // Room for four reservations: two streams, then the streams' half is spent.
+    const small = await startStack({ upstream: app.url, config: { maxBufferedBytes: 4 * RESERVATION } });
+    try {
+      const session = await establish(small);
+      const before = app.hits.length;
+      const open: Array<{ sequence: number; res: Promise<Awaited<ReturnType<typeof postStream>>> }> = [];
+      for (let i = 0; i < 2; i++) {
+        const { sequence, preamble, records } = streamRequest(session, { method: 'GET', path: '/held', headers: {} });
+        open.push({ sequence, res: postStream(session.base, Buffer.concat([preamble, ...records])) });
+      }
+      await until(() => app.hits.slice(before).filter((h) => h.path === '/held').length === 2, 'the held streams at the app');
+      const third = await streamOnce(await establish(small), { method: 'GET', path: '/hello', headers: {} });
+      expect({ status: third.status, error: third.error }).toEqual({ status: 429, error: 'busy' });
+      const { bytes, sequence } = sealRequest(session, { method: 'GET', path: '/hello', headers: {}, body: null });
+      const reply = await postCbor(small.base, '/e2p/v2/request', bytes);
+      expect(reply.status).toBe(200);
+      expect(openResponse(session, reply.body, sequence).status).toBe(200);
+      app.releaseHeld();
+      for (const { sequence: s, res } of open) expect(dataText(await readStream(session, s, await res))).toEqual(['released']);
+    } finally {
+      await small.stop();
+    }
   });
 
   it('another media type: 400 protocol_error', async () => {

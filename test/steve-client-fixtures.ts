@@ -30,6 +30,7 @@ import {
   encodeBindingUserData,
   encodeEnvelope,
   encodeSessionResponse,
+  joinBytes,
   keyExchangeFor,
   nobleAesGcm,
   openRecord,
@@ -320,13 +321,7 @@ export function createFakeServer(options: FakeServerOptions): FakeServer {
     const parts: Uint8Array[] = [];
     const reader = (body as ReadableStream<Uint8Array>).getReader();
     for (let next = await reader.read(); !next.done; next = await reader.read()) parts.push(next.value);
-    const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-    let at = 0;
-    for (const part of parts) {
-      out.set(part, at);
-      at += part.length;
-    }
-    return out;
+    return joinBytes(parts);
   }
 
   /** One frame per pull, so a test sees exactly how far the client read. */
@@ -380,13 +375,7 @@ export function createFakeServer(options: FakeServerOptions): FakeServer {
       }
       if (!reader.finished || head === undefined) return json(400, 'protocol_error');
       session.window.accept(preamble.sequence);
-      const body = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-      let at = 0;
-      for (const chunk of chunks) {
-        body.set(chunk, at);
-        at += chunk.length;
-      }
-      request = { ...head, body: chunks.length === 0 ? null : body };
+      request = { ...head, body: chunks.length === 0 ? null : joinBytes(chunks) };
     } catch {
       return json(401, 'session_invalid');
     }

@@ -33,7 +33,7 @@
  */
 
 import { SteveClientError, createSteveClient, type FetchFunction, type SteveClient, type SteveReceipt } from '../client/index.js';
-import { MAX_SESSION_RESPONSE_BYTES, passesThrough } from '../protocol/index.js';
+import { MAX_SESSION_RESPONSE_BYTES, joinBytes, passesThrough } from '../protocol/index.js';
 import { passBody } from './body-stream.js';
 import { base64ToBytes } from './encoding.js';
 import { encodeWorkerConfig, parseWorkerConfig, profilesForClient, workerConfigId, type WorkerConfig } from './config.js';
@@ -105,13 +105,7 @@ async function readAtMost(response: Response, maxBytes: number): Promise<Uint8Ar
     }
     chunks.push(value);
   }
-  const out = new Uint8Array(size);
-  let at = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, at);
-    at += chunk.length;
-  }
-  return out;
+  return joinBytes(chunks);
 }
 
 function trustOf(receipt: SteveReceipt): TrustResult {

@@ -59,6 +59,7 @@ import {
   encodeEnvelope,
   encodeStreamPreamble,
   isSuite,
+  joinBytes,
   nobleAesGcm,
   openRecord,
   sealRecord,
@@ -527,13 +528,7 @@ export function createSteveClient(options: SteveClientOptions): SteveClient {
       if (error instanceof SteveClientError) throw error;
       throw new SteveClientError('STEVE_CLIENT_BAD_REQUEST', 'request', `${what}: the request body stream failed`, { cause: error });
     }
-    const body = new Uint8Array(size);
-    let at = 0;
-    for (const chunk of chunks) {
-      body.set(chunk, at);
-      at += chunk.length;
-    }
-    const bytes = prepareRequestBody(prepared, body);
+    const bytes = prepareRequestBody(prepared, joinBytes(chunks));
     if (bytes.tooLargeForRecord) throw tooLargeForRecord();
     return bytes;
   }

@@ -5,6 +5,7 @@
  * that abort everything in flight. Errors come out as SteveClientError with the stage the caller names.
  */
 
+import { joinBytes } from '../protocol/index.js';
 import { SteveClientError, printable, type SteveClientStage } from './errors.js';
 
 /** What the client needs of `fetch`: the global one, or any function with its signature (tests, SDKs). */
@@ -124,14 +125,7 @@ export async function readCapped(response: Response, maxBytes: number, deadline:
   } finally {
     reader.releaseLock();
   }
-  if (chunks.length === 1) return chunks[0]!;
-  const out = new Uint8Array(size);
-  let at = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, at);
-    at += chunk.length;
-  }
-  return out;
+  return chunks.length === 1 ? chunks[0]! : joinBytes(chunks);
 }
 
 /** Largest error body read for its `{"error": code}` (§7: "a small JSON object"). */

@@ -12,7 +12,7 @@ import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createFakeServer, createMockAttester, createTestClient, type FakeServer, type MockAttester, type StreamAnswer } from '../../test/steve-client-fixtures.js';
 import {
-  concatBytes,
+  joinBytes,
   DIRECTION,
   FRAME_KIND,
   STREAM_PREAMBLE_BYTES,
@@ -32,7 +32,7 @@ beforeAll(() => {
 });
 
 const text = (value: string): Uint8Array => new TextEncoder().encode(value);
-const concat = (parts: readonly Uint8Array[]): Uint8Array => concatBytes(...parts);
+const concat = joinBytes;
 
 async function failure(run: Promise<unknown>): Promise<SteveClientError> {
   const error = await run.then(

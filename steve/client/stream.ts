@@ -16,6 +16,7 @@ import {
   FRAME_KIND,
   createFrameParser,
   createStreamReader,
+  joinBytes,
   type Aead,
   type Frame,
   type OpenedRecord,
@@ -24,21 +25,9 @@ import {
 import { SteveError } from '../errors.js';
 import { SteveClientError } from './errors.js';
 
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  let size = 0;
-  for (const part of parts) size += part.length;
-  const out = new Uint8Array(size);
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
-}
-
 /** The whole request body for a body known up front: preamble, HEAD, DATA..., END (stream.md §3-§4). */
 export function frameRequest(preamble: Uint8Array, writer: StreamWriter, head: Uint8Array, body: Uint8Array | null): Uint8Array {
-  return concat([preamble, writer.head(head), ...(body === null ? [] : writer.data(body)), writer.end()]);
+  return joinBytes([preamble, writer.head(head), ...(body === null ? [] : writer.data(body)), writer.end()]);
 }
 
 /** What a streamed upload has done so far (for the receipt), and why it failed, if it did. */
@@ -67,7 +56,7 @@ export function streamRequest(preamble: Uint8Array, writer: StreamWriter, head: 
       async pull(controller) {
         if (reader === undefined) {
           reader = source.getReader();
-          const first = concat([preamble, writer.head(head)]);
+          const first = joinBytes([preamble, writer.head(head)]);
           progress.wireBytes += first.length;
           controller.enqueue(first);
           return;

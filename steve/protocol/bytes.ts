@@ -22,6 +22,11 @@ function typeName(value: unknown): string {
 }
 
 export function concatBytes(...parts: readonly Uint8Array[]): Uint8Array {
+  return joinBytes(parts);
+}
+
+/** `parts` joined into one new array (as concatBytes, for a list of any length: no argument spread). */
+export function joinBytes(parts: readonly Uint8Array[]): Uint8Array {
   let length = 0;
   for (const part of parts) length += part.length;
   const out = new Uint8Array(length);

@@ -58,7 +58,7 @@ export {
   type MessageType,
   type Suite,
 } from './constants.js';
-export { concatBytes, constantTimeEqual, writeU64 } from './bytes.js';
+export { concatBytes, constantTimeEqual, joinBytes, writeU64 } from './bytes.js';
 export { isSequence, sequenceFromBytes, sequenceToBytes } from './sequence.js';
 /**
  * For a server, on the first chunk of a request body before it reads the rest:

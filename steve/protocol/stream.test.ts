@@ -10,7 +10,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { code } from '../../test/steve-codes.js';
-import { concatBytes } from './bytes.js';
+import { joinBytes } from './bytes.js';
 import { DIRECTION, TAG_BYTES } from './constants.js';
 import { nobleAesGcm } from './record.js';
 import {
@@ -43,7 +43,7 @@ const otherSession = seq(16, 0x41);
 const target: StreamRecordTarget = { direction: DIRECTION.S2C, sessionId, sequence: 9 };
 const SEED = 20261206;
 
-const concat = (parts: readonly Uint8Array[]): Uint8Array => concatBytes(...parts);
+const concat = joinBytes;
 
 /** A response: HEAD, the chunks as DATA, END; returns its frames. */
 function response(chunks: readonly Uint8Array[], over = target, k = key): Uint8Array[] {

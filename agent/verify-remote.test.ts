@@ -21,7 +21,6 @@ import {
   AWS_ROOT_NAME,
   checkManifestBinding,
   formatRemoteReport,
-  jsonDepthWithin,
   jsonEqual,
   parseAttestationResponse,
   parseAttestationUrl,
@@ -30,6 +29,7 @@ import {
   remoteReportJson,
   type RemoteReport,
 } from './verify-remote.js';
+import { jsonDepthWithin } from '../eif/index.js';
 
 const utf8 = (text: string) => new TextEncoder().encode(text);
 const b64 = (bytes: Uint8Array | string) => Buffer.from(bytes).toString('base64');

@@ -28,7 +28,7 @@ import {
   type PcrProfile,
   type VerifiedDocument,
 } from '../nsm/index.js';
-import { EifError } from '../eif/index.js';
+import { EifError, jsonDepthWithin } from '../eif/index.js';
 import { loadEif } from './eif-file.js';
 import { AgentError } from './errors.js';
 import { loadRootFlag } from './root-flag.js';
@@ -133,18 +133,6 @@ const isObject = (value: unknown): value is Record<string, unknown> => typeof va
 export function printable(text: string, maxChars = 200): string {
   const escaped = text.replace(/[\p{Cc}\p{Cf}\u2028\u2029]/gu, (c) => `\\u{${c.codePointAt(0)!.toString(16)}}`);
   return escaped.length > maxChars ? `${escaped.slice(0, maxChars)}...` : escaped;
-}
-
-/** Whether every array and object in `value` is nested at most `maxDepth` deep (iterative: no stack to blow). */
-export function jsonDepthWithin(value: unknown, maxDepth: number): boolean {
-  const stack: [unknown, number][] = [[value, 0]];
-  while (stack.length > 0) {
-    const [item, depth] = stack.pop()!;
-    if (typeof item !== 'object' || item === null) continue;
-    if (depth >= maxDepth) return false;
-    for (const child of Array.isArray(item) ? item : Object.values(item)) stack.push([child, depth + 1]);
-  }
-  return true;
 }
 
 /** Structural equality of two JSON values (object key order ignored, as JSON gives it no meaning). */

@@ -19,7 +19,7 @@ export {
   type EifSectionType,
 } from './format.js';
 export { SHA384_BYTES, extendFromZero, nobleSha384, type Sha384, type Sha384Factory } from './hash.js';
-export { createEifReader, parseEif, type EifDescription, type EifReader, type EifReaderOptions, type EifSectionInfo } from './reader.js';
+export { createEifReader, jsonDepthWithin, parseEif, type EifDescription, type EifReader, type EifReaderOptions, type EifSectionInfo } from './reader.js';
 export { buildEif, encodeEifMetadata, EIF_DEFAULT_CPUS, EIF_DEFAULT_MEMORY_BYTES, type EifBuildInput, type EifMetadataInput } from './writer.js';
 export { parseEifSignature, EIF_SIGNATURE_MAX_ENTRIES, type EifSignature } from './signature.js';
 export { bzImageKernelVersion } from './kernel-version.js';

@@ -145,8 +145,11 @@ function parseHeader(bytes: Uint8Array, maxBytes: number): Plan {
   return { version, flags, defaultMemoryBytes, defaultCpus, crc32: u32(view, HEADER.crc), offsets, sizes, totalBytes: end };
 }
 
-/** Whether every array and object in `value` nests at most `maxDepth` deep (iterative: no stack to blow). */
-function jsonDepthWithin(value: unknown, maxDepth: number): boolean {
+/**
+ * Whether every array and object in `value` nests at most `maxDepth` deep (iterative: no stack to blow).
+ * Also the agent's check of JSON it fetches (agent/verify-remote.ts).
+ */
+export function jsonDepthWithin(value: unknown, maxDepth: number): boolean {
   const stack: [unknown, number][] = [[value, 0]];
   while (stack.length > 0) {
     const [item, depth] = stack.pop()!;

@@ -14,11 +14,12 @@
  */
 
 import { once } from 'node:events';
-import { createServer, type ServerResponse } from 'node:http';
+import { createServer } from 'node:http';
 import { connect, type AddressInfo, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeEnvelope, decodeEnvelope } from '../../steve/index.js';
 import {
+  createHeldResponses,
   call,
   confirmSession,
   establish,
@@ -36,7 +37,7 @@ import {
 
 /** An app whose `/held` requests wait until `releaseHeld()`, and whose `/big/N` answers N bytes. */
 async function startHoldingApp() {
-  const held = new Set<ServerResponse>();
+  const held = createHeldResponses();
   let arrivals = 0;
   const server = createServer((req, res) => {
     req.resume();
@@ -44,7 +45,7 @@ async function startHoldingApp() {
       const path = (req.url ?? '').split('?')[0]!;
       if (path === '/held') {
         arrivals += 1;
-        held.add(res);
+        held.hold(res);
       } else if (path.startsWith('/big/')) {
         const body = Buffer.alloc(Number(path.slice('/big/'.length)), 0x5a);
         res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(body.length) });
@@ -63,14 +64,10 @@ async function startHoldingApp() {
       return arrivals;
     },
     releaseHeld() {
-      for (const res of held) {
-        res.writeHead(200, { 'content-type': 'text/plain' });
-        res.end('released');
-      }
-      held.clear();
+      held.release();
     },
     async close() {
-      for (const res of held) res.destroy();
+      held.destroyAll();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },

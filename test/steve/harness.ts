@@ -11,7 +11,7 @@
 
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
 import { pino, type Logger } from 'pino';
 import { Agent as UndiciAgent, request, type Dispatcher } from 'undici';
@@ -59,6 +59,27 @@ export function pattern(length: number, seed = 0): Uint8Array {
 
 // ---------------------------------------------------------------------------------------------------
 // The demo app
+
+/** Responses a test app holds open (`/held`) until the test releases them: each is then 200 `released`. */
+export function createHeldResponses() {
+  const held = new Set<ServerResponse>();
+  return {
+    hold(res: ServerResponse): void {
+      held.add(res);
+    },
+    release(): void {
+      for (const res of held) {
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        res.end('released');
+      }
+      held.clear();
+    },
+    /** For the app's close: the held responses are cut, not answered. */
+    destroyAll(): void {
+      for (const res of held) res.destroy();
+    },
+  };
+}
 
 export interface Hit {
   method: string;

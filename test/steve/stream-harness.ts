@@ -23,7 +23,7 @@ import {
   type StreamWriter,
 } from '../../steve/index.js';
 import { nodeAesGcm } from '../../steve/server/index.js';
-import { REQUEST_TIMEOUT_MS, pattern, sha256Hex, type ClientSession } from './harness.js';
+import { REQUEST_TIMEOUT_MS, createHeldResponses, pattern, sha256Hex, type ClientSession } from './harness.js';
 
 /** Polls `condition` every 10 ms; throws naming `what` after `timeoutMs` (a hang, not a slow machine). */
 export async function until(condition: () => boolean, what: string, timeoutMs = REQUEST_TIMEOUT_MS): Promise<void> {
@@ -110,7 +110,7 @@ async function writeWithBackpressure(res: ServerResponse, hit: AppHit, total: nu
  */
 export async function startStreamApp(): Promise<StreamApp> {
   const hits: AppHit[] = [];
-  const held = new Set<ServerResponse>();
+  const held = createHeldResponses();
   const server = createServer((req, res) => {
     const path = (req.url ?? '').split('?')[0]!;
     const hit: AppHit = { path, headers: req.headers, received: 0, chunks: [], outcome: 'pending', sent: 0, responseClosedEarly: false };
@@ -171,7 +171,7 @@ export async function startStreamApp(): Promise<StreamApp> {
       res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(total) });
       void writeWithBackpressure(res, hit, total);
     } else if (path === '/held') {
-      held.add(res);
+      held.hold(res);
     }
   });
   server.listen(0, '127.0.0.1');
@@ -180,14 +180,10 @@ export async function startStreamApp(): Promise<StreamApp> {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/`,
     hits,
     releaseHeld() {
-      for (const res of held) {
-        res.writeHead(200, { 'content-type': 'text/plain' });
-        res.end('released');
-      }
-      held.clear();
+      held.release();
     },
     async close() {
-      for (const res of held) res.destroy();
+      held.destroyAll();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },

@@ -25,6 +25,7 @@ import { startAgent } from '../dist/agent/agent.js';
 import { parseManifest } from '../dist/agent/manifest.js';
 import { DEMO_MANIFEST_JSON } from '../dist/agent/demo/manifest.js';
 import { base64ToBytes, bytesToBase64, createMockPki, nodeP384Verifier, openMockNsm, verifyAttestationDocument } from '../dist/nsm/index.js';
+import { positiveArg } from './lib/args.mjs';
 
 const { values: args } = parseArgs({
   options: {
@@ -45,12 +46,7 @@ const REQUEST_TIMEOUT_MS = 10_000;
 const WATCHDOG_MS = 2 * (WARMUP_MS + DURATION_MS) + 60_000;
 
 function positive(text, flag) {
-  const value = Number(text);
-  if (!Number.isFinite(value) || value <= 0) {
-    process.stderr.write(`bench/attestation: ${flag} expected a positive number, got ${JSON.stringify(text)}\n`);
-    process.exit(2);
-  }
-  return value;
+  return positiveArg(text, flag, 'bench/attestation');
 }
 
 const watchdog = setTimeout(() => {

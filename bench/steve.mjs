@@ -30,6 +30,7 @@
 import { randomBytes } from 'node:crypto';
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
+import { positiveArg } from './lib/args.mjs';
 import { describeMachine, load as loadPhase, summarise } from './lib/load.mjs';
 import { cpuLayout, createProcessGroup, pin } from './lib/processes.mjs';
 import { BIG_DOWNLOAD_BYTES, BIG_UPLOAD_BYTES, SMALL_BYTES, runRole } from './lib/roles.mjs';
@@ -64,12 +65,7 @@ const { values: args } = parseArgs({
 });
 
 function positive(text, flag) {
-  const value = Number(text);
-  if (!Number.isFinite(value) || value <= 0) {
-    process.stderr.write(`bench/steve: ${flag} expected a positive number, got ${JSON.stringify(text)}\n`);
-    process.exit(2);
-  }
-  return value;
+  return positiveArg(text, flag, 'bench/steve');
 }
 
 const REQUEST_TIMEOUT_MS = 30_000;

@@ -27,7 +27,8 @@
 import { randomBytes } from 'node:crypto';
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
-import { describeMachine } from './lib/load.mjs';
+import { positiveArg } from './lib/args.mjs';
+import { describeMachine, quantile } from './lib/load.mjs';
 import { cpuLayout, createProcessGroup, pin, procRssBytes as rssBytes } from './lib/processes.mjs';
 import { BIG_DOWNLOAD_BYTES, BIG_UPLOAD_BYTES, runRole } from './lib/roles.mjs';
 import { createSteveClient, post } from './lib/steve-client.mjs';
@@ -48,27 +49,16 @@ const { values: args } = parseArgs({
 });
 
 function positive(text, flag) {
-  const value = Number(text);
-  if (!Number.isInteger(value) || value <= 0) {
-    process.stderr.write(`bench/stream: ${flag} expected a positive integer, got ${JSON.stringify(text)}\n`);
-    process.exit(2);
-  }
-  return value;
+  return positiveArg(text, flag, 'bench/stream', { integer: true });
 }
 
 const REQUEST_TIMEOUT_MS = 60_000;
 const SSE_EVENTS = 5;
 const SSE_GAP_MS = 20;
 
-function median(values) {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)];
-}
-
-function quantile(values, q) {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
-}
+/** Nearest-rank quantile of unsorted values. */
+const quantileOf = (values, q) => quantile([...values].sort((a, b) => a - b), q);
+const median = (values) => quantileOf(values, 0.5);
 
 async function runMain() {
   const TTFB_COUNT = positive(args['ttfb-count'], '--ttfb-count');
@@ -187,9 +177,9 @@ async function runMain() {
 
     const f = (v) => v.toFixed(2).padStart(7);
     process.stdout.write(`time to first byte, server-sent events (${SSE_EVENTS} events ${SSE_GAP_MS} ms apart), ${TTFB_COUNT} requests per path, ms:\n`);
-    process.stdout.write(`  (b) plain proxy            median ${f(median(ttfb.b))}  p90 ${f(quantile(ttfb.b, 0.9))}\n`);
-    process.stdout.write(`  (c) STEVE stream           median ${f(median(ttfb.c))}  p90 ${f(quantile(ttfb.c, 0.9))}\n`);
-    process.stdout.write(`  (v2) STEVE, no streaming   median ${f(median(ttfb.v2))}  p90 ${f(quantile(ttfb.v2, 0.9))}  (${ttfb.v2.length} requests; its first byte is its last)\n`);
+    process.stdout.write(`  (b) plain proxy            median ${f(median(ttfb.b))}  p90 ${f(quantileOf(ttfb.b, 0.9))}\n`);
+    process.stdout.write(`  (c) STEVE stream           median ${f(median(ttfb.c))}  p90 ${f(quantileOf(ttfb.c, 0.9))}\n`);
+    process.stdout.write(`  (v2) STEVE, no streaming   median ${f(median(ttfb.v2))}  p90 ${f(quantileOf(ttfb.v2, 0.9))}  (${ttfb.v2.length} requests; its first byte is its last)\n`);
     process.stdout.write(`ratio c/b time to first byte: ${(median(ttfb.c) / median(ttfb.b)).toFixed(2)} (median; goal <= 1.2)\n`);
     process.stdout.write(`32 MiB bodies, ${BIG_COUNT} each way, one at a time:\n`);
     const row = (name, up, down) =>

@@ -35,6 +35,7 @@ import {
   parseHybridConnectReply,
 } from './hybrid-vsock.js';
 import { dialWithin } from './transports.js';
+import { rejection } from '../test/rejection.js';
 
 const MiB = 1024 * 1024;
 const silent = pino({ level: 'silent' });
@@ -145,15 +146,6 @@ function readBytes(stream: Duplex, length: number): Promise<Buffer> {
 async function dial(path: string, port: number, replyTimeoutMs?: number): Promise<Duplex> {
   const controller = new AbortController();
   return hybridVsockDialer({ path, port, ...(replyTimeoutMs !== undefined ? { replyTimeoutMs } : {}) })(controller.signal);
-}
-
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected a rejection');
 }
 
 describe('the reply line', () => {

@@ -18,6 +18,7 @@ import {
 } from './device.js';
 import { NsmError } from './errors.js';
 import type { NsmTransport } from './types.js';
+import { rejection } from '../test/rejection.js';
 
 /** An fd number no process can have open: RLIMIT_NOFILE is capped by fs.nr_open (at most 2^30). */
 const NEVER_OPEN_FD = 0x7fffffff;
@@ -32,15 +33,6 @@ function thrown(fn: () => unknown): unknown {
     return error;
   }
   throw new Error('expected a throw');
-}
-
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected a rejection');
 }
 
 function openDevNullCount(): number {

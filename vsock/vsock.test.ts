@@ -21,6 +21,7 @@ import {
   listenVsock,
 } from './index.js';
 import type { VsockNative } from './native.js';
+import { rejection } from '../test/rejection.js';
 
 /** The sentinel the mocked loader throws: seeing it means validation let the call through. */
 const REACHED_NATIVE = 'the native loader was reached';
@@ -50,15 +51,6 @@ const BAD_UINT32: ReadonlyArray<[unknown, string]> = [
   [undefined, 'undefined'],
   [[1], 'Array'],
 ];
-
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected a rejection');
-}
 
 function thrown(fn: () => unknown): unknown {
   try {

@@ -443,11 +443,13 @@ export function createStreamEndpoint(options: StreamEndpointOptions): StreamEndp
           // The records' pieces (header, ciphertext, tag) go out unjoined, in one corked write: no buffer
           // of a whole record is made (each is one more 64 KiB of external memory for V8 to collect).
           const pieces = writer.dataPieces(chunk);
+          if (res.destroyed) return;
+          idle.refresh();
           res.cork();
-          for (const piece of pieces) send(piece);
+          for (const piece of pieces) res.write(piece);
           res.uncork();
-          // Two records may wait in the socket's buffer (Node reports "full" past 16 KiB, less than one
-          // record): pausing at every record would stall the app's stream on each round trip.
+          // WRITE_AHEAD_BYTES (four records) may wait in the socket's buffer: Node reports "full" past
+          // 16 KiB, less than one record, and pausing there would stall the stream on each round trip.
           if (res.writableLength < WRITE_AHEAD_BYTES || res.destroyed || draining) return;
           // The client is not taking records: stop reading the app until it does (the app's socket fills).
           // undici may still hand over what it had already read; it joins the same wait.

@@ -11,7 +11,7 @@
  */
 
 import { spawnSync } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, statSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
 import { createServer, connect, type AddressInfo, type Server, type Socket } from 'node:net';
@@ -36,6 +36,7 @@ import {
 } from './hybrid-vsock.js';
 import { dialWithin } from './transports.js';
 import { rejection } from '../test/rejection.js';
+import { readHashed, writeHashed } from '../test/hashed-streams.js';
 
 const MiB = 1024 * 1024;
 const silent = pino({ level: 'silent' });
@@ -317,38 +318,20 @@ describe('host-bridge ingress with --uds', () => {
     const backend = await fakeBackend({ reply: 'OK 1\n', then: 'hold' });
     const socket = await tcpClient(await ingress(backend.path, 8080));
     const total = 32 * MiB;
-    const block = randomBytes(256 * 1024);
-    const sentHash = createHash('sha256');
-    let sent = 0;
-    let falses = 0;
-    const writing = (async () => {
-      while (sent < total) {
-        sentHash.update(block);
-        sent += block.length;
-        if (!socket.write(block)) {
-          falses += 1;
-          await once(socket, 'drain');
-        }
-      }
-    })();
+    const writing = writeHashed(socket, total, randomBytes(256 * 1024));
     for (let i = 0; i < 200 && backend.guests.length === 0; i++) await sleep(10);
     await sleep(500);
-    const sentWhilePaused = sent;
-    expect(falses).toBeGreaterThan(0);
+    const sentWhilePaused = writing.sent;
+    expect(writing.falses).toBeGreaterThan(0);
     expect(sentWhilePaused).toBeLessThan(total);
 
     const guest = backend.guests[0]!;
-    const receivedHash = createHash('sha256');
-    let received = 0;
-    guest.on('data', (chunk: Buffer) => {
-      receivedHash.update(chunk);
-      received += chunk.length;
-    });
+    const reading = readHashed(guest);
     guest.resume();
-    await writing;
-    for (let i = 0; i < 1000 && received < total; i++) await sleep(10);
-    expect(received).toBe(total);
-    expect(receivedHash.digest('hex')).toBe(sentHash.digest('hex'));
+    await writing.done;
+    for (let i = 0; i < 1000 && reading.received < total; i++) await sleep(10);
+    expect(reading.received).toBe(total);
+    expect(reading.digest()).toBe(writing.digest());
     socket.destroy();
   }, 30_000);
 });

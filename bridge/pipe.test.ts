@@ -4,13 +4,14 @@
  * both directions, the idle timeout, and an abrupt close on one side taking down the other.
  */
 
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, connect, type AddressInfo, type Server, type Socket } from 'node:net';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { joinStreams } from './pipe.js';
+import { readHashed, writeHashed } from '../test/hashed-streams.js';
 
 const MiB = 1024 * 1024;
 const servers: Server[] = [];
@@ -82,46 +83,28 @@ describe('joinStreams', () => {
     const { left, right, a, b, join } = await joined();
     right.pause();
     const total = 32 * MiB;
-    const block = randomBytes(256 * 1024);
-    const sentHash = createHash('sha256');
-    let sent = 0;
-    let falses = 0;
-    const writing = (async () => {
-      while (sent < total) {
-        sentHash.update(block);
-        sent += block.length;
-        if (!left.write(block)) {
-          falses += 1;
-          await once(left, 'drain');
-        }
-      }
-      left.end();
-    })();
+    const writing = writeHashed(left, total, randomBytes(256 * 1024), { end: true });
     await sleep(500);
-    const sentWhilePaused = sent;
+    const sentWhilePaused = writing.sent;
     // What the join holds itself: its writable queue towards the paused side and the readable queue it stopped reading.
     const heldByJoin = b.writableLength + a.readableLength;
     console.log(`paused reader: writer stopped after ${(sentWhilePaused / MiB).toFixed(1)} MiB of ${total / MiB}, join holds ${heldByJoin} bytes`);
-    expect(falses).toBeGreaterThan(0);
+    expect(writing.falses).toBeGreaterThan(0);
     expect(sentWhilePaused).toBeLessThan(total);
     expect(a.isPaused()).toBe(true);
     // At most one read chunk (64 KiB) past each high-water mark (16 KiB).
     expect(heldByJoin).toBeLessThanOrEqual(b.writableHighWaterMark + a.readableHighWaterMark + 2 * 64 * 1024);
 
-    const receivedHash = createHash('sha256');
-    let received = 0;
-    right.on('data', (chunk: Buffer) => {
-      receivedHash.update(chunk);
-      received += chunk.length;
-      // A slow reader: stop for a moment after every chunk.
+    // A slow reader: stop for a moment after every chunk.
+    const reading = readHashed(right, () => {
       right.pause();
       setTimeout(() => right.resume(), 0);
     });
     right.resume();
     await once(right, 'end');
-    await writing;
-    expect(received).toBe(total);
-    expect(receivedHash.digest('hex')).toBe(sentHash.digest('hex'));
+    await writing.done;
+    expect(reading.received).toBe(total);
+    expect(reading.digest()).toBe(writing.digest());
     right.end();
     expect((await join.done).end).toBe('ended');
   }, 30_000);

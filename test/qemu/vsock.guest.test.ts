@@ -29,6 +29,7 @@ import {
   listenVsock,
 } from '../../vsock/index.js';
 import { idleCpuMs } from './idle-cpu.js';
+import { readHashed, writeHashed } from '../hashed-streams.js';
 
 function guestHasVsockLoopback(): boolean {
   try {
@@ -203,46 +204,27 @@ describe.skipIf(!IN_GUEST)('vsock binding in the QEMU guest', () => {
     reader.pause();
 
     const total = 64 * MiB;
-    const block = randomBytes(MiB);
-    const sentHash = createHash('sha256');
-    let falses = 0;
-    let sent = 0;
     const rssBefore = process.memoryUsage().rss;
-    const writing = (async () => {
-      while (sent < total) {
-        sentHash.update(block);
-        sent += block.length;
-        if (!client.write(block)) {
-          falses += 1;
-          await once(client, 'drain');
-        }
-      }
-      client.end();
-    })();
+    const writing = writeHashed(client, total, randomBytes(MiB), { end: true });
     client.resume(); // the reader's FIN must be read for the client to close
 
     await sleep(1000);
-    const sentWhilePaused = sent;
+    const sentWhilePaused = writing.sent;
     const rssGrowthMiB = (process.memoryUsage().rss - rssBefore) / MiB;
     console.log(
       `backpressure: paused reader, writer stopped after ${sentWhilePaused / MiB} MiB, ` +
-        `write() returned false ${falses} times, RSS growth ${rssGrowthMiB.toFixed(1)} MiB`,
+        `write() returned false ${writing.falses} times, RSS growth ${rssGrowthMiB.toFixed(1)} MiB`,
     );
-    expect(falses).toBeGreaterThan(0);
+    expect(writing.falses).toBeGreaterThan(0);
     expect(sentWhilePaused).toBeLessThan(total);
     expect(rssGrowthMiB).toBeLessThan(32);
 
-    const receivedHash = createHash('sha256');
-    let received = 0;
-    reader.on('data', (chunk: Buffer) => {
-      receivedHash.update(chunk);
-      received += chunk.length;
-    });
+    const reading = readHashed(reader);
     reader.resume();
     await once(reader, 'end');
-    await writing;
-    expect(received).toBe(total);
-    expect(receivedHash.digest('hex')).toBe(sentHash.digest('hex'));
+    await writing.done;
+    expect(reading.received).toBe(total);
+    expect(reading.digest()).toBe(writing.digest());
     await Promise.all([closed(client), closed(reader)]);
   }, 60_000);
 

@@ -105,7 +105,7 @@ export function createProcessGroup({ name, watchdogMs, layout }) {
     const child = track(fork(ROLE_SCRIPT, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv }));
     if (layout !== null) pin(child.pid, layout.servers);
     return new Promise((resolve, reject) => {
-      child.once('message', (message) => resolve({ child, pid: child.pid, cpuMs: () => ipcCpuMs(child), ...message }));
+      child.once('message', (message) => resolve({ child, pid: child.pid, cpuMs: async () => (await ask(child, 'cpu')).cpuMs, nsmCpuMs: async () => (await ask(child, 'nsm-cost')).nsmCpuMs, ...message }));
       child.once('exit', (code) => reject(new Error(`${role} exited with ${code}`)));
     });
   }
@@ -149,9 +149,10 @@ export function createProcessGroup({ name, watchdogMs, layout }) {
   return { forkRole, spawnServer, track, stopAll };
 }
 
-function ipcCpuMs(child) {
+/** One question to a forked role ('cpu', or 'nsm-cost' for the agent) and its answer. */
+function ask(child, question) {
   return new Promise((resolve) => {
-    child.once('message', (message) => resolve(message.cpuMs));
-    child.send('cpu');
+    child.once('message', (message) => resolve(message));
+    child.send(question);
   });
 }

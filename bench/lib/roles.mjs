@@ -26,8 +26,11 @@ export const MAX_ECHO_BYTES = 1_048_576;
 /** This file, for fork(). */
 export const ROLE_SCRIPT = fileURLToPath(import.meta.url);
 
-/** Child processes: answer the parent's questions over IPC and die with it. */
-function serveRole(address, extra = {}) {
+/**
+ * Child processes: answer the parent's questions over IPC and die with it. `nsmCost` (the agent) answers
+ * 'nsm-cost': the mock NSM's CPU per request, measured apart.
+ */
+function serveRole(address, extra = {}, nsmCost = async () => undefined) {
   process.on('disconnect', () => process.exit(0));
   process.on('message', (message) => {
     // A normal exit, so that --cpu-prof writes its profile.
@@ -36,6 +39,7 @@ function serveRole(address, extra = {}) {
       const usage = process.cpuUsage();
       process.send({ cpuMs: (usage.user + usage.system) / 1000 });
     }
+    if (message === 'nsm-cost') void nsmCost().then((nsmCpuMs) => process.send({ nsmCpuMs }));
   });
   process.send({ address, ...extra });
 }
@@ -195,15 +199,48 @@ async function runBufferedProxy({ upstream: upstreamText }) {
   serveRole(await listen(server));
 }
 
-/** The real agent (startAgent, mock NSM, fresh mock PKI) in front of the app; reports the mock root. */
+/**
+ * The mock NSM, with a way to measure what it costs apart from the agent: the transport keeps the last
+ * request it was given, and `cpuMsPerRequest()` replays that request NSM_COST_REPLAYS times in a loop and
+ * returns the CPU per call (the mock answers within the call: CBOR, and for an attestation the document
+ * and its ES384 signature). The agent's CPU per handshake minus this is the agent's own share; on hardware
+ * the NSM does that work outside the agent's process. (Timing each call in place instead cost more than a
+ * tenth of a handshake itself: process.cpuUsage() twice per call.)
+ */
+const NSM_COST_REPLAYS = 200;
+
+function measuredMockNsm(createNsm, transport) {
+  let last = null;
+  const kept = {
+    kind: transport.kind,
+    request(bytes) {
+      last = bytes;
+      return transport.request(bytes);
+    },
+    close: () => transport.close(),
+  };
+  async function cpuMsPerRequest() {
+    if (last === null) return undefined;
+    const before = process.cpuUsage();
+    for (let i = 0; i < NSM_COST_REPLAYS; i++) await transport.request(last);
+    const spent = process.cpuUsage(before);
+    return (spent.user + spent.system) / 1000 / NSM_COST_REPLAYS;
+  }
+  return { nsm: createNsm(kept), cpuMsPerRequest };
+}
+
+/**
+ * The real agent (startAgent, mock NSM, fresh mock PKI) in front of the app; reports the mock root, and
+ * on request the mock NSM's CPU per call, measured apart (measuredMockNsm).
+ */
 async function runAgent({ upstream, suite }) {
   const { pino } = await import('pino');
   const { startAgent } = await import('../../dist/agent/agent.js');
   const { parseManifest } = await import('../../dist/agent/manifest.js');
   const { DEMO_MANIFEST_JSON } = await import('../../dist/agent/demo/manifest.js');
-  const { createMockPki, openMockNsm } = await import('../../dist/nsm/index.js');
+  const { createMockPki, createMockTransport, createNsm } = await import('../../dist/nsm/index.js');
   const pki = createMockPki();
-  const nsm = openMockNsm({ pki, logger: { warn() {} } });
+  const { nsm, cpuMsPerRequest } = measuredMockNsm(createNsm, createMockTransport({ pki, logger: { warn() {} } }));
   const agent = await startAgent({
     config: {
       listen: { host: '127.0.0.1', port: 0 },
@@ -227,7 +264,7 @@ async function runAgent({ upstream, suite }) {
     manifest: parseManifest(new TextEncoder().encode(DEMO_MANIFEST_JSON), 'demo manifest'),
     logger: pino({ level: 'silent' }),
   });
-  serveRole(agent.addresses.public, { rootDer: Buffer.from(pki.root.der).toString('base64') });
+  serveRole(agent.addresses.public, { rootDer: Buffer.from(pki.root.der).toString('base64') }, cpuMsPerRequest);
 }
 
 /** Becomes the role: app, proxy or buffered-proxy (options.upstream), or agent (options.upstream, options.suite). */

@@ -9,7 +9,7 @@ export { createSteveServer, CONFIRM_PATH, REQUEST_PATH, SESSION_PATH, DEFAULT_MA
 export { nodeAesGcm, sealParts, type SealedParts } from './aead-node.js';
 export { nodeX25519Exchange, x25519PrivateKey, x25519PublicBytes, x25519SharedSecret } from './x25519-node.js';
 export { nodeXwingExchange } from './xwing-node.js';
-export { nodeDeriveSessionKeys, nodeHkdfSha256 } from './kdf-node.js';
+export { nodeDeriveSessionKeys, nodeHkdfSha256, nodeTranscriptHash } from './kdf-node.js';
 export { nodeRandomBytes } from './secret-bytes.js';
 export { REPLY_FOR_CODE, SERVER_REPLIES, sendReply, type Reply } from './replies.js';
 export { DEFAULT_MAX_PENDING_SESSIONS, DEFAULT_MAX_SESSIONS, MAX_IN_FLIGHT_PER_SESSION, PENDING_TTL_SECONDS, SESSION_LIFETIME_MS, createSessionTable, type Session, type SessionTable } from './session-table.js';

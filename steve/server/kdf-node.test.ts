@@ -11,8 +11,8 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { code } from '../../test/steve-codes.js';
 import { hex, hkdfVectors, readVector, unhex } from '../../test/vectors/steve/vectors.js';
-import { deriveSessionKeys, wipeSessionKeys, type SessionKeys } from '../protocol/index.js';
-import { nodeDeriveSessionKeys, nodeHkdfSha256 } from './kdf-node.js';
+import { deriveSessionKeys, transcriptHash, wipeSessionKeys, type SessionKeys } from '../protocol/index.js';
+import { nodeDeriveSessionKeys, nodeHkdfSha256, nodeTranscriptHash } from './kdf-node.js';
 
 const filled = (length: number, byte: number): Uint8Array => new Uint8Array(length).fill(byte);
 const NAMES = ['c2sKey', 's2cKey', 'c2sIv', 's2cIv', 'binder'] as const;
@@ -102,5 +102,33 @@ describe('nodeHkdfSha256 (RFC 5869)', () => {
     expect(hex(nodeHkdfSha256(ikm, filled(0, 0), filled(3, 1), 255 * 32))).toBe(hex(new Uint8Array(hkdfSync('sha256', ikm, new Uint8Array(0), filled(3, 1), 255 * 32))));
     for (const length of [0, -1, 1.5, 255 * 32 + 1, Number.NaN]) expect(code(() => nodeHkdfSha256(ikm, filled(0, 0), filled(0, 0), length)), String(length)).toBe('STEVE_BAD_ARGUMENT');
     expect(code(() => nodeHkdfSha256('ikm' as never, filled(0, 0), filled(0, 0), 32))).toBe('STEVE_BAD_ARGUMENT');
+  });
+});
+
+describe('nodeTranscriptHash (§4)', () => {
+  it('equals the protocol\'s noble transcript hash for both suites (fast-check, fixed seed)', () => {
+    const sizes = { X25519: [32, 32], 'XWING-DRAFT10': [1216, 1120] } as const;
+    for (const suite of ['X25519', 'XWING-DRAFT10'] as const) {
+      const [clientBytes, serverBytes] = sizes[suite];
+      fc.assert(
+        fc.property(
+          fc.uint8Array({ minLength: 32, maxLength: 32 }),
+          fc.uint8Array({ minLength: clientBytes, maxLength: clientBytes }),
+          fc.uint8Array({ minLength: serverBytes, maxLength: serverBytes }),
+          fc.uint8Array({ minLength: 16, maxLength: 16 }),
+          fc.uint8Array({ minLength: 32, maxLength: 32 }),
+          (clientNonce, clientKeyMaterial, serverKeyMaterial, sessionId, contextHash) => {
+            const input = { suite, clientNonce, clientKeyMaterial, serverKeyMaterial, sessionId, contextHash };
+            expect(hex(nodeTranscriptHash(input))).toBe(hex(transcriptHash(input)));
+          },
+        ),
+        { seed: 4, numRuns: 50 },
+      );
+    }
+  });
+
+  it('refuses a wrong length as the protocol does', () => {
+    const input = { suite: 'X25519' as const, clientNonce: new Uint8Array(32), clientKeyMaterial: new Uint8Array(31), serverKeyMaterial: new Uint8Array(32), sessionId: new Uint8Array(16), contextHash: new Uint8Array(32) };
+    expect(code(() => nodeTranscriptHash(input))).toBe('STEVE_KEY');
   });
 });

@@ -57,7 +57,6 @@ import {
   STREAM_EXTENSION,
   STREAM_MEDIA_TYPE,
   STREAM_PATH,
-  transcriptHash,
   wipeSessionKeys,
   type KeyExchange,
   type SessionKeys,
@@ -66,7 +65,7 @@ import {
 import { SteveError } from '../errors.js';
 import { nodeAesGcm, sealParts } from './aead-node.js';
 import { createMemoryBudget, readBody } from './body.js';
-import { nodeDeriveSessionKeys } from './kdf-node.js';
+import { nodeDeriveSessionKeys, nodeTranscriptHash } from './kdf-node.js';
 import { V1_CREATE_PATH, createLegacyV1, type LegacyV1 } from './legacy-v1.js';
 import { ReplyError, SERVER_REPLIES, replyFor, sendReply } from './replies.js';
 import { nodeRandomBytes } from './secret-bytes.js';
@@ -253,7 +252,7 @@ export function createSteveServer(options: SteveServerOptions): SteveServer {
         while (table.has(sessionId)) sessionId = random(SESSION_ID_BYTES);
         sessionId = Uint8Array.from(sessionId);
         const { serverMaterial, sharedSecret } = exchange.serverRespond(request.clientKeyMaterial, random);
-        const hash = transcriptHash({
+        const hash = nodeTranscriptHash({
           suite,
           clientNonce: request.clientNonce,
           clientKeyMaterial: request.clientKeyMaterial,

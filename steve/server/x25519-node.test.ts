@@ -11,6 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { code } from '../../test/steve-codes.js';
 import { fixedRandom, hex, unhex, x25519Vectors } from '../../test/vectors/steve/vectors.js';
 import { x25519Exchange } from '../protocol/index.js';
+import { nodeRandomBytes } from './secret-bytes.js';
 import { nodeX25519Exchange, x25519PrivateKey, x25519PublicBytes, x25519SharedSecret } from './x25519-node.js';
 
 const random = (length: number): Uint8Array => new Uint8Array(randomBytes(length));
@@ -65,6 +66,19 @@ describe('nodeX25519Exchange (RFC 7748)', () => {
       }),
       { seed: 7748, numRuns: 100 },
     );
+  });
+
+  it('with the system generator, a key made inside OpenSSL: fresh each time, and the noble client agrees', () => {
+    const seen = new Set<string>();
+    for (let i = 0; i < 20; i++) {
+      const client = x25519Exchange.generateClientKeyPair(random);
+      const server = nodeX25519Exchange.serverRespond(client.material, nodeRandomBytes);
+      expect(server.serverMaterial.length).toBe(32);
+      expect(hex(x25519Exchange.clientFinish(client.secret, server.serverMaterial))).toBe(hex(server.sharedSecret));
+      seen.add(hex(server.serverMaterial));
+    }
+    expect(seen.size).toBe(20);
+    for (const u of [new Uint8Array(32), Uint8Array.of(1, ...new Uint8Array(31))]) expect(code(() => nodeX25519Exchange.serverRespond(u, nodeRandomBytes))).toBe('STEVE_KEY');
   });
 
   it('masks the most significant bit of a peer key as noble does (RFC 7748 §5)', () => {

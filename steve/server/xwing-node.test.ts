@@ -11,6 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { code } from '../../test/steve-codes.js';
 import { fixedRandom, hex, unhex, xwingVectors } from '../../test/vectors/steve/vectors.js';
 import { xwingExchange } from '../protocol/index.js';
+import { nodeRandomBytes } from './secret-bytes.js';
 import { nodeXwingExchange } from './xwing-node.js';
 
 const random = (length: number): Uint8Array => new Uint8Array(randomBytes(length));
@@ -35,6 +36,15 @@ describe('nodeXwingExchange (X-Wing draft-10)', () => {
       }),
       { seed: 10, numRuns: 30 },
     );
+  });
+
+  it('with the system generator (X25519 half made inside OpenSSL), the noble client agrees', () => {
+    for (let i = 0; i < 5; i++) {
+      const client = xwingExchange.generateClientKeyPair(random);
+      const server = nodeXwingExchange.serverRespond(client.material, nodeRandomBytes);
+      expect(server.serverMaterial).toHaveLength(nodeXwingExchange.serverMaterialBytes);
+      expect(hex(xwingExchange.clientFinish(client.secret, server.serverMaterial))).toBe(hex(server.sharedSecret));
+    }
   });
 
   it('the shared secret has an ArrayBuffer of its own; the drawn eseed is zeroed', () => {

@@ -23,8 +23,8 @@ import { sha3_256 } from '@noble/hashes/sha3.js';
 import { ml_kem768 } from '@noble/post-quantum/ml-kem.js';
 import { CLIENT_KEY_MATERIAL_BYTES, SERVER_KEY_MATERIAL_BYTES, SHARED_SECRET_BYTES, xwingExchange, type KeyExchange, type RandomBytes, type ServerResponse } from '../protocol/index.js';
 import { SteveError } from '../errors.js';
-import { drawSecret } from './secret-bytes.js';
-import { x25519PrivateKey, x25519PublicBytes, x25519SharedSecret } from './x25519-node.js';
+import { drawSecret, nodeRandomBytes } from './secret-bytes.js';
+import { ephemeralPrivateKey, x25519PrivateKey, x25519PublicBytes, x25519SharedSecret } from './x25519-node.js';
 
 /** draft-10 §"Combiner": XWingLabel = "\.//^\" (6 bytes). */
 const LABEL = Buffer.from('5c2e2f2f5e5c', 'hex');
@@ -34,6 +34,7 @@ const ML_KEM_CIPHERTEXT_BYTES = 1088;
 const X25519_BYTES = 32;
 /** draft-10 EncapsulateDerand: eseed[0:32] is ML-KEM's m, eseed[32:64] the X25519 ephemeral key. */
 const ESEED_BYTES = 64;
+const ML_KEM_SEED_BYTES = 32;
 const COMBINER_INPUT_BYTES = SHARED_SECRET_BYTES + X25519_BYTES + X25519_BYTES + X25519_BYTES + LABEL.length;
 
 function mlKemEncapsulate(publicKey: Uint8Array, m: Uint8Array): { cipherText: Uint8Array; sharedSecret: Uint8Array } {
@@ -59,14 +60,17 @@ export const nodeXwingExchange: KeyExchange = Object.freeze({
     }
     const publicM = clientMaterial.subarray(0, ML_KEM_PUBLIC_BYTES);
     const publicX = clientMaterial.subarray(ML_KEM_PUBLIC_BYTES);
-    const eseed = drawSecret(random, ESEED_BYTES);
+    // With the system's generator the X25519 half of eseed is generated inside OpenSSL
+    // (x25519-node.ts `ephemeralPrivateKey`): only ML-KEM's m is drawn.
+    const system = random === nodeRandomBytes;
+    const eseed = drawSecret(random, system ? ML_KEM_SEED_BYTES : ESEED_BYTES);
     let sharedM: Uint8Array | undefined;
     let sharedX: Uint8Array | undefined;
     const input = new Uint8Array(new ArrayBuffer(COMBINER_INPUT_BYTES));
     try {
-      const encapsulated = mlKemEncapsulate(publicM, eseed.subarray(0, 32));
+      const encapsulated = mlKemEncapsulate(publicM, eseed.subarray(0, ML_KEM_SEED_BYTES));
       sharedM = encapsulated.sharedSecret;
-      const key = x25519PrivateKey(eseed.subarray(32));
+      const key = system ? ephemeralPrivateKey(random) : x25519PrivateKey(eseed.subarray(ML_KEM_SEED_BYTES));
       const cipherX = x25519PublicBytes(key);
       // STEVE_KEY when pk_X is a low-order point (all-zero output).
       sharedX = x25519SharedSecret(key, publicX);

@@ -13,6 +13,7 @@
 
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { once } from 'node:events';
+import type { Duplex } from 'node:stream';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { request as upstreamRequest } from 'undici';
 import type { Nsm } from '../nsm/index.js';
@@ -49,6 +50,8 @@ export interface AgentOptions {
   logger: Logger;
   /** Tests only: the STEVE server's clock, randomness, app deadline and v1 cache limits. */
   steve?: Pick<SteveServerOptions, 'now' | 'random' | 'upstreamTimeoutMs' | 'legacyV1Limits'>;
+  /** Tests only: the HTTP servers' deadline for a whole request and how often Node checks it (REQUEST_DEADLINE). */
+  requestDeadline?: { timeoutMs: number; checkEveryMs: number };
 }
 
 export interface RunningAgent {
@@ -82,6 +85,39 @@ function identityKey(): { privateKey: KeyObject; verifyingKey: Uint8Array } {
  * restarts tell an outsider how the enclave is built and how it fails; they are on the internal listener.
  */
 const PUBLIC_HEALTH = Object.freeze({ status: 'ok' });
+
+/**
+ * Ours: a request's headers must arrive within 10 s and the whole request within 120 s (Node checks every
+ * 30 s); bodies also have deadlines of their own per route. A STEVE stream's upload is the exception
+ * (onClientError).
+ */
+const HEADERS_TIMEOUT_MS = 10_000;
+const REQUEST_DEADLINE = { timeoutMs: 120_000, checkEveryMs: 30_000 };
+
+/** What Node answers a broken or overdue request with when nothing listens for 'clientError' (Node 20's _http_server). */
+const CLIENT_ERROR_RESPONSES: Record<string, string> = {
+  HPE_HEADER_OVERFLOW: 'HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n\r\n',
+  HPE_CHUNK_EXTENSIONS_OVERFLOW: 'HTTP/1.1 413 Payload Too Large\r\nConnection: close\r\n\r\n',
+  ERR_HTTP_REQUEST_TIMEOUT: 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n',
+};
+const BAD_REQUEST_RESPONSE = 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n';
+
+/**
+ * The servers' 'clientError': Node's own answer (above; then the socket is closed), except when the
+ * request deadline passes on a socket that carries an open STEVE stream. Such an upload goes on for as long
+ * as the client sends records, in constant memory, and the stream's idle timeout (stream.md §5) ends it
+ * when nothing moves; the deadline would cut every upload longer than two minutes. Node checks a request
+ * against the deadline once, so the stream is not asked again.
+ */
+function onClientError(carriesStream: (socket: unknown) => boolean): (err: Error & { code?: string }, socket: Duplex) => void {
+  return (err, socket) => {
+    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT' && carriesStream(socket)) return;
+    // As Node decides: answer only while no response head of ours has gone out on the socket.
+    const answering = (socket as Duplex & { _httpMessage?: { _headerSent?: boolean } })._httpMessage;
+    if (socket.writable && answering?._headerSent !== true) socket.write(CLIENT_ERROR_RESPONSES[err.code ?? ''] ?? BAD_REQUEST_RESPONSE);
+    socket.destroy(err);
+  };
+}
 
 async function listen(server: Server, address: HostPort): Promise<string> {
   server.listen(address.port, address.host);
@@ -265,9 +301,11 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   /** Responses not yet finished; during shutdown they are told to close their connection. */
   const inFlight = new Set<ServerResponse>();
   let draining = false;
-  const publicServer = createServer(handler(false));
-  const attestationServer = config.attestationListen === null ? null : createServer(handler(true));
-  const internalServer = createServer((req, res) => {
+  const deadline = options.requestDeadline ?? REQUEST_DEADLINE;
+  const serverOptions = { headersTimeout: Math.min(HEADERS_TIMEOUT_MS, deadline.timeoutMs), requestTimeout: deadline.timeoutMs, connectionsCheckingInterval: deadline.checkEveryMs };
+  const publicServer = createServer(serverOptions, handler(false));
+  const attestationServer = config.attestationListen === null ? null : createServer(serverOptions, handler(true));
+  const internalServer = createServer(serverOptions, (req, res) => {
     if (req.url === '/metrics' && req.method === 'GET') {
       res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4', 'cache-control': 'no-store' });
       res.end(metrics.render());
@@ -278,11 +316,8 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     } else sendJson(res, 404, { error: 'not_found' });
   });
   const servers = [publicServer, attestationServer, internalServer].filter((s): s is Server => s !== null);
-  for (const server of servers) {
-    // Headers must arrive promptly; bodies have their own deadlines per route.
-    server.headersTimeout = 10_000;
-    server.requestTimeout = 120_000;
-  }
+  const clientError = onClientError((socket) => steve.carriesStream(socket));
+  for (const server of servers) server.on('clientError', clientError);
 
   const addresses = {
     public: await listen(publicServer, config.listen),

@@ -156,6 +156,12 @@ export interface SteveServer {
   readonly bufferedBytes: number;
   /** Streams open now (/e2p/v2/stream). */
   readonly openStreams: number;
+  /**
+   * Whether `socket` carries an open stream: its upload arrives for as long as the client sends records,
+   * so the HTTP server's deadline for a whole request must not end it (stream.md §5: the stream's idle
+   * timeout does).
+   */
+  carriesStream(socket: unknown): boolean;
   close(): Promise<void>;
 }
 
@@ -513,6 +519,9 @@ export function createSteveServer(options: SteveServerOptions): SteveServer {
     },
     get openStreams() {
       return streams.open;
+    },
+    carriesStream(socket) {
+      return streams.carries(socket);
     },
     async close() {
       clearInterval(sweeper);

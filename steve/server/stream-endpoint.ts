@@ -114,6 +114,8 @@ export interface StreamEndpoint {
   run(req: IncomingMessage, res: ServerResponse, headers: Record<string, string>): Promise<number>;
   /** Streams open now. */
   readonly open: number;
+  /** Whether `socket` carries an open stream (its upload may outlast the server's request deadline). */
+  carries(socket: unknown): boolean;
   /** Ends every open stream (the server is closing; its session keys are about to be wiped). */
   closeAll(): void;
 }
@@ -236,6 +238,8 @@ export function createStreamEndpoint(options: StreamEndpointOptions): StreamEndp
   const openStreams = new Set<() => void>();
   /** Bytes the open streams have taken from the budget. */
   let reserved = 0;
+  /** The sockets of the open streams (an HTTP/1.1 socket carries one request at a time). */
+  const sockets = new WeakSet<object>();
 
   async function run(req: IncomingMessage, res: ServerResponse, headers: Record<string, string>): Promise<number> {
     const source = createChunkSource(req);
@@ -285,12 +289,14 @@ export function createStreamEndpoint(options: StreamEndpointOptions): StreamEndp
         res.destroy();
       };
       openStreams.add(stop);
+      sockets.add(req.socket);
 
       function release(): void {
         if (released) return;
         released = true;
         clearTimeout(idle);
         openStreams.delete(stop);
+        sockets.delete(req.socket);
         source.cancel(STREAM_OVER);
         source.detach();
         budget.give(STREAM_RESERVATION_BYTES);
@@ -508,6 +514,9 @@ export function createStreamEndpoint(options: StreamEndpointOptions): StreamEndp
     run,
     get open() {
       return openStreams.size;
+    },
+    carries(socket) {
+      return typeof socket === 'object' && socket !== null && sockets.has(socket);
     },
     closeAll() {
       for (const stop of [...openStreams]) stop();

@@ -185,7 +185,9 @@ export function mockPki(): MockPki {
 }
 
 export async function startStack(
-  options: { suite?: Suite; upstream: string; config?: Partial<AgentOptions['config']>; logger?: Logger; nsm?: Nsm; steve?: AgentOptions['steve'] } = { upstream: 'http://127.0.0.1:9/' },
+  options: { suite?: Suite; upstream: string; config?: Partial<AgentOptions['config']>; logger?: Logger; nsm?: Nsm; steve?: AgentOptions['steve']; requestDeadline?: AgentOptions['requestDeadline'] } = {
+    upstream: 'http://127.0.0.1:9/',
+  },
 ): Promise<Stack> {
   const pki = mockPki();
   const nsm = options.nsm ?? openMockNsm({ pki, logger: silentLogger });
@@ -197,6 +199,7 @@ export async function startStack(
     manifest: parseManifest(utf8(DEMO_MANIFEST_JSON), 'demo'),
     logger: options.logger ?? pino({ level: 'silent' }),
     steve: { now: () => Date.now() + clock.offsetMs, ...options.steve },
+    ...(options.requestDeadline !== undefined ? { requestDeadline: options.requestDeadline } : {}),
   });
   return {
     agent,

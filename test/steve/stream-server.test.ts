@@ -19,13 +19,14 @@ import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FRAME_KIND, MAX_STREAMS_PER_SESSION, decodeSessionResponse } from '../../steve/index.js';
 import { STREAM_RESERVATION_BYTES } from '../../steve/server/stream-endpoint.js';
-import { establish, openResponse, pattern, postCbor, sealRequest, sessionRequest, deriveClientSession, startStack, text, utf8, type ClientSession, type Stack } from './harness.js';
+import { establish, openResponse, pattern, postCbor, rawExchange, sealRequest, sessionRequest, deriveClientSession, startStack, text, utf8, type ClientSession, type Stack } from './harness.js';
 import {
   createFeed,
   dataText,
   flipped,
   postStream,
   readStream,
+  sleep,
   startStreamApp,
   streamOnce,
   streamRequest,
@@ -150,6 +151,56 @@ describe('the exchange', () => {
     const reply = await readStream(session, sequence, await pending);
     expect(JSON.parse(dataText(reply).join('')).bytes).toBe(30_000);
     expect(hitFor('/sink', before)()!.outcome).toBe('complete');
+  });
+});
+
+describe("the HTTP server's deadline for a whole request", () => {
+  // 600 ms here (120 s shipped), checked every 100 ms (30 s shipped).
+  const DEADLINE = { timeoutMs: 600, checkEveryMs: 100 };
+
+  it('does not cut a stream upload that outlasts it: every record reaches the app', async () => {
+    const short = await startStack({ upstream: app.url, requestDeadline: DEADLINE });
+    try {
+      const session = await establish(short);
+      const before = app.hits.length;
+      const chunks = Array.from({ length: 8 }, (_, i) => pattern(5000, i + 1));
+      const { sequence, preamble, records } = streamRequest(session, { method: 'POST', path: '/sink', headers: {} }, chunks);
+      const feed = createFeed();
+      feed.push(preamble, records[0]!);
+      const pending = postStream(session.base, feed.body);
+      // Eight DATA records 250 ms apart: two seconds, more than three deadlines.
+      for (const record of records.slice(1, -1)) {
+        await sleep(250);
+        feed.push(record);
+      }
+      feed.push(records.at(-1)!);
+      feed.end();
+      const reply = await readStream(session, sequence, await pending);
+      expect(reply.status).toBe(200);
+      expect(JSON.parse(dataText(reply).join('')).bytes).toBe(40_000);
+      expect(hitFor('/sink', before)()!.outcome).toBe('complete');
+    } finally {
+      await short.stop();
+    }
+  });
+
+  it('still ends any other request that outlasts it: 408 and the connection closed', async () => {
+    const short = await startStack({ upstream: app.url, requestDeadline: DEADLINE });
+    try {
+      const started = Date.now();
+      // A stream whose preamble never completes is no open stream yet: Node's deadline answers first.
+      const answer = await rawExchange(short.agent.addresses.public, 'POST /e2p/v2/stream HTTP/1.1\r\nhost: x\r\ncontent-type: application/steve-stream\r\ntransfer-encoding: chunked\r\n\r\n', (write) => {
+        write('5\r\nSTEVE\r\n');
+      });
+      expect(answer.status).toBe(408);
+      expect(answer.raw).toContain('Connection: close');
+      expect(Date.now() - started).toBeLessThan(5000);
+      // Malformed bytes keep Node's own answer, 400.
+      const malformed = await rawExchange(short.agent.addresses.public, 'GET / HTTP/1.1\r\nbad header line\r\n\r\n');
+      expect(malformed.status).toBe(400);
+    } finally {
+      await short.stop();
+    }
   });
 });
 

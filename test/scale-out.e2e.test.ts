@@ -8,7 +8,8 @@
  * - the README's nginx.conf is the one rendered here (one source for both);
  * - every request of a client (session, confirmation, requests, streams), over several TCP connections,
  *   goes to one agent (nginx's access log: $remote_addr, $connection and $upstream_addr), and both agents
- *   get clients;
+ *   get clients; hashed per connection instead ($remote_addr$remote_port), one client's requests are
+ *   split over both agents and refused (401) there, which is why the recipe hashes on the address;
  * - the Node client works through nginx: requests, and a stream whose first record arrives while the app
  *   is still producing the answer (nginx does not buffer it);
  * - one agent restarts (its sessions are gone, it answers 401 session_invalid): each of its clients'
@@ -34,7 +35,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDemoApp } from '../agent/demo/app.js';
 import { certificateToPem } from '../nsm/encoding.js';
 import { createMockPki, defaultMockPcrs, nodeP384Verifier, type MockPki } from '../nsm/index.js';
-import { createSteveClient, type SteveClient } from '../steve/client/index.js';
+import { createSteveClient, SteveClientError, type SteveClient } from '../steve/client/index.js';
 import { scaleOutNginxConfig, startScaleOutNginx, type ScaleOutNginx } from '../bench/lib/scale-out-nginx.mjs';
 import { chromiumAvailable, launchChromium } from './browser/chromium.js';
 import { startTestAgent, type TestAgent } from './steve-client-agent.js';
@@ -224,6 +225,43 @@ describe.skipIf(NGINX === undefined)('scale-out: nginx in front of two agents', 
       for (const connection of used) connections.add(connection);
     }
     expect(new Set(agentOf.values())).toEqual(new Set(agentAddresses));
+  }, 30_000);
+
+  it('why not per connection: hashed on $remote_addr$remote_port, one client with a new connection per request is split over both agents and refused', async () => {
+    const splitLog = join(work, 'per-connection.log');
+    const split = await startScaleOutNginx({ command: NGINX!, dir: join(work, 'per-connection'), port: await freePort(), agents: agentAddresses, accessLog: splitLog, hashKey: '$remote_addr$remote_port' });
+    // What a browser or a pool does over time: each request on a connection of its own.
+    const dispatchers: UndiciAgent[] = [];
+    const client = createSteveClient({
+      origin: `http://127.0.0.1:${split.port}`,
+      keyExchange: 'X25519',
+      pcrPolicy: [{ name: profile.name, pcrs: profile.pcrs }],
+      root: pki.root.der,
+      verifier: nodeP384Verifier,
+      fetch: (input, init) => {
+        const dispatcher = new UndiciAgent({ localAddress: '127.0.0.200' });
+        dispatchers.push(dispatcher);
+        return undiciFetch(input, { ...(init as object), dispatcher }) as unknown as Promise<Response>;
+      },
+    });
+    try {
+      // Each ends in an answer or a coded failure (a confirmation that reached the other agent fails the establishment).
+      for (let i = 0; i < 12; i++) {
+        await client.request('/api/echo', { method: 'POST', body: new TextEncoder().encode(`split ${i}`), stream: false }).then(
+          (response) => response.arrayBuffer(),
+          (error: unknown) => expect(error).toBeInstanceOf(SteveClientError),
+        );
+      }
+      const lines = readFileSync(splitLog, 'utf8').split('\n').filter((line) => line !== '');
+      const upstreams = new Set(lines.map((line) => line.split(' ')[5]));
+      const refused = lines.filter((line) => line.split(' ')[4] === '401').length;
+      expect(upstreams, 'one client at both agents').toEqual(new Set(agentAddresses));
+      expect(refused, 'requests and confirmations refused as for an unknown session').toBeGreaterThan(0);
+    } finally {
+      client.close();
+      for (const dispatcher of dispatchers) await dispatcher.close().catch(() => undefined);
+      await split.stop();
+    }
   }, 30_000);
 
   it('streams through nginx unbuffered: the first record arrives before the app has finished', async () => {

@@ -11,6 +11,7 @@ export interface ScaleOutNginxOptions {
   accessLog?: string | null;
   local?: { prefix: string } | null;
   workerProcesses?: number | 'auto';
+  hashKey?: string;
 }
 
 export declare function scaleOutNginxConfig(options: ScaleOutNginxOptions): string;
@@ -31,5 +32,6 @@ export declare function startScaleOutNginx(options: {
   agents: string[];
   accessLog?: string | null;
   workerProcesses?: number | 'auto';
+  hashKey?: string;
   spawnServer?: (command: string, args: string[]) => { child: ChildProcess; pid: number | undefined; output(): string };
 }): Promise<ScaleOutNginx>;

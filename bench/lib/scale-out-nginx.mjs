@@ -4,9 +4,9 @@
  * docs give is the recipe that is tested. `scaleOutNginxConfig` renders it; `startScaleOutNginx` runs
  * Debian's nginx on it in a temporary directory.
  *
- * It must not: listen beyond what it is given (the tests and the benchmark give 127.0.0.1), use the
+ * It must not: listen beyond what it is given (the tests and the benchmark give 127.0.0.1), or use the
  * package's own config, service, pid file or state directories (a local run gets -p, -c and -e, its pid
- * file and temporary paths in the directory), or hash on anything but the client's address (below).
+ * file and temporary paths in the directory).
  */
 
 import { spawn } from 'node:child_process';
@@ -29,8 +29,10 @@ export const STREAM_PROXY_TIMEOUT_SECONDS = 90;
  * ({ certPath, keyPath }) terminates TLS and offers HTTP/2, null serves plain HTTP; `accessLog` is a path
  * or null (off); `local` ({ prefix }) runs one foreground process with its pid file and temporary paths
  * under `prefix` (tests, benchmarks), null leaves those to the package's defaults (a deployment).
+ * `hashKey` is the recipe's `$remote_addr`; the test gives `$remote_addr$remote_port` once, to show what
+ * hashing per connection does to a session.
  */
-export function scaleOutNginxConfig({ listen, agents, tls = null, accessLog = null, local = null, workerProcesses = 'auto' }) {
+export function scaleOutNginxConfig({ listen, agents, tls = null, accessLog = null, local = null, workerProcesses = 'auto', hashKey = '$remote_addr' }) {
   if (!Array.isArray(agents) || agents.length === 0) throw new Error('"agents" expected at least one host:port');
   const lines = [];
   const add = (indent, text) => lines.push(`${'  '.repeat(indent)}${text}`);
@@ -57,7 +59,7 @@ export function scaleOutNginxConfig({ listen, agents, tls = null, accessLog = nu
   add(2, '# A STEVE session lives in one agent\'s memory and spans many requests and TCP connections:');
   add(2, '# one client address, one agent. `consistent` (ketama) moves only about 1/N of the clients');
   add(2, '# when an agent is added or removed.');
-  add(2, 'hash $remote_addr consistent;');
+  add(2, `hash ${hashKey} consistent;`);
   for (const agent of agents) add(2, `server ${agent};`);
   add(2, 'keepalive 64;');
   add(1, '}');
@@ -117,11 +119,11 @@ async function waitForPort(port, child, output) {
  * (bench/lib/processes.mjs's; the default spawns directly and keeps the tail of its output). Resolves
  * when it accepts connections; `stop()` sends SIGTERM (SIGKILL after 5 s) and waits for the exit.
  */
-export async function startScaleOutNginx({ command, dir, port, agents, accessLog = null, workerProcesses = 1, spawnServer = spawnDirect }) {
+export async function startScaleOutNginx({ command, dir, port, agents, accessLog = null, workerProcesses = 1, hashKey = '$remote_addr', spawnServer = spawnDirect }) {
   const prefix = join(dir, 'nginx');
   for (const kind of ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) mkdirSync(join(prefix, kind), { recursive: true });
   const confPath = join(prefix, 'nginx.conf');
-  const config = scaleOutNginxConfig({ listen: `127.0.0.1:${port}`, agents, accessLog, local: { prefix }, workerProcesses });
+  const config = scaleOutNginxConfig({ listen: `127.0.0.1:${port}`, agents, accessLog, local: { prefix }, workerProcesses, hashKey });
   writeFileSync(confPath, config);
   const server = spawnServer(command, ['-p', prefix, '-c', confPath, '-e', 'stderr']);
   try {

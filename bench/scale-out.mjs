@@ -24,6 +24,7 @@
  *   npm run build && node bench/scale-out.mjs [--duration-s 3] [--warmup-s 1] [--rounds 3] [--clients 16] [--pin off|auto]
  */
 
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { loadavg, tmpdir } from 'node:os';
@@ -169,7 +170,7 @@ async function main() {
     }
     const results = Object.fromEntries(Object.entries(rounds).map(([key, list]) => [key, summarise(list)]));
 
-    const version = (await import('node:child_process')).spawnSync(command, ['-v'], { encoding: 'utf8' }).stderr.trim().replace(/^nginx version: /, '');
+    const version = spawnSync(command, ['-v'], { encoding: 'utf8' }).stderr.trim().replace(/^nginx version: /, '');
     const out = (text) => process.stdout.write(`${text}\n`);
     out(`scale-out: ${version} (hash $remote_addr consistent, 1 worker) in front of real agents (mock NSM, X25519); ${CLIENTS} clients from ${CLIENTS} source addresses, one connection each (with two agents, ${half} hash to each)`);
     const f = (value, width, digits = 1) => value.toFixed(digits).padStart(width);

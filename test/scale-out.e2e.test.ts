@@ -207,11 +207,10 @@ describe.skipIf(NGINX === undefined)('scale-out: nginx in front of two agents', 
       const answers = await Promise.all(Array.from({ length: BURST }, (_, i) => echo(test, `${test.address} ${i}`)));
       expect(answers.map((a) => a.body.body)).toEqual(Array.from({ length: BURST }, (_, i) => `${test.address} ${i}`));
       expect(new Set(answers.map((a) => a.sessionId)).size, 'one session per client').toBe(1);
-      // A second round, after the first round's connections may have closed.
+      // One more request, after the burst: the session is kept.
       await echo(test, 'again');
     }
     const lines = readLog();
-    const connections = new Set<string>();
     for (const test of clients) {
       const mine = lines.filter((line) => line.client === test.address);
       expect(mine.map((line) => `${line.method} ${line.uri} ${line.status}`).sort()).toEqual(
@@ -222,7 +221,6 @@ describe.skipIf(NGINX === undefined)('scale-out: nginx in front of two agents', 
       agentOf.set(test.address, [...upstreams][0]!);
       const used = new Set(mine.map((line) => line.connection));
       expect(used.size, `${test.address} used more than one TCP connection`).toBeGreaterThan(1);
-      for (const connection of used) connections.add(connection);
     }
     expect(new Set(agentOf.values())).toEqual(new Set(agentAddresses));
   }, 30_000);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what bench/compare.mjs needs beyond Node, from Debian's packages only: caddy and nginx (the
-# TLS-terminating proxies it compares STEVE with) and gnuplot-nox (chart.png). Idempotent: a package
-# already installed is left alone, and with all three present it does nothing at all.
+# TLS-terminating proxies it compares STEVE with) and gnuplot-nox (chart.png). nginx is also the balancer
+# of bench/scale-out.mjs and test/scale-out.e2e.test.ts (.ci/run calls this script for it). Idempotent: a
+# package already installed is left alone, and with all three present it does nothing at all.
 #
 # It must not: edit apt sources, start the packages' own services (they would take ports 80 and 443;
 # the benchmark runs its own instances on free loopback ports with generated configs), or install

@@ -28,8 +28,10 @@
  * Status: the session response is copied as it passes to the STEVE client and summarised
  * (document-summary.ts); once a request succeeds on a session, that session's summary becomes the status.
  * A request whose answer began counts as succeeded; if its body then fails, it counts as failed too.
- * The client alone decides trust; the copy is for display. Nothing is retried: a failed request is the
- * page's to repeat (the client never replays, specs/steve.md §5).
+ * The client alone decides trust; the copy is for display. The worker retries nothing itself: a failed
+ * request is the page's to repeat. The one retry is the client's own (client.ts isUnknownSession): a
+ * request the agent refused as for an unknown session (401 `session_invalid`: it restarted, or a balancer
+ * moved the page's traffic) is sent once more on a new, verified session, since the app never saw it.
  */
 
 import { SteveClientError, createSteveClient, type FetchFunction, type SteveClient, type SteveReceipt } from '../client/index.js';

@@ -1,8 +1,9 @@
 /**
  * The client after establishment, against the fake server (test/steve-client-fixtures.ts): answers as
  * web Responses, answers for another session or sequence refused, §6 status handling (which statuses end
- * the session), no automatic retry (server hits counted), the 64-outstanding limit as the replay window
- * sees it, rotation after the configured age, response caps read incrementally, timeouts and aborts.
+ * the session), no automatic retry but one (server hits counted: a request refused with 401
+ * session_invalid is sent once more on a fresh, verified session), the 64-outstanding limit as the replay
+ * window sees it, rotation after the configured age, response caps read incrementally, timeouts and aborts.
  */
 
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -153,6 +154,83 @@ describe('outer statuses (specs/steve.md §6)', () => {
     await failure(client.request('/'));
     await failure(client.request('/'));
     expect(server.hits).toMatchObject({ session: 3, confirm: 1, request: 5 });
+  });
+
+  it('a session the server no longer knows (401 session_invalid): re-established, verified again, and the request sent once more', async () => {
+    const server = createFakeServer({ suite: 'X25519', attester });
+    const client = createTestClient(server, attester);
+    await client.request('/');
+    const first = client.lastReceipt!.sessionId;
+    // The agent restarted (or a balancer moved the client): every session it had is gone.
+    server.sessions.clear();
+    const answer = await client.request('/after-restart', { method: 'POST', body: text('payload') });
+    expect(answer.status).toBe(200);
+    expect(answer.headers.get('x-path')).toBe('/after-restart');
+    expect(await answer.text()).toBe('payload');
+    expect(client.receiptFor(answer)).toMatchObject({ sequence: 1 });
+    expect(client.receiptFor(answer)!.sessionId).not.toBe(first);
+    // One refused send on the lost session (the app never saw it), one new session with its document, one send.
+    expect(server.hits).toMatchObject({ session: 2, confirm: 2, request: 3 });
+    expect(server.appSequences).toEqual([1, 1]);
+  });
+
+  it('the new session is verified from scratch: a document that does not verify fails the request, which the app never saw', async () => {
+    const server = createFakeServer({ suite: 'X25519', attester });
+    const client = createTestClient(server, attester);
+    await client.request('/');
+    server.sessions.clear();
+    server.hooks.attestNonce = (nonce) => nonce.map((b) => b ^ 1);
+    const error = await failure(client.request('/after-restart'));
+    expect({ code: error.code, stage: error.stage }).toEqual({ code: 'STEVE_CLIENT_ATTESTATION', stage: 'attestation' });
+    expect(server.hits).toMatchObject({ session: 2, confirm: 1, request: 2 });
+    expect(server.appSequences).toEqual([1]);
+  });
+
+  it('requests in flight on a lost session share one new session, and each is sent once more', async () => {
+    const server = createFakeServer({ suite: 'X25519', attester });
+    const client = createTestClient(server, attester);
+    await client.request('/');
+    server.sessions.clear();
+    const answers = await Promise.all([0, 1, 2, 3].map((i) => client.request(`/r${i}`)));
+    expect(answers.map((a) => a.headers.get('x-path'))).toEqual(['/r0', '/r1', '/r2', '/r3']);
+    expect(new Set(answers.map((a) => client.receiptFor(a)!.sessionId)).size).toBe(1);
+    expect(server.hits).toMatchObject({ session: 2, confirm: 2, request: 9 });
+  });
+
+  it('sends a request at most twice: a server that forgets again gets the 401 to the caller', async () => {
+    const always = createFakeServer({ suite: 'X25519', attester, hooks: {} });
+    const stubborn = createTestClient(always, attester, {
+      fetch: async (url, init) => {
+        const response = await always.fetch(url, init);
+        if (url.endsWith('/e2p/v2/confirm')) always.sessions.clear();
+        return response;
+      },
+    });
+    const error = await failure(stubborn.request('/'));
+    expect({ code: error.code, status: error.status, serverError: error.serverError, sessionEnded: error.sessionEnded }).toEqual({
+      code: 'STEVE_CLIENT_HTTP',
+      status: 401,
+      serverError: 'session_invalid',
+      sessionEnded: true,
+    });
+    expect(always.hits).toMatchObject({ session: 2, confirm: 2, request: 2 });
+    expect(always.appSequences).toEqual([]);
+  });
+
+  it('does not send a ReadableStream body twice (the first send consumed it)', async () => {
+    const server = createFakeServer({ suite: 'X25519', attester });
+    const client = createTestClient(server, attester);
+    await client.request('/');
+    server.sessions.clear();
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(text('once'));
+        controller.close();
+      },
+    });
+    const error = await failure(client.request('/upload', { method: 'POST', body }));
+    expect({ code: error.code, status: error.status, sessionEnded: error.sessionEnded }).toEqual({ code: 'STEVE_CLIENT_HTTP', status: 401, sessionEnded: true });
+    expect(server.hits).toMatchObject({ session: 1, request: 2 });
   });
 
   it('a network failure fails only that request', async () => {

@@ -9,8 +9,11 @@
  * fail only that request (§6). An answer that is malformed, for another session or sequence, or does not
  * open also ends the session (ours: the channel can no longer be trusted to be in step). A session is
  * rotated `rotateAfterMs` after its creation (default 25 minutes; the server's live 30): the NEXT request
- * establishes a fresh one while requests in flight finish on the old one. Nothing is ever retried or
- * replayed: each request is sent at most once, and its failure is the caller's to handle.
+ * establishes a fresh one while requests in flight finish on the old one. One failure is retried: a 401
+ * `session_invalid` (the server does not know the session: it restarted, or a balancer moved the client
+ * to another agent) means the app never saw the request, so the request is sent once more on a freshly
+ * established and verified session (isUnknownSession says why that is safe). Nothing else is retried or
+ * replayed: any other failure is the caller's to handle.
  *
  * Sequences. Application sequences start at 1 and increase; the answer must carry the same session id
  * and sequence. At most 64 requests are outstanding per session, counted as the server's replay window
@@ -104,6 +107,33 @@ export const STEVE_CLIENT_DEFAULTS = Object.freeze({
 
 /** §6: these outer statuses end the session; every other failure keeps it. */
 const SESSION_ENDING_STATUSES = new Set([400, 401, 409, 425]);
+
+/**
+ * Sends of one request: the first, and one more on a fresh session after the server said it does not
+ * know the session (isUnknownSession). One, so a server that keeps forgetting cannot make a loop.
+ */
+const MAX_ATTEMPTS = 2;
+
+/**
+ * The one failure the client retries: `401 {"error":"session_invalid"}` (§7) on /request or /stream,
+ * what an agent answers for a session it does not know (it restarted, it evicted the session, or a
+ * balancer sent the request to another agent: README "Scale-out"). The agent looks the session up and
+ * opens the record before it calls the app (steve/server/server.ts; stream-endpoint.ts looks the session
+ * up on the preamble, before any record), so it did not pass the request to the app: sending it again on a
+ * new session, established and verified from scratch (document, binding, PCR policy), cannot make the app
+ * run it twice. (The same 401 answers a record that does not open, which only a host that alters records
+ * causes; on a stream whose later DATA record fails so, the app's request is aborted before its body is
+ * complete.) Only a request whose body is bytes is resent: a ReadableStream body was consumed by the
+ * first send.
+ *
+ * The outer status is not authenticated: a hostile host could answer this 401 for a request it did pass
+ * on, and so have the app run it twice. It can already make a caller see a failure for a request that ran
+ * (README "HTTP": requests the client saw fail may still run); an idempotency key stays the defence for a
+ * request that must not run twice.
+ */
+function isUnknownSession(error: unknown): boolean {
+  return error instanceof SteveClientError && error.code === 'STEVE_CLIENT_HTTP' && error.stage === 'request' && error.status === 401 && error.serverError === 'session_invalid';
+}
 
 export interface SteveClientOptions {
   /** The enclave's origin: `https://host[:port]` (a trailing `/` is allowed, nothing else after it). */
@@ -743,12 +773,17 @@ export function createSteveClient(options: SteveClientOptions): SteveClient {
         }
         return prepared.tooLargeForRecord ? tooLargeForRecord() : undefined;
       };
-      const { live, sequence, streamed } = await acquire(init.signal, admit, streams);
-      const hold = { handedOver: false };
-      try {
-        return streamed ? await streamExchange(live, sequence, prepared, head!, init, hold) : await exchange(live, sequence, prepared, init);
-      } finally {
-        if (!hold.handedOver) release(live, sequence, streamed);
+      for (let attempt = 1; ; attempt++) {
+        const { live, sequence, streamed } = await acquire(init.signal, admit, streams);
+        const hold = { handedOver: false };
+        try {
+          return streamed ? await streamExchange(live, sequence, prepared, head!, init, hold) : await exchange(live, sequence, prepared, init);
+        } catch (error) {
+          if (attempt < MAX_ATTEMPTS && prepared.bodyStream === null && !init.signal?.aborted && isUnknownSession(error)) continue;
+          throw error;
+        } finally {
+          if (!hold.handedOver) release(live, sequence, streamed);
+        }
       }
     },
     receiptFor(response) {

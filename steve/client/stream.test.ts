@@ -84,6 +84,31 @@ describe('which path a request takes', () => {
     expect(server.hits).toMatchObject({ session: 1, stream: 1, request: 0 });
   });
 
+  it('a stream refused as for an unknown session (401 session_invalid) is sent once more on a new session; a ReadableStream upload is not', async () => {
+    const server = streamingServer(() => THREE);
+    const client = createTestClient(server, attester);
+    await drain(await client.request('/s'));
+    const first = client.lastReceipt!.sessionId;
+    server.sessions.clear();
+    const again = await client.request('/s', { method: 'POST', body: text('bytes') });
+    expect((await drain(again)).chunks).toEqual([text('one'), text('two!'), text('three')]);
+    expect(client.receiptFor(again)).toMatchObject({ stream: 'ended', sequence: 1 });
+    expect(client.receiptFor(again)!.sessionId).not.toBe(first);
+    expect(server.hits).toMatchObject({ session: 2, confirm: 2, stream: 3, request: 0 });
+    expect(server.streams.map((stream) => stream.request.path)).toEqual(['/s', '/s']);
+
+    server.sessions.clear();
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(text('once'));
+        controller.close();
+      },
+    });
+    const error = await failure(client.request('/s', { method: 'POST', body }));
+    expect({ code: error.code, status: error.status, serverError: error.serverError }).toEqual({ code: 'STEVE_CLIENT_HTTP', status: 401, serverError: 'session_invalid' });
+    expect(server.hits).toMatchObject({ session: 2, stream: 4 });
+  });
+
   it('a binding without extensions: /e2p/v2/request exactly as before (one CBOR envelope)', async () => {
     const server = createFakeServer({ suite: 'X25519', attester });
     const client = createTestClient(server, attester);

@@ -127,9 +127,10 @@ function clientFrom(address: string): TestClient {
   return { address, client, dispatcher };
 }
 
-async function echo(test: TestClient, message: string): Promise<{ sessionId: string; body: { method: string; body: string } }> {
-  // stream: false, so this path is /e2p/v2/request (generate() below takes /e2p/v2/stream).
-  const response = await test.client.request('/api/echo', { method: 'POST', headers: { 'content-type': 'text/plain' }, body: new TextEncoder().encode(message), stream: false });
+async function echo(test: TestClient, message: string, method = 'PUT'): Promise<{ sessionId: string; body: { method: string; body: string } }> {
+  // stream: false, so this path is /e2p/v2/request (generate() below takes /e2p/v2/stream). PUT by default:
+  // an idempotent method, which the client sends once more after an unknown-session 401 (a POST it does not).
+  const response = await test.client.request('/api/echo', { method, headers: { 'content-type': 'text/plain' }, body: new TextEncoder().encode(message), stream: false });
   expect(response.status).toBe(200);
   const body = (await response.json()) as { method: string; body: string };
   return { sessionId: test.client.receiptFor(response)!.sessionId, body };
@@ -314,6 +315,23 @@ describe.skipIf(NGINX === undefined)('scale-out: nginx in front of two agents', 
     }
   }, 30_000);
 
+  it('one agent restarts again: a POST is not sent twice, its caller gets the 401 and the next request a new session', async () => {
+    const [restarted] = agentAddresses as [string, string];
+    const test = clients.find((c) => agentOf.get(c.address) === restarted)!;
+    const before = (await echo(test, 'before')).sessionId;
+    const port = Number(restarted.split(':')[1]);
+    await agents.get(restarted)!.stop();
+    agents.set(restarted, await startAgentAt(port));
+    const refused = await test.client.request('/api/echo', { method: 'POST', body: new TextEncoder().encode('once'), stream: false }).then(
+      () => null,
+      (error: { code?: string; status?: number; serverError?: string }) => ({ code: error.code, status: error.status, serverError: error.serverError }),
+    );
+    expect(refused).toEqual({ code: 'STEVE_CLIENT_HTTP', status: 401, serverError: 'session_invalid' });
+    const after = await echo(test, 'after', 'POST');
+    expect(after.body.method).toBe('POST');
+    expect(after.sessionId).not.toBe(before);
+  }, 30_000);
+
   it('one agent down: its clients move to the other agent by themselves', async () => {
     const [down, other] = agentAddresses as [string, string];
     await agents.get(down)!.stop();
@@ -367,7 +385,7 @@ describe.skipIf(NGINX === undefined || !chromiumAvailable)('scale-out: the brows
     if (browserWork) await rm(browserWork, { recursive: true, force: true });
   });
 
-  it('the page keeps working when its agent restarts: the worker re-establishes on its own', async () => {
+  it('the page keeps working when its agent restarts: the worker re-establishes on its own (a POST fails once)', async () => {
     const context = await browser.newContext();
     try {
       const page = await context.newPage();
@@ -386,6 +404,10 @@ describe.skipIf(NGINX === undefined || !chromiumAvailable)('scale-out: the brows
         upstream: `http://127.0.0.1:${(browserApp.address() as AddressInfo).port}`,
         config: { listen: { host: '127.0.0.1', port: Number(served.split(':')[1]) } },
       });
+      // The page's echo is a POST: the worker's client does not send it twice (a host could forge the
+      // unknown-session 401), so the page sees that one fail, and its next request has a new session.
+      const refused = (await page.evaluate(() => (window as any).steveDemo.echo('refused after the restart'))) as { ok: boolean; code: string; status: number };
+      expect(refused).toMatchObject({ ok: false, code: 'STEVE_CLIENT_HTTP' });
       const after = (await page.evaluate(() => (window as any).steveDemo.echo('after the restart'))) as { ok: boolean; status: number; session: string; body: { body: string } };
       expect({ ok: after.ok, status: after.status }).toEqual({ ok: true, status: 200 });
       expect(JSON.parse(after.body.body)).toEqual({ message: 'after the restart' });

@@ -31,7 +31,8 @@
  * The client alone decides trust; the copy is for display. The worker retries nothing itself: a failed
  * request is the page's to repeat. The one retry is the client's own (client.ts isUnknownSession): a
  * request the agent refused as for an unknown session (401 `session_invalid`: it restarted, or a balancer
- * moved the page's traffic) is sent once more on a new, verified session, since the app never saw it.
+ * moved the page's traffic) is sent once more on a new, verified session when its method is idempotent,
+ * since the app never saw it; a POST fails once (that 401 could be forged to run it twice).
  */
 
 import { SteveClientError, createSteveClient, type FetchFunction, type SteveClient, type SteveReceipt } from '../client/index.js';

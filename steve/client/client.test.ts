@@ -156,14 +156,14 @@ describe('outer statuses (specs/steve.md §6)', () => {
     expect(server.hits).toMatchObject({ session: 3, confirm: 1, request: 5 });
   });
 
-  it('a session the server no longer knows (401 session_invalid): re-established, verified again, and the request sent once more', async () => {
+  it('a session the server no longer knows (401 session_invalid): re-established, verified again, and an idempotent request sent once more', async () => {
     const server = createFakeServer({ suite: 'X25519', attester });
     const client = createTestClient(server, attester);
     await client.request('/');
     const first = client.lastReceipt!.sessionId;
     // The agent restarted (or a balancer moved the client): every session it had is gone.
     server.sessions.clear();
-    const answer = await client.request('/after-restart', { method: 'POST', body: text('payload') });
+    const answer = await client.request('/after-restart', { method: 'PUT', body: text('payload') });
     expect(answer.status).toBe(200);
     expect(answer.headers.get('x-path')).toBe('/after-restart');
     expect(await answer.text()).toBe('payload');
@@ -172,6 +172,38 @@ describe('outer statuses (specs/steve.md §6)', () => {
     // One refused send on the lost session (the app never saw it), one new session with its document, one send.
     expect(server.hits).toMatchObject({ session: 2, confirm: 2, request: 3 });
     expect(server.appSequences).toEqual([1, 1]);
+  });
+
+  it('a POST is not sent again after that 401 (a host could forge it to have the app run the POST twice): the caller gets it, the next request gets a new session', async () => {
+    const server = createFakeServer({ suite: 'X25519', attester });
+    const client = createTestClient(server, attester);
+    await client.request('/');
+    server.sessions.clear();
+    const error = await failure(client.request('/pay', { method: 'POST', body: text('once') }));
+    expect({ code: error.code, status: error.status, serverError: error.serverError, sessionEnded: error.sessionEnded }).toEqual({
+      code: 'STEVE_CLIENT_HTTP',
+      status: 401,
+      serverError: 'session_invalid',
+      sessionEnded: true,
+    });
+    expect(server.hits).toMatchObject({ session: 1, request: 2 });
+    const next = await client.request('/next');
+    expect(next.status).toBe(200);
+    expect(server.hits).toMatchObject({ session: 2, confirm: 2, request: 3 });
+    expect(server.appSequences).toEqual([1, 1]);
+  });
+
+  it("resendOnUnknownSession: 'all' resends a POST, 'none' not even a GET; anything else is refused", async () => {
+    const server = createFakeServer({ suite: 'X25519', attester });
+    const all = createTestClient(server, attester, { resendOnUnknownSession: 'all' });
+    await all.request('/');
+    server.sessions.clear();
+    expect((await all.request('/pay', { method: 'POST', body: text('keyed') })).status).toBe(200);
+    const none = createTestClient(server, attester, { resendOnUnknownSession: 'none' });
+    await none.request('/');
+    server.sessions.clear();
+    expect((await failure(none.request('/'))).status).toBe(401);
+    expect(() => createTestClient(server, attester, { resendOnUnknownSession: 'sometimes' as never })).toThrow(/resendOnUnknownSession/);
   });
 
   it('the new session is verified from scratch: a document that does not verify fails the request, which the app never saw', async () => {

@@ -11,9 +11,10 @@
  * rotated `rotateAfterMs` after its creation (default 25 minutes; the server's live 30): the NEXT request
  * establishes a fresh one while requests in flight finish on the old one. One failure is retried: a 401
  * `session_invalid` (the server does not know the session: it restarted, or a balancer moved the client
- * to another agent) means the app never saw the request, so the request is sent once more on a freshly
- * established and verified session (isUnknownSession says why that is safe). Nothing else is retried or
- * replayed: any other failure is the caller's to handle.
+ * to another agent) means the app never saw the request, so an idempotent request is sent once more on a
+ * freshly established and verified session (isUnknownSession says when that is safe, and why only
+ * idempotent methods by default). Nothing else is retried or replayed: any other failure is the caller's
+ * to handle.
  *
  * Sequences. Application sequences start at 1 and increase; the answer must carry the same session id
  * and sequence. At most 64 requests are outstanding per session, counted as the server's replay window
@@ -127,10 +128,13 @@ const MAX_ATTEMPTS = 2;
  * first send.
  *
  * The outer status is not authenticated: a hostile host could answer this 401 for a request it did pass
- * on, and so have the app run it twice. It can already make a caller see a failure for a request that ran
- * (README "HTTP": requests the client saw fail may still run); an idempotency key stays the defence for a
- * request that must not run twice.
+ * on, and so have the app run it twice, which is what STEVE's replay window exists to prevent. So by
+ * default only idempotent methods (RFC 9110 §9.2.2: running one twice has the effect of running it once)
+ * are resent; a POST gets the 401 as its error, and the next request establishes a new session on its own
+ * (`resendOnUnknownSession: 'all'` resends every method, for apps whose requests carry idempotency keys).
  */
+const IDEMPOTENT_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+
 function isUnknownSession(error: unknown): boolean {
   return error instanceof SteveClientError && error.code === 'STEVE_CLIENT_HTTP' && error.stage === 'request' && error.status === 401 && error.serverError === 'session_invalid';
 }
@@ -171,6 +175,13 @@ export interface SteveClientOptions {
   streaming?: boolean;
   /** Longest wait for the next record of a streamed answer's body, once its head came (default 60 s). */
   streamIdleTimeoutMs?: number;
+  /**
+   * Which requests are sent once more, on a new session, after the server answered that it does not know
+   * the session (isUnknownSession): `idempotent` (the default: GET, HEAD, OPTIONS, TRACE, PUT, DELETE,
+   * RFC 9110 §9.2.2), `all`, or `none`. That answer is not authenticated: `all` lets a hostile host have
+   * the app run a POST twice.
+   */
+  resendOnUnknownSession?: 'idempotent' | 'all' | 'none';
 }
 
 /** What one exchange proved, without secrets: for logs, UIs and the CLI's stderr. */
@@ -349,6 +360,8 @@ export function createSteveClient(options: SteveClientOptions): SteveClient {
   const streamIdleTimeoutMs = positiveMs(options.streamIdleTimeoutMs, 'streamIdleTimeoutMs', STEVE_CLIENT_DEFAULTS.streamIdleTimeoutMs);
   if (options.streaming !== undefined && typeof options.streaming !== 'boolean') throw configError('"streaming" expected a boolean');
   const streaming = options.streaming !== false;
+  const resend = options.resendOnUnknownSession ?? 'idempotent';
+  if (resend !== 'idempotent' && resend !== 'all' && resend !== 'none') throw configError('"resendOnUnknownSession" expected idempotent, all or none');
   const establishOptions = {
     origin,
     suite,
@@ -779,7 +792,8 @@ export function createSteveClient(options: SteveClientOptions): SteveClient {
         try {
           return streamed ? await streamExchange(live, sequence, prepared, head!, init, hold) : await exchange(live, sequence, prepared, init);
         } catch (error) {
-          if (attempt < MAX_ATTEMPTS && prepared.bodyStream === null && !init.signal?.aborted && isUnknownSession(error)) continue;
+          const resendable = resend === 'all' || (resend === 'idempotent' && IDEMPOTENT_METHODS.has(prepared.method));
+          if (attempt < MAX_ATTEMPTS && resendable && prepared.bodyStream === null && !init.signal?.aborted && isUnknownSession(error)) continue;
           throw error;
         } finally {
           if (!hold.handedOver) release(live, sequence, streamed);

@@ -84,13 +84,13 @@ describe('which path a request takes', () => {
     expect(server.hits).toMatchObject({ session: 1, stream: 1, request: 0 });
   });
 
-  it('a stream refused as for an unknown session (401 session_invalid) is sent once more on a new session; a ReadableStream upload is not', async () => {
+  it('an idempotent stream refused as for an unknown session (401 session_invalid) is sent once more on a new session; a ReadableStream upload is not', async () => {
     const server = streamingServer(() => THREE);
     const client = createTestClient(server, attester);
     await drain(await client.request('/s'));
     const first = client.lastReceipt!.sessionId;
     server.sessions.clear();
-    const again = await client.request('/s', { method: 'POST', body: text('bytes') });
+    const again = await client.request('/s', { method: 'PUT', body: text('bytes') });
     expect((await drain(again)).chunks).toEqual([text('one'), text('two!'), text('three')]);
     expect(client.receiptFor(again)).toMatchObject({ stream: 'ended', sequence: 1 });
     expect(client.receiptFor(again)!.sessionId).not.toBe(first);
@@ -104,7 +104,8 @@ describe('which path a request takes', () => {
         controller.close();
       },
     });
-    const error = await failure(client.request('/s', { method: 'POST', body }));
+    // PUT, so that only the consumed body keeps it from being sent again.
+    const error = await failure(client.request('/s', { method: 'PUT', body }));
     expect({ code: error.code, status: error.status, serverError: error.serverError }).toEqual({ code: 'STEVE_CLIENT_HTTP', status: 401, serverError: 'session_invalid' });
     expect(server.hits).toMatchObject({ session: 2, stream: 4 });
   });

@@ -95,13 +95,13 @@ function prepareBundle(dir) {
     for (const file of ['enclave-agent.mjs', 'package.json', 'build/Release/enclave_native.node']) {
       if (!existsSync(join(bundle, file))) throw new Error(`--bundle ${bundle} has no ${file}`);
     }
-    return { bundle, built: null };
+    return { bundle, built: false };
   }
   const bundle = join(dir, 'agent');
-  const built = execFileSync(process.execPath, [join(ROOT, 'image', 'build-bundle.mjs'), bundle], { encoding: 'utf8', timeout: 120_000 }).trim();
+  execFileSync(process.execPath, [join(ROOT, 'image', 'build-bundle.mjs'), bundle], { stdio: 'ignore', timeout: 120_000 });
   mkdirSync(join(bundle, 'build', 'Release'), { recursive: true });
   copyFileSync(join(ROOT, 'build', 'Release', 'enclave_native.node'), join(bundle, 'build', 'Release', 'enclave_native.node'));
-  return { bundle, built };
+  return { bundle, built: true };
 }
 
 /** GET /healthz once: the status code, or a rejection after HEALTH_TIMEOUT_MS. */
@@ -197,15 +197,19 @@ function timeline(stderr) {
 }
 
 /** Self time up to the last 'listening' mark, by bundle input (esbuild's `// path` lines), by package. */
-function profileByPackage(profilePath, bundleFile, untilMs) {
+function profileByPackage(profilePath, bundle, untilMs) {
   const profile = JSON.parse(readFileSync(profilePath, 'utf8'));
-  const lines = readFileSync(bundleFile, 'utf8').split('\n');
-  const starts = [];
-  lines.forEach((line, index) => {
-    const match = /^\/\/ ((?:node_modules\/)?\S+\.(?:[cm]?js|ts|json))$/.exec(line);
-    if (match !== null) starts.push([index, match[1]]);
-  });
-  const inputAt = (lineNumber) => {
+  // Each output file of the bundle (the entry and its chunks): the lines where each input starts.
+  const files = new Map();
+  for (const name of readdirSync(bundle).filter((f) => f.endsWith('.mjs'))) {
+    const starts = [];
+    readFileSync(join(bundle, name), 'utf8').split('\n').forEach((line, index) => {
+      const match = /^\/\/ ((?:node_modules\/)?\S+\.(?:[cm]?js|ts|json))$/.exec(line);
+      if (match !== null) starts.push([index, match[1]]);
+    });
+    files.set(new URL(`file://${join(bundle, name)}`).href, starts);
+  }
+  const inputAt = (starts, lineNumber) => {
     let lo = 0;
     let hi = starts.length - 1;
     let found = '(banner)';
@@ -220,10 +224,9 @@ function profileByPackage(profilePath, bundleFile, untilMs) {
   };
   const packageOf = (input) => {
     const match = /^node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(input);
-    return match !== null ? match[1] : input === '(banner)' ? 'bundle banner' : `ours: ${input.split('/')[0]}/`;
+    return match !== null ? match[1] : input === '(banner)' ? 'bundle: esbuild runtime (compiles CommonJS modules on first require)' : `ours: ${input.split('/')[0]}/`;
   };
   const nodes = new Map(profile.nodes.map((node) => [node.id, node]));
-  const bundleUrl = new URL(`file://${bundleFile}`).href;
   // Self time per profile node, up to untilMs.
   const selfMs = new Map();
   let t = profile.startTime;
@@ -237,12 +240,13 @@ function profileByPackage(profilePath, bundleFile, untilMs) {
   const add = (key, value) => byKey.set(key, (byKey.get(key) ?? 0) + value);
   for (const [id, self] of selfMs) {
     const { callFrame: frame, positionTicks } = nodes.get(id);
-    if (frame.url === bundleUrl) {
+    const starts = files.get(frame.url);
+    if (starts !== undefined) {
       // The bundle's top level is one function holding every ES module's top-level statements: split a
       // frame's time by the lines its samples hit (positionTicks, 1-based), not by where it starts.
       const ticks = positionTicks ?? [{ line: frame.lineNumber + 1, ticks: 1 }];
       const total = ticks.reduce((sum, p) => sum + p.ticks, 0);
-      for (const p of ticks) add(packageOf(inputAt(p.line - 1)), (self * p.ticks) / total);
+      for (const p of ticks) add(packageOf(inputAt(starts, p.line - 1)), (self * p.ticks) / total);
     } else if (frame.url === '') add(frame.functionName || '(native)', self);
     else if (frame.url.startsWith('node:')) add(`node: ${frame.functionName || '(anonymous)'} (${frame.url})`, self);
     else add(frame.url.includes('fake-nsm-device') ? 'bench preload' : frame.url, self);
@@ -258,9 +262,9 @@ async function main() {
     const { DEMO_MANIFEST_JSON } = await import('../dist/agent/demo/manifest.js');
     const manifest = join(dir, 'manifest.json');
     writeFileSync(manifest, DEMO_MANIFEST_JSON);
-    const bundleFile = join(bundle, 'enclave-agent.mjs');
-    const bundleBytes = readFileSync(bundleFile).length;
-    process.stdout.write(`${NAME}: ${bundleFile} (${(bundleBytes / 2 ** 20).toFixed(2)} MiB${built ? `, built now: ${built}` : ''})\n`);
+    const outputs = readdirSync(bundle).filter((f) => f.endsWith('.mjs'));
+    const bundleBytes = outputs.reduce((sum, f) => sum + readFileSync(join(bundle, f)).length, 0);
+    process.stdout.write(`${NAME}: ${join(bundle, 'enclave-agent.mjs')} (${outputs.length} files with its chunks, ${(bundleBytes / 2 ** 20).toFixed(2)} MiB${built ? ', built now with image/build-bundle.mjs' : ''})\n`);
     process.stdout.write(`${NAME}: NSM: --nsm device --deployment production, the device answered by the FAKE device of bench/lib/fake-nsm-device.mjs (node --import; no /dev/nsm here)\n`);
     process.stdout.write(`${NAME}: node ${process.version}${NODE_OPTIONS.length > 0 ? `, agent node options: ${NODE_OPTIONS.join(' ')}` : ''}; ${RUNS} runs\n\n`);
 
@@ -301,7 +305,7 @@ async function main() {
       const marks = timeline(run.stderrText());
       const untilMs = marks.at(-1)[1];
       const file = readdirSync(profileDir).find((f) => f.endsWith('.cpuprofile'));
-      profile = profileByPackage(join(profileDir, file), bundleFile, untilMs).slice(0, 20);
+      profile = profileByPackage(join(profileDir, file), bundle, untilMs).slice(0, 20);
       process.stdout.write(`\nprofile (one run under --cpu-prof, sampled every 0.2 ms, up to 'listening' at ${ms(untilMs)} ms; self time by bundle input):\n`);
       for (const [key, selfMs] of profile) process.stdout.write(`  ${ms(selfMs).padStart(7)}  ${key}\n`);
     }

@@ -20,9 +20,10 @@ test-qemu:
 
 # The comparison benchmarks over the built dist/ (run `make build` first; bench/setup.sh installs Caddy, nginx
 # and gnuplot from Debian when missing): a table on stdout, results and chart.png in dist/bench/; then the
-# streams against the plain proxy (bench/stream.mjs).
+# streams against the plain proxy (bench/stream.mjs), then the image's bundle's start-up time and idle memory
+# on the device path (bench/startup.mjs, issue 16's goals).
 bench:
-	bash bench/setup.sh && node bench/compare.mjs $(BENCH_FLAGS) && node bench/stream.mjs
+	bash bench/setup.sh && node bench/compare.mjs $(BENCH_FLAGS) && node bench/stream.mjs && node bench/startup.mjs
 
 # dist/image/: the agent bundle with the addon, and initramfs.cpio (INIT_CONFIG=file.json, EXTRA_DIR=dir).
 initramfs:

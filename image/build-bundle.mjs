@@ -66,15 +66,24 @@ const OPTIONS = Object.freeze({
   logLevel: 'warning',
 });
 
+/**
+ * Builds the bundle in memory: its files (`name` relative to OUTDIR, `bytes`) in name order, and esbuild's
+ * metafile (which chunk holds which input, and which chunks each imports), for test/agent-bundle.test.ts.
+ */
+export async function buildAgentBundle() {
+  const result = await build(OPTIONS);
+  const outputs = result.outputFiles.map((file) => ({ name: relative(REPO, file.path), bytes: file.contents })).sort((a, b) => (a.name < b.name ? -1 : 1));
+  if (!outputs.some((o) => o.name === BUNDLE_NAME)) throw new Error(`esbuild wrote no ${BUNDLE_NAME}`);
+  return { outputs, metafile: result.metafile };
+}
+
 async function main() {
   const outArgument = process.argv[2];
   if (outArgument === undefined) throw new Error('usage: node image/build-bundle.mjs OUTDIR');
   const outdir = resolve(outArgument);
 
-  const result = await build(OPTIONS);
-  const outputs = result.outputFiles.map((file) => ({ name: relative(REPO, file.path), bytes: file.contents })).sort((a, b) => (a.name < b.name ? -1 : 1));
-  if (!outputs.some((o) => o.name === BUNDLE_NAME)) throw new Error(`esbuild wrote no ${BUNDLE_NAME}`);
-  const inputs = Object.keys(result.metafile.inputs).sort();
+  const { outputs, metafile } = await buildAgentBundle();
+  const inputs = Object.keys(metafile.inputs).sort();
   const problems = inputs.filter((input) => FORBIDDEN_INPUTS.some((pattern) => pattern.test(input))).map((input) => `includes ${input}`);
   for (const { name, bytes } of outputs) {
     if (name.includes('/')) problems.push(`${name} is not beside ${BUNDLE_NAME}`);
@@ -99,7 +108,9 @@ async function main() {
   process.stdout.write(`${outputs.length} files from ${inputs.length} inputs\n`);
 }
 
-main().catch((error) => {
-  process.stderr.write(`build-bundle.mjs: ${error.message}\n`);
-  process.exit(1);
-});
+if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  main().catch((error) => {
+    process.stderr.write(`build-bundle.mjs: ${error.message}\n`);
+    process.exit(1);
+  });
+}

@@ -181,8 +181,8 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     const headers = appRequestHeaders(req.headers, { host: upstreamUrl.host, proto: 'http', bootstrap });
     let answer: Awaited<ReturnType<typeof UndiciRequest>>;
     try {
-      // undici on first use, not at start (issue 16; steve/server/upstream.ts does the same).
-      const { request: upstreamRequest } = await import('undici');
+      // undici on first use, not at start (issue 16), as its `default` export (steve/server/upstream.ts says why).
+      const { request: upstreamRequest } = (await import('undici')).default;
       // Always the configured upstream's origin: only the path and query come from the request.
       answer = await upstreamRequest(`${upstreamOrigin}${url.pathname}${url.search}`, {
         method: req.method as 'GET',

@@ -168,8 +168,10 @@ export function createUpstream(options: UpstreamOptions): Upstream {
 
   /** The two pools, made once on first use; a rejection (undici failed to load) is retried by the next call. */
   function openPools(): Promise<{ pool: Pool; streamPool: Pool }> {
+    // `default`, the CommonJS module's exports: the split bundle (image/build-bundle.mjs) gives a CommonJS
+    // module imported with import() only that, Node gives it and the named exports.
     pools ??= import('undici').then(
-      ({ Pool: UndiciPool }) => ({
+      ({ default: { Pool: UndiciPool } }) => ({
         // The deadlines are undici's own per-connection timers (no timer or AbortController per request):
         // headers within timeoutMs, then no gap between body chunks longer than timeoutMs.
         pool: new UndiciPool(origin.origin, {

@@ -20,10 +20,11 @@ test-qemu:
 
 # The comparison benchmarks over the built dist/ (run `make build` first; bench/setup.sh installs Caddy, nginx
 # and gnuplot from Debian when missing): a table on stdout, results and chart.png in dist/bench/; then the
-# streams against the plain proxy (bench/stream.mjs); then nginx in front of one and two agents
-# (bench/scale-out.mjs, README "Scale-out").
+# streams against the plain proxy (bench/stream.mjs); the image's bundle's start-up time and idle memory on the
+# device path (bench/startup.mjs); then nginx in front of one and two agents (bench/scale-out.mjs, README
+# "Scale-out").
 bench:
-	bash bench/setup.sh && node bench/compare.mjs $(BENCH_FLAGS) && node bench/stream.mjs && node bench/scale-out.mjs
+	bash bench/setup.sh && node bench/compare.mjs $(BENCH_FLAGS) && node bench/stream.mjs && node bench/startup.mjs && node bench/scale-out.mjs
 
 # dist/image/: the agent bundle with the addon, and initramfs.cpio (INIT_CONFIG=file.json, EXTRA_DIR=dir).
 initramfs:

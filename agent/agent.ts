@@ -15,10 +15,11 @@ import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { once } from 'node:events';
 import type { Duplex } from 'node:stream';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { request as upstreamRequest } from 'undici';
-import type { Nsm } from '../nsm/index.js';
-import { SteveError, isBootstrapRequest } from '../steve/index.js';
+import type { request as UndiciRequest } from 'undici';
+import type { Nsm } from '../nsm/runtime.js';
+import { isBootstrapRequest } from '../steve/protocol/routing.js';
 import {
+  SteveError,
   appRequestHeaders,
   connectionTokens,
   createSteveServer,
@@ -214,8 +215,10 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
    */
   async function forwardPlaintext(req: IncomingMessage, res: ServerResponse, url: RequestTarget, bootstrap = false): Promise<number> {
     const headers = appRequestHeaders(req.headers, { host: upstreamUrl.host, proto: 'http', bootstrap });
-    let answer: Awaited<ReturnType<typeof upstreamRequest>>;
+    let answer: Awaited<ReturnType<typeof UndiciRequest>>;
     try {
+      // undici on first use, not at start (issue 16), as its `default` export (steve/server/upstream.ts says why).
+      const { request: upstreamRequest } = (await import('undici')).default;
       // Always the configured upstream's origin: only the path and query come from the request.
       answer = await upstreamRequest(`${upstreamOrigin}${url.pathname}${url.search}`, {
         method: req.method as 'GET',

@@ -10,7 +10,7 @@
  * `/healthz` has no `app` field.
  */
 
-import { APP_STATE_REQUEST, INIT_IPC_ENV, parseAppStateMessage, type AppState } from '../init/index.js';
+import { APP_STATE_REQUEST, INIT_IPC_ENV, parseAppStateMessage, type AppState } from '../init/app-state.js';
 
 /** The parts of `process` the holder uses. */
 export interface AppStateSource {

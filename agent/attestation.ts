@@ -7,7 +7,7 @@
  */
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { base64ToBytes, base64UrlToBytes, bytesToBase64, hexToBytes, type Nsm } from '../nsm/index.js';
+import { base64ToBytes, base64UrlToBytes, bytesToBase64, hexToBytes, type Nsm } from '../nsm/runtime.js';
 import type { BoundedQueue } from './bounded-queue.js';
 import { AgentError } from './errors.js';
 import { HttpError, readBody, sendBytes, sendJson } from './http-util.js';

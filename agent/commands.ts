@@ -1,24 +1,22 @@
 /**
  * The subcommands of `enclave-agent` (see cli.ts): their flags, their help text and what they run.
- * Flags are parsed strictly with node:util parseArgs; a bad flag or value is a usage error (exit 2).
+ * Flags are parsed strictly with node:util parseArgs; a bad flag or value is a usage error (exit 2)
+ * (agent/command-runner.ts). `run` lives in agent/run-command.ts so the agent can start without this file.
  */
 
 import { once } from 'node:events';
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { ParseArgsConfig } from 'node:util';
 import type { AddressInfo } from 'node:net';
 import { createDemoApp, loadDemoBootstrap } from './demo/app.js';
 import { demoManifest } from './demo/manifest.js';
-import { parseCommandArgv, wantsHelp } from './command-argv.js';
 import { AgentError } from './errors.js';
 import { crossCheckInitConfig } from './init-cross-check.js';
 import { loadRootFlag } from './root-flag.js';
 import { createLogger } from './log.js';
-import { startAgent } from './agent.js';
-import { loadConfig, settingFlags, SETTINGS } from './config.js';
-import { loadManifest } from './manifest.js';
+import { usage, type Command } from './command-runner.js';
+import { run, runAgent } from './run-command.js';
 import { runVerifyCommand, VERIFY_OPTIONS, VERIFY_USAGE } from './verify-remote.js';
 import { FETCH_OPTIONS, FETCH_USAGE, runFetchCommand } from './fetch-command.js';
 import { MANIFEST_OPTIONS, MANIFEST_USAGE, runManifestCommand } from './manifest-command.js';
@@ -48,68 +46,6 @@ import {
   type PcrProfile,
   type VerifiedDocument,
 } from '../nsm/index.js';
-
-export interface Command {
-  name: string;
-  summary: string;
-  usage: string;
-  options: NonNullable<ParseArgsConfig['options']>;
-  positionals?: { min: number; max: number };
-  /** A command made of subcommands (`eif build`, `eif describe`): the first argument picks one; `run` is unused. */
-  subcommands?: Command[];
-  run(values: Record<string, string | boolean | (string | boolean)[] | undefined>, positionals: string[]): Promise<number>;
-}
-
-function usage(message: string): AgentError {
-  return new AgentError('AGENT_USAGE', message);
-}
-
-export async function runCommand(command: Command, argv: string[]): Promise<number> {
-  if (command.subcommands !== undefined) {
-    const [name, ...rest] = argv;
-    if (name === undefined || name === '--help' || name === '-h') {
-      process.stdout.write(`${command.usage}\n`);
-      return name === undefined ? 2 : 0;
-    }
-    const sub = command.subcommands.find((c) => c.name === `${command.name} ${name}`);
-    if (sub === undefined) {
-      process.stderr.write(`enclave-agent ${command.name}: unknown subcommand ${JSON.stringify(name)}\n\n${command.usage}\n`);
-      return 2;
-    }
-    return runCommand(sub, rest);
-  }
-  if (wantsHelp(argv)) {
-    process.stdout.write(`${command.usage}\n`);
-    return 0;
-  }
-  try {
-    const { values, positionals } = parseCommandArgv(argv, command.options, command.positionals);
-    return await command.run(values, positionals);
-  } catch (err) {
-    const code = (err as { code?: string }).code;
-    if (err instanceof AgentError && err.code === 'AGENT_CONFIG') {
-      process.stderr.write(`enclave-agent ${command.name}: ${err.message}\n`);
-      return 2;
-    }
-    if (err instanceof AgentError && err.code === 'AGENT_USAGE') {
-      process.stderr.write(`enclave-agent ${command.name}: ${err.message}\n\n${command.usage}\n`);
-      return 2;
-    }
-    if (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS')) {
-      process.stderr.write(`enclave-agent ${command.name}: ${(err as Error).message}\n\n${command.usage}\n`);
-      return 2;
-    }
-    if (err instanceof NsmError && err.code === 'NSM_BAD_ARGUMENT') {
-      process.stderr.write(`enclave-agent ${command.name}: ${err.message}\n`);
-      return 2;
-    }
-    if (err instanceof NsmError || err instanceof AgentError) {
-      process.stderr.write(`enclave-agent ${command.name}: ${err.code}: ${err.message}\n`);
-      return 1;
-    }
-    throw err;
-  }
-}
 
 function str(value: unknown): string | undefined {
   return typeof value === 'string' ? value : undefined;
@@ -317,42 +253,6 @@ function reportText(result: VerifiedDocument, nonceChecked: boolean): string {
   ].join('\n');
 }
 
-/** Runs the agent from a configuration until SIGTERM or SIGINT, then shuts down gracefully. */
-async function runAgent(flags: Record<string, unknown>, env: Record<string, string | undefined>, beforeStop?: () => Promise<void>): Promise<number> {
-  const config = loadConfig(flags, env);
-  const logger = createLogger({ level: config.logLevel });
-  const manifest = await loadManifest(config.manifestPath);
-  const nsm = await openNsm({
-    mode: config.nsm,
-    devicePath: config.nsmDevicePath,
-    ...(config.mockPkiDir !== null ? { mockPkiDir: config.mockPkiDir } : {}),
-    logger,
-  });
-  // Listening for the signals before the agent starts: a supervisor may send SIGTERM the moment it is ready.
-  const stopSignal = Promise.race([once(process, 'SIGINT').then(() => 'SIGINT'), once(process, 'SIGTERM').then(() => 'SIGTERM')]);
-  const agent = await startAgent({ config, nsm, manifest, logger });
-  const signal = await stopSignal;
-  logger.info({ signal }, 'signal received');
-  await agent.stop();
-  await beforeStop?.();
-  await nsm.close();
-  return 0;
-}
-
-const run: Command = {
-  name: 'run',
-  summary: 'run the agent (configuration from flags and environment)',
-  usage:
-    'Usage: enclave-agent run --nsm device|mock|mock-signed-device --manifest FILE [options]\n\n' +
-    'Every setting is a flag and an environment variable (flags win):\n' +
-    SETTINGS.map((s) => `  ${`${s.flag} ${s.boolean ? 'true|false' : 'VALUE'}`.padEnd(34)} ${s.env.join(', ')}${s.default ? ` (default ${s.default})` : s.default === undefined ? ' (required)' : ''}`).join('\n') +
-    '\n\nThe whole configuration is checked at start; every problem is reported at once (exit 2).',
-  options: settingFlags(),
-  async run(values) {
-    return runAgent(values, process.env);
-  },
-};
-
 const demo: Command = {
   name: 'demo',
   summary: 'run the agent on a fresh mock NSM in front of a small demo app (loopback only)',
@@ -484,5 +384,7 @@ const eifCommand: Command = {
   ],
   run: async () => 2,
 };
+
+export { runCommand, type Command } from './command-runner.js';
 
 export const commands: Command[] = [run, demo, mockPki, attest, verifyDocument, verify, manifestCommand, fetchCommand, eifCommand, initCommand, hostBridge, enclaveBridge];

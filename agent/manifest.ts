@@ -11,7 +11,7 @@
 
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { BOOTSTRAP_PATHS } from '../steve/index.js';
+import { BOOTSTRAP_PATHS } from '../steve/protocol/routing.js';
 import { AgentError } from './errors.js';
 
 /** A manifest travels inside every /attestation response; clients cap those at 1 MiB (specs/agent-http.md §2). */

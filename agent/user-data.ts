@@ -9,7 +9,7 @@
  */
 
 import { readFile, stat } from 'node:fs/promises';
-import { NSM_FIELD_MAX_BYTES } from '../nsm/index.js';
+import { NSM_FIELD_MAX_BYTES } from '../nsm/runtime.js';
 import { AgentError } from './errors.js';
 
 /** Keys the agent writes; metadata may not set them. */

@@ -13,8 +13,9 @@
  *     response at 1 and 64 concurrent clients, with ratios against the plain proxy and against Caddy;
  *   - 32 MiB uploads and downloads through every path, one at a time, in MB/s;
  *   - handshakes/s (session + confirm) for both suites;
- *   - the agent's start-up time (`enclave-agent run` spawned until /healthz answers), its RSS at idle
- *     and with --idle-sessions open sessions.
+ *   - the agent's start-up time (`enclave-agent run` from dist/ with the mock NSM, spawned until /healthz
+ *     answers), its RSS at idle and with --idle-sessions open sessions; bench/startup.mjs measures the
+ *     image's bundle on the device path against issue 16's goals, and `make bench` runs it too.
  * Writes results.json, results.md and chart.png to --out (default dist/bench/, git-ignored with dist/).
  * Exit status 1 on any failed request or a broken setup; a missed target is reported, not an error.
  *
@@ -454,7 +455,7 @@ function printReport(report) {
   out('"of it mock NSM": the mock\'s CPU per attestation (CBOR, the document, its ES384 signature), replayed apart in the agent; on hardware the NSM does that work.');
 
   out('');
-  const startupLine = `Agent start-up (enclave-agent run --nsm mock, spawn to /healthz 200): median ${startup.medianReadyMs.toFixed(0)} ms over ${startup.readyMs.length} run(s) (${startup.readyMs.map((v) => v.toFixed(0)).join(', ')} ms)`;
+  const startupLine = `Agent start-up (dist/agent/cli.js run --nsm mock, spawn to /healthz 200; the image's bundle on the device path: bench/startup.mjs): median ${startup.medianReadyMs.toFixed(0)} ms over ${startup.readyMs.length} run(s) (${startup.readyMs.map((v) => v.toFixed(0)).join(', ')} ms)`;
   const rssLine = `Agent RSS: ${fmt.mib(startup.idleRssBytes)} MiB at idle, ${fmt.mib(startup.sessionsRssBytes)} MiB with ${startup.sessions} open sessions (${startup.opened} opened and confirmed; ${((startup.sessionsRssBytes - startup.idleRssBytes) / startup.sessions / 1024).toFixed(1)} KiB per session)`;
   out(startupLine);
   out(rssLine);

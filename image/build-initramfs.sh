@@ -157,7 +157,9 @@ archive() {
   mv "$2.tmp" "$2"
 }
 archive "$STAGE" "$OUT/initramfs.cpio"
-OUTPUT_FILES=(agent/enclave-agent.mjs agent/package.json agent/build/Release/enclave_native.node initramfs.cpio)
+# The bundle is code-split (build-bundle.mjs): enclave-agent.mjs and its chunk-*.mjs files, in sorted order.
+mapfile -t BUNDLE_FILES < <(cd "$OUT" && LC_ALL=C ls agent/*.mjs)
+OUTPUT_FILES=("${BUNDLE_FILES[@]}" agent/package.json agent/build/Release/enclave_native.node initramfs.cpio)
 if [ "$DEPLOY" != "$STAGE" ]; then
   archive "$DEPLOY" "$OUT/app.cpio"
   OUTPUT_FILES+=(app.cpio)

@@ -99,6 +99,13 @@ build B "$B" 077 Pacific/Chatham POSIX 2001-09-09T01:46:40Z
 # Also the browser bundles npm ci built: they ship to users (steve/browser/build.mjs).
 compared=()
 for output in "${OUTPUTS[@]}"; do compared+=("dist/image/$output"); done
+# The bundle's chunks (build-bundle.mjs splits it): their names are content hashes, so a differing chunk
+# shows up as a file missing from one tree.
+for file in "$A"/dist/image/agent/chunk-*.mjs "$B"/dist/image/agent/chunk-*.mjs; do
+  [ -e "$file" ] || continue
+  name="dist/image/agent/$(basename "$file")"
+  [[ " ${compared[*]} " == *" $name "* ]] || compared+=("$name")
+done
 for file in "$A"/dist/browser/*.js; do compared+=("dist/browser/$(basename "$file")"); done
 
 differences=0

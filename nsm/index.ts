@@ -7,10 +7,9 @@
  */
 
 export * from './verifier.js';
-export { createNsm } from './client.js';
+export { createNsm, openNsm, type NsmMode, type OpenNsmOptions } from './runtime.js';
 export { openDeviceTransport, rawDeviceRequest, DEFAULT_NSM_DEVICE_PATH } from './device.js';
 export { createMockTransport, openMockNsm, defaultMockPcrs, type MockNsmOptions, type MockNsmLogger } from './mock.js';
 export { createMockPki, renewMockLeaf, writeMockPki, loadMockPki, MOCK_LEAF_LIFETIME_MS, type MockPki, type MockCertificate } from './mock-pki.js';
 export { nodeP384Verifier } from './ecdsa-node.js';
-export { openNsm, type NsmMode } from './open.js';
 export { createMockSignedDeviceTransport, type MockSignedDeviceOptions } from './mock-signed-device.js';

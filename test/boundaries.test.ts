@@ -60,9 +60,12 @@ const isLayerException = (file: string, target: string): boolean => LAYER_EXCEPT
  * agent imports so that steve/index.ts stays browser-safe (steve/protocol/purity.test.ts).
  * steve/protocol/routing.ts (which requests bypass STEVE) is imported alone by the page script
  * register.ts, which must stay small (steve/browser/build.test.ts): the protocol's index would bundle
- * the key exchanges with it.
+ * the key exchanges with it. nsm/runtime.ts (opening the NSM, the client, errors, encodings) and
+ * init/app-state.ts (the IPC messages init sends the agent) are what `enclave-agent run` needs of nsm/ and
+ * init/: the agent imports them alone so its code-split bundle does not load the verifier, the mock PKI or
+ * init's boot steps at start (issue 16, image/build-bundle.mjs); steve/protocol/routing.ts serves it too.
  */
-const EXTRA_PUBLIC_ENTRIES = new Set(['nsm/verifier.ts', 'steve/server/index.ts', 'steve/protocol/routing.ts']);
+const EXTRA_PUBLIC_ENTRIES = new Set(['nsm/verifier.ts', 'nsm/runtime.ts', 'steve/server/index.ts', 'steve/protocol/routing.ts', 'init/app-state.ts']);
 const NODE_BUILTINS = new Set(builtinModules);
 
 // ---------------------------------------------------------------------------------------------------

@@ -5,6 +5,9 @@
  * surface is steve/protocol (and steve/client); nothing there imports this.
  */
 
+// The error class, for the agent: it imports steve/ through this file and protocol/routing.ts only, so its
+// start-up does not load the client and the key exchanges it does not run (issue 16, image/build-bundle.mjs).
+export { SteveError, type SteveErrorCode } from '../errors.js';
 export { createSteveServer, CONFIRM_PATH, REQUEST_PATH, SESSION_PATH, DEFAULT_MAX_BUFFERED_BYTES, type SteveRoute, type SteveServer, type SteveServerOptions } from './server.js';
 export { nodeAesGcm, sealParts, type SealedParts } from './aead-node.js';
 export { nodeX25519Exchange, x25519PrivateKey, x25519PublicBytes, x25519SharedSecret } from './x25519-node.js';

@@ -26,10 +26,13 @@
  * - Streams (`stream`, our extension stream-1): a second pool with the same headers deadline and no body
  *   deadline; the body goes both ways chunk by chunk with backpressure, never counted or capped here
  *   (the stream endpoint holds a fixed reservation instead).
+ * - undici is imported, and the pools made, on the first call to the app, not at start: the agent answers
+ *   /healthz and /attestation without it, and it is the largest module the agent has (issue 16: start-up
+ *   time and idle memory, bench/startup.mjs). A call made while it loads waits for it.
  */
 
 import type { Readable } from 'node:stream';
-import { Pool, type Dispatcher } from 'undici';
+import type { Dispatcher, Pool } from 'undici';
 import { MAX_UPSTREAM_BODY_BYTES, type AppRequest, type AppResponse } from '../protocol/index.js';
 import type { MemoryBudget } from './body.js';
 import { appRequestHeaders, connectionTokens, isHopByHop, type ForwardedProto } from './headers.js';
@@ -132,6 +135,10 @@ class TooLarge extends Error {}
 class BadStatus extends Error {}
 class OverBudget extends Error {}
 class ClientGone extends Error {}
+/** A call after close(): the app is not contacted; the code is the one undici's closed pool gives. */
+class ClosedUpstream extends Error {
+  readonly code = 'UND_ERR_CLOSED';
+}
 
 function errorCode(err: unknown): string | undefined {
   return (err as { code?: string } | null)?.code;
@@ -156,25 +163,51 @@ export function responseHeaders(headers: Record<string, string | string[] | unde
 export function createUpstream(options: UpstreamOptions): Upstream {
   const origin = new URL(options.url);
   const timeoutMs = options.timeoutMs ?? DEFAULT_UPSTREAM_TIMEOUT_MS;
-  // The deadlines are undici's own per-connection timers (no timer or AbortController per request):
-  // headers within timeoutMs, then no gap between body chunks longer than timeoutMs.
-  const pool = new Pool(origin.origin, {
-    connections: UPSTREAM_CONNECTIONS,
-    pipelining: 1,
-    headersTimeout: timeoutMs,
-    bodyTimeout: timeoutMs,
-    connect: { timeout: Math.min(timeoutMs, 10_000) },
-  });
-  // Streams (stream.md §5): the headers within timeoutMs, then no body deadline at all (an LLM may
-  // pause longer than 25 s between tokens); the stream's idle timeout ends a stream nothing moves on.
-  // A pool of their own, so long-lived streams never hold the sealed path's connections.
-  const streamPool = new Pool(origin.origin, {
-    connections: UPSTREAM_CONNECTIONS,
-    pipelining: 1,
-    headersTimeout: timeoutMs,
-    bodyTimeout: 0,
-    connect: { timeout: Math.min(timeoutMs, 10_000) },
-  });
+  let pools: Promise<{ pool: Pool; streamPool: Pool }> | undefined;
+  let closed = false;
+
+  /** The two pools, made once on first use; a rejection (undici failed to load) is retried by the next call. */
+  function openPools(): Promise<{ pool: Pool; streamPool: Pool }> {
+    // `default`, the CommonJS module's exports: the split bundle (image/build-bundle.mjs) gives a CommonJS
+    // module imported with import() only that, Node gives it and the named exports.
+    pools ??= import('undici').then(
+      ({ default: { Pool: UndiciPool } }) => ({
+        // The deadlines are undici's own per-connection timers (no timer or AbortController per request):
+        // headers within timeoutMs, then no gap between body chunks longer than timeoutMs.
+        pool: new UndiciPool(origin.origin, {
+          connections: UPSTREAM_CONNECTIONS,
+          pipelining: 1,
+          headersTimeout: timeoutMs,
+          bodyTimeout: timeoutMs,
+          connect: { timeout: Math.min(timeoutMs, 10_000) },
+        }),
+        // Streams (stream.md §5): the headers within timeoutMs, then no body deadline at all (an LLM may
+        // pause longer than 25 s between tokens); the stream's idle timeout ends a stream nothing moves on.
+        // A pool of their own, so long-lived streams never hold the sealed path's connections.
+        streamPool: new UndiciPool(origin.origin, {
+          connections: UPSTREAM_CONNECTIONS,
+          pipelining: 1,
+          headersTimeout: timeoutMs,
+          bodyTimeout: 0,
+          connect: { timeout: Math.min(timeoutMs, 10_000) },
+        }),
+      }),
+      (err: unknown) => {
+        pools = undefined;
+        throw err;
+      },
+    );
+    return pools;
+  }
+
+  /** Runs `dispatch` with the pools once they exist; after close() or a failed load, `fail` instead. */
+  function withPools(dispatch: (p: { pool: Pool; streamPool: Pool }) => void, fail: (err: unknown) => void): void {
+    if (closed) {
+      fail(new ClosedUpstream());
+      return;
+    }
+    openPools().then((p) => (closed ? fail(new ClosedUpstream()) : dispatch(p)), fail);
+  }
 
   function failed(err: unknown): UpstreamAnswer {
     const code = errorCode(err);
@@ -273,11 +306,14 @@ export function createUpstream(options: UpstreamOptions): Upstream {
           },
         };
         client?.once('close', onClientGone);
-        try {
-          pool.dispatch({ path: request.path, method: request.method as Dispatcher.HttpMethod, headers: appRequestHeaders(request.headers, { host: origin.host, proto: options.forwardedProto }), body: request.body }, handler);
-        } catch (err) {
-          settle(failed(err));
-        }
+        const appHeaders = appRequestHeaders(request.headers, { host: origin.host, proto: options.forwardedProto });
+        withPools(({ pool }) => {
+          try {
+            pool.dispatch({ path: request.path, method: request.method as Dispatcher.HttpMethod, headers: appHeaders, body: request.body }, handler);
+          } catch (err) {
+            settle(failed(err));
+          }
+        }, (err) => settle(failed(err)));
       });
     },
     stream(request, body, handlers, contentLength = null) {
@@ -338,17 +374,22 @@ export function createUpstream(options: UpstreamOptions): Upstream {
       // headers.ts drops the client's content-length; a streamed body carries the head's own (checked
       // by the caller), else undici sends it chunked.
       if (contentLength !== null) headers['content-length'] = String(contentLength);
-      try {
-        // undici pulls an async iterable one chunk at a time, waiting for the socket to drain before
-        // the next: the client's upload is read only as fast as the app takes it.
-        streamPool.dispatch({ path: request.path, method: request.method as Dispatcher.HttpMethod, headers, body: body as unknown as Readable | null }, handler);
-      } catch (err) {
-        fail(err);
-      }
+      withPools(({ streamPool }) => {
+        try {
+          // undici pulls an async iterable one chunk at a time, waiting for the socket to drain before
+          // the next: the client's upload is read only as fast as the app takes it.
+          streamPool.dispatch({ path: request.path, method: request.method as Dispatcher.HttpMethod, headers, body: body as unknown as Readable | null }, handler);
+        } catch (err) {
+          fail(err);
+        }
+      }, fail);
       return call;
     },
     async close() {
-      await Promise.all([pool.close(), streamPool.close()]);
+      closed = true;
+      if (pools === undefined) return;
+      const { pool, streamPool } = await pools.catch(() => ({ pool: null, streamPool: null }));
+      if (pool !== null) await Promise.all([pool.close(), streamPool.close()]);
     },
   };
 }

@@ -14,7 +14,7 @@ import { PassThrough } from 'node:stream';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { joinStreamsNative, streamFd } from './native-pipe.js';
+import { joinStreamsNative, resolveRelay, streamFd } from './native-pipe.js';
 import { readHashed, writeHashed } from '../test/hashed-streams.js';
 
 const MiB = 1024 * 1024;
@@ -221,5 +221,13 @@ describe.each([
     expect(result).toMatchObject({ end: 'error', error: { code: 'BRIDGE_RELAY_UNAVAILABLE' } });
     expect(other.destroyed).toBe(true);
     await closed(left);
+  });
+});
+
+describe('resolveRelay', () => {
+  it('takes js when asked, and native by default or when asked where the addon loads (here)', () => {
+    expect(resolveRelay('js')).toBe('js');
+    expect(resolveRelay(undefined)).toBe('native');
+    expect(resolveRelay('native')).toBe('native');
   });
 });

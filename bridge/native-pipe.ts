@@ -25,7 +25,7 @@
 import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 
-import { VsockSocket, openFdRelay, type FdRelay } from '../vsock/index.js';
+import { VsockSocket, fdRelayAvailable, openFdRelay, type FdRelay } from '../vsock/index.js';
 import { BridgeError } from './errors.js';
 import type { Join, JoinEnd, JoinOptions, JoinResult } from './pipe.js';
 
@@ -35,6 +35,28 @@ import type { Join, JoinEnd, JoinOptions, JoinResult } from './pipe.js';
  * that bounds the relay's memory at 512 MiB only if every connection is backed up both ways at once.
  */
 export const RELAY_BUFFER_BYTES = 256 * 1024;
+
+/** Which relay joins a bridge's two streams: the native one (the default where the addon loads) or pipe.ts's. */
+export type RelayKind = 'native' | 'js';
+
+/**
+ * The relay to use: `native` only if the addon has it (else BRIDGE_RELAY_UNAVAILABLE, never a quiet
+ * switch to the JS relay), `js` always, and no choice means native where the addon loads, else js.
+ */
+export function resolveRelay(choice: RelayKind | undefined): RelayKind {
+  if (choice === 'js') return 'js';
+  const available = fdRelayAvailable();
+  if (choice === 'native' && !available) {
+    throw new BridgeError('BRIDGE_RELAY_UNAVAILABLE', 'the native relay was asked for but the addon cannot be loaded (run `npm ci`), or choose --relay js');
+  }
+  return available ? 'native' : 'js';
+}
+
+/**
+ * The native relay's default mode: read/write through a ring (false) or splice(2) through a pipe (true);
+ * chosen by the QEMU guest's measurement (test/qemu/bridge.guest.test.ts).
+ */
+export const RELAY_SPLICE = false;
 
 export interface NativeJoinOptions extends JoinOptions {
   /** Per-direction bound (RELAY_BUFFER_BYTES by default). */

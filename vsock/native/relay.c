@@ -530,6 +530,9 @@ static napi_value relay_open(napi_env env, napi_callback_info info) {
     free_relay(r);
     return NULL;
   }
+  /* What the streams had read counts as read from their side, as it would have in the JS relay. */
+  r->dir[0].bytes = (double)r->dir[0].prefix_len;
+  r->dir[1].bytes = (double)r->dir[1].prefix_len;
   for (int i = 0; i < 2; i++) {
     err = init_buffer(&r->dir[i], use_splice, (size_t)buffer_bytes);
     if (err != 0) {

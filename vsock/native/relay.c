@@ -35,6 +35,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -72,12 +73,13 @@ typedef struct {
   /* Bytes read before the relay started, written to `to` first (malloc'd, may be NULL). */
   uint8_t *prefix;
   size_t prefix_len, prefix_off;
-  /* copy mode: the ring; splice mode: ring == NULL and pipe[0..1] hold the bytes. */
+  /* copy mode: the ring; splice mode: ring == NULL and pipe[0..1] hold the bytes (-1 while empty). */
   uint8_t *ring;
   size_t head; /* copy mode: where the oldest byte is */
   size_t len;  /* bytes buffered (ring or pipe) */
   size_t cap;
   int pipe[2];
+  size_t pipe_bytes; /* splice mode: the pipe size asked for */
   bool eof;  /* `from` said end of stream */
   bool shut; /* shutdown(to, SHUT_WR) done */
   double bytes;
@@ -102,6 +104,71 @@ struct relay {
 /* ------------------------------------------------------------------------------------------------ */
 /* Teardown */
 
+/*
+ * Empty pipes kept for the next relays (splice mode): making and closing two pipes per connection was a
+ * visible part of a short connection's cost. At most PIPE_POOL_MAX pairs (2 fds each) stay open, shared by
+ * every Node environment in the process (hence the mutex), for the process's lifetime. A pipe goes back
+ * only when the kernel says it is empty (FIONREAD), so no byte of one connection can reach another.
+ */
+#define PIPE_POOL_MAX 32
+
+typedef struct {
+  int fds[2];
+  size_t cap;
+} pooled_pipe;
+
+static pooled_pipe pipe_pool[PIPE_POOL_MAX];
+static int pipe_pool_count;
+static uv_mutex_t pipe_pool_mutex;
+static uv_once_t pipe_pool_once = UV_ONCE_INIT;
+static bool pipe_pool_ready;
+
+static void pipe_pool_init(void) {
+  pipe_pool_ready = uv_mutex_init(&pipe_pool_mutex) == 0;
+}
+
+/*
+ * An empty pooled pipe, if one is there. Its size is what its first relay got (the bridges use one
+ * bufferBytes for all), and `cap` says it: the bound per direction stays whatever the pipe holds.
+ */
+static bool pool_take(int fds[2], size_t *cap) {
+  bool found = false;
+  uv_once(&pipe_pool_once, pipe_pool_init);
+  if (!pipe_pool_ready) return false;
+  uv_mutex_lock(&pipe_pool_mutex);
+  if (pipe_pool_count > 0) {
+    pipe_pool_count -= 1;
+    fds[0] = pipe_pool[pipe_pool_count].fds[0];
+    fds[1] = pipe_pool[pipe_pool_count].fds[1];
+    *cap = pipe_pool[pipe_pool_count].cap;
+    found = true;
+  }
+  uv_mutex_unlock(&pipe_pool_mutex);
+  return found;
+}
+
+/*
+ * Keeps an empty pipe for later; false if the pool is full or the pipe is not empty (the caller closes it).
+ * `known_empty`: the caller's count says so (splice returns exact counts); else the kernel is asked.
+ */
+static bool pool_give(const int fds[2], size_t cap, bool known_empty) {
+  int queued = -1;
+  bool kept = false;
+  if (!known_empty && (ioctl(fds[0], FIONREAD, &queued) != 0 || queued != 0)) return false;
+  uv_once(&pipe_pool_once, pipe_pool_init);
+  if (!pipe_pool_ready) return false;
+  uv_mutex_lock(&pipe_pool_mutex);
+  if (pipe_pool_count < PIPE_POOL_MAX) {
+    pipe_pool[pipe_pool_count].fds[0] = fds[0];
+    pipe_pool[pipe_pool_count].fds[1] = fds[1];
+    pipe_pool[pipe_pool_count].cap = cap;
+    pipe_pool_count += 1;
+    kept = true;
+  }
+  uv_mutex_unlock(&pipe_pool_mutex);
+  return kept;
+}
+
 /* The buffers and pipes: released as soon as the relay stops, not when the JS wrapper is collected. */
 static void release_buffers(relay *r) {
   for (int i = 0; i < 2; i++) {
@@ -111,6 +178,9 @@ static void release_buffers(relay *r) {
     d->prefix = NULL;
     d->ring = NULL;
     d->prefix_len = d->prefix_off = d->len = 0;
+    if (d->pipe[0] >= 0 && d->pipe[1] >= 0 && pool_give(d->pipe, d->cap, false)) {
+      d->pipe[0] = d->pipe[1] = -1;
+    }
     for (int j = 0; j < 2; j++) {
       if (d->pipe[j] >= 0) close(d->pipe[j]);
       d->pipe[j] = -1;
@@ -199,11 +269,52 @@ static void finish(relay *r, napi_value error) {
 
 typedef enum { STEP_MOVED, STEP_BLOCKED, STEP_END, STEP_ERROR } step;
 
+/*
+ * Splice mode: a direction holds a pipe only while bytes are in it, so an idle connection costs its two
+ * sockets and no more (an enclave's init leaves the kernel's 4096-fd hard limit; two pipes per direction
+ * held for a connection's life would cut the 1024-connection cap to under 700). Returns false with errno.
+ */
+static bool acquire_pipe(direction *d) {
+  int size;
+  if (d->pipe[0] >= 0) return true;
+  if (pool_take(d->pipe, &d->cap)) return true;
+  if (pipe2(d->pipe, O_NONBLOCK | O_CLOEXEC) != 0) {
+    d->pipe[0] = d->pipe[1] = -1;
+    return false;
+  }
+  /* Above the unprivileged limits (/proc/sys/fs/pipe-max-size, pipe-user-pages-soft) the kernel keeps a
+   * smaller pipe; whatever it has is the bound. */
+  (void)fcntl(d->pipe[1], F_SETPIPE_SZ, (int)d->pipe_bytes);
+  size = fcntl(d->pipe[1], F_GETPIPE_SZ);
+  if (size <= 0) {
+    int err = size == 0 ? EINVAL : errno;
+    close(d->pipe[0]);
+    close(d->pipe[1]);
+    d->pipe[0] = d->pipe[1] = -1;
+    errno = err;
+    return false;
+  }
+  d->cap = (size_t)size;
+  return true;
+}
+
+/* Splice mode, after the pipe ran empty: back to the pool (or closed). len == 0 is exact: splice counts. */
+static void release_pipe(direction *d) {
+  if (d->pipe[0] < 0) return;
+  if (!pool_give(d->pipe, d->cap, true)) {
+    close(d->pipe[0]);
+    close(d->pipe[1]);
+  }
+  d->pipe[0] = d->pipe[1] = -1;
+}
+
 /* Reads from `from` into the buffer. STEP_END at end of stream; errno set on STEP_ERROR. */
 static step fill(relay *r, direction *d, size_t *moved) {
   int fd = r->ep[d->from].fd;
   ssize_t n;
-  size_t room = d->cap - d->len;
+  size_t room;
+  if (d->ring == NULL && !acquire_pipe(d)) return STEP_ERROR;
+  room = d->cap - d->len;
   if (d->ring == NULL) {
     do {
       n = splice(fd, NULL, d->pipe[1], NULL, room, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
@@ -222,6 +333,11 @@ static step fill(relay *r, direction *d, size_t *moved) {
     do {
       n = readv(fd, iov, count);
     } while (n < 0 && errno == EINTR);
+  }
+  if (n <= 0 && d->ring == NULL && d->len == 0) {
+    int err = errno;
+    release_pipe(d); /* nothing came: hold no pipe while waiting */
+    errno = err;
   }
   if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK ? STEP_BLOCKED : STEP_ERROR;
   if (n == 0) return STEP_END;
@@ -277,6 +393,7 @@ static step drain(relay *r, direction *d, size_t *moved) {
   }
   d->len -= (size_t)n;
   *moved = (size_t)n;
+  if (d->ring == NULL && d->len == 0) release_pipe(d);
   return STEP_MOVED;
 }
 
@@ -453,7 +570,8 @@ static int dup_nonblocking(int fd) {
   int flags;
   if (copy < 0) return -1;
   flags = fcntl(copy, F_GETFL);
-  if (flags < 0 || fcntl(copy, F_SETFL, flags | O_NONBLOCK) != 0) {
+  /* O_NONBLOCK lives in the shared file description: libuv and vsock.c have usually set it already. */
+  if (flags < 0 || ((flags & O_NONBLOCK) == 0 && fcntl(copy, F_SETFL, flags | O_NONBLOCK) != 0)) {
     int err = errno;
     close(copy);
     errno = err;
@@ -470,16 +588,9 @@ static int init_buffer(direction *d, bool use_splice, size_t bytes) {
     d->cap = bytes;
     return 0;
   }
-  if (pipe2(d->pipe, O_NONBLOCK | O_CLOEXEC) != 0) {
-    d->pipe[0] = d->pipe[1] = -1;
-    return errno;
-  }
-  /* Above the unprivileged limits (/proc/sys/fs/pipe-max-size, pipe-user-pages-soft) the kernel keeps a
-   * smaller pipe; whatever it has is the bound. */
-  (void)fcntl(d->pipe[1], F_SETPIPE_SZ, (int)bytes);
-  int size = fcntl(d->pipe[1], F_GETPIPE_SZ);
-  if (size <= 0) return errno != 0 ? errno : EINVAL;
-  d->cap = (size_t)size;
+  /* The pipe itself is taken when there is something to read (acquire_pipe). */
+  d->pipe_bytes = bytes;
+  d->cap = bytes;
   return 0;
 }
 

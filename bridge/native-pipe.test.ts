@@ -12,7 +12,7 @@ import { closeSync, fstatSync, openSync, readdirSync } from 'node:fs';
 import { createServer, connect, type AddressInfo, type Server, type Socket } from 'node:net';
 import { PassThrough } from 'node:stream';
 
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 
 import { joinStreamsNative, resolveRelay, streamFd } from './native-pipe.js';
 import { readHashed, writeHashed } from '../test/hashed-streams.js';
@@ -238,5 +238,19 @@ describe('resolveRelay', () => {
     expect(resolveRelay('js')).toBe('js');
     expect(resolveRelay(undefined)).toBe('native');
     expect(resolveRelay('native')).toBe('native');
+  });
+
+  it('refuses native without the addon (BRIDGE_RELAY_UNAVAILABLE) and takes js only when nothing was asked', async () => {
+    vi.resetModules();
+    vi.doMock('../vsock/index.js', async (importOriginal) => ({ ...(await importOriginal<object>()), fdRelayAvailable: () => false }));
+    try {
+      const { resolveRelay: withoutAddon } = await import('./native-pipe.js');
+      expect(() => withoutAddon('native')).toThrow(expect.objectContaining({ code: 'BRIDGE_RELAY_UNAVAILABLE' }));
+      expect(withoutAddon(undefined)).toBe('js');
+      expect(withoutAddon('js')).toBe('js');
+    } finally {
+      vi.doUnmock('../vsock/index.js');
+      vi.resetModules();
+    }
   });
 });

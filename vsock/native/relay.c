@@ -14,7 +14,8 @@
  *   which saves a copy through user space where a socket splices pages (TCP), and falls back to the
  *   kernel's own copy where it does not (AF_VSOCK has no splice_read; Linux >= 6.5 copies, older kernels
  *   go through read_iter). A full pipe and an empty socket both answer EAGAIN, so in this mode a direction
- *   waits for READABLE only while its pipe is empty (no busy loop on the ambiguity).
+ *   waits for READABLE only while its pipe is empty (no busy loop on the ambiguity). A direction holds a
+ *   pipe only while bytes are in it, and empty pipes go to a small pool for the next ones.
  * A direction stops reading while its buffer is full (backpressure: the kernel windows hold the rest) and
  * waits for WRITABLE only while it has bytes; end of stream from one side becomes shutdown(SHUT_WR) on the
  * other once the buffer is flushed (half-close); a read, write or socket error ends the whole relay.

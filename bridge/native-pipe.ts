@@ -54,8 +54,8 @@ export function resolveRelay(choice: RelayKind | undefined): RelayKind {
 
 /**
  * The native relay's default mode: splice(2) through a pipe (true) or read/write through a ring (false).
- * Measured in the QEMU guest (test/qemu/bridge.guest.test.ts, 64 MiB): splice 3.9x socat's ingress
- * throughput and 3.4x its egress, read/write 2.1x and 1.6x.
+ * Measured in the QEMU guest (test/qemu/bridge.guest.test.ts, 64 MiB, three runs): splice 1.27-3.85x
+ * socat's ingress throughput and 1.29-3.43x its egress; read/write 1.03-2.10x and 0.95-1.61x.
  */
 export const RELAY_SPLICE = true;
 

@@ -6,7 +6,7 @@
     {
       "target_name": "enclave_native",
       # native/common.c: the helpers the three share (coded errors, argument checks).
-      "sources": ["nsm/native/nsm.c", "vsock/native/vsock.c", "init/native/init.c", "native/common.c"],
+      "sources": ["nsm/native/nsm.c", "vsock/native/vsock.c", "vsock/native/relay.c", "init/native/init.c", "native/common.c"],
       "defines": ["NAPI_VERSION=8"],
       # Hidden by default: only N-API's entry points (NAPI_MODULE_EXPORT) leave the .node, so the shared
       # helpers' plain names cannot bind to a same-named symbol in the node binary.

@@ -15,6 +15,7 @@ import type { Allowlist } from './connect-head.js';
 import { CONNECT_TIMEOUT_MS, createEgressProxyOpen, createEgressUpstreamOpen } from './egress.js';
 import { BridgeError } from './errors.js';
 import { startForwarder, type Forwarder, type OpenTarget } from './forwarder.js';
+import { RELAY_SPLICE, type RelayKind } from './native-pipe.js';
 import { hybridVsockDialer, hybridVsockListenPath, listenUnixStreams } from './hybrid-vsock.js';
 import { dialWithin, listenTcp, listenVsockStreams, tcpDialer, vsockDialer, type Dial, type StreamListener } from './transports.js';
 
@@ -34,9 +35,18 @@ export const DEFAULT_EGRESS_LISTEN = { host: '127.0.0.1', port: 3128 } as const;
 export interface Limits {
   readonly maxConnections: number;
   readonly idleTimeoutMs: number;
+  /** forwarder.ts: native (the default where the addon loads) or js. */
+  readonly relay: RelayKind;
+  /** Native relay: splice(2) instead of read/write (benchmarks; the default is RELAY_SPLICE). */
+  readonly relaySplice: boolean;
 }
 
-const DEFAULT_LIMITS: Limits = { maxConnections: DEFAULT_MAX_CONNECTIONS, idleTimeoutMs: DEFAULT_IDLE_TIMEOUT_MS };
+const DEFAULT_LIMITS = { maxConnections: DEFAULT_MAX_CONNECTIONS, idleTimeoutMs: DEFAULT_IDLE_TIMEOUT_MS };
+
+/** The relay options a forwarder gets from a bridge's Partial<Limits>. */
+function relayOptions(options: Partial<Limits>): { relay?: RelayKind; relaySplice: boolean } {
+  return { ...(options.relay !== undefined ? { relay: options.relay } : {}), relaySplice: options.relaySplice ?? RELAY_SPLICE };
+}
 
 /** The plain bridge: every client gets one dial, bounded by `connectTimeoutMs`. */
 export function dialOpen(dial: Dial, connectTimeoutMs = CONNECT_TIMEOUT_MS): OpenTarget {
@@ -81,6 +91,7 @@ export async function startHostIngress(options: HostIngressOptions): Promise<For
     idleTimeoutMs: options.idleTimeoutMs ?? DEFAULT_LIMITS.idleTimeoutMs,
     openTimeoutMs: OPEN_TIMEOUT_MS,
     logger: options.logger,
+    ...relayOptions(options),
   });
 }
 
@@ -109,6 +120,7 @@ export async function startEnclaveIngress(options: EnclaveIngressOptions): Promi
           idleTimeoutMs: options.idleTimeoutMs ?? DEFAULT_LIMITS.idleTimeoutMs,
           openTimeoutMs: OPEN_TIMEOUT_MS,
           logger: options.logger,
+          ...relayOptions(options),
         }),
       );
     }
@@ -145,6 +157,7 @@ export async function startEnclaveEgress(options: EnclaveEgressOptions): Promise
     idleTimeoutMs: options.idleTimeoutMs ?? DEFAULT_LIMITS.idleTimeoutMs,
     openTimeoutMs: OPEN_TIMEOUT_MS,
     logger: options.logger,
+    ...relayOptions(options),
   });
 }
 
@@ -197,5 +210,6 @@ export async function startHostEgress(options: HostEgressOptions): Promise<Forwa
     idleTimeoutMs: options.idleTimeoutMs ?? DEFAULT_LIMITS.idleTimeoutMs,
     openTimeoutMs: OPEN_TIMEOUT_MS,
     logger: options.logger,
+    ...relayOptions(options),
   });
 }

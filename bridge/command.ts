@@ -47,6 +47,7 @@ export const HOST_BRIDGE_USAGE =
   '--allow HOST:PORT         a target the egress bridge may connect to; repeat for more\n' +
   '--max-connections N       connections held at once; more are closed at once (default 1024)\n' +
   '--idle-timeout-ms N       close a connection after N ms without a byte either way (default 300000)\n' +
+  '--relay native|js         what moves the bytes: the native relay (default where the addon loads) or JS\n' +
   '--connect-timeout-ms N    deadline for each outgoing connect (default 10000)\n' +
   '--log-level LEVEL         fatal, error, warn, info (default), debug, trace\n\n' +
   'Exit status: 0 after SIGINT/SIGTERM, 1 when a listener cannot be opened, 2 usage error.';
@@ -61,6 +62,7 @@ export const HOST_BRIDGE_OPTIONS = {
   allow: { type: 'string', multiple: true },
   'max-connections': { type: 'string' },
   'idle-timeout-ms': { type: 'string' },
+  relay: { type: 'string' },
   'connect-timeout-ms': { type: 'string' },
   'log-level': { type: 'string' },
 } satisfies NonNullable<ParseArgsConfig['options']>;
@@ -69,7 +71,7 @@ export const ENCLAVE_BRIDGE_USAGE =
   'Usage: enclave-agent enclave-bridge [--ingress-port PORT]... [--e2e true|false] [--upstream URL]\n' +
   '                                    [--internal-listen HOST:PORT] [--egress-vsock-port PORT\n' +
   '                                    --egress-allow HOST:PORT... [--egress-listen HOST:PORT] [--egress-cid CID]]\n' +
-  '                                    [--max-connections N] [--idle-timeout-ms N] [--log-level LEVEL]\n\n' +
+  '                                    [--max-connections N] [--idle-timeout-ms N] [--relay native|js] [--log-level LEVEL]\n\n' +
   'Runs inside the enclave. Ingress: each vsock port P is joined to TCP 127.0.0.1:P. Egress (with\n' +
   '--egress-vsock-port): an HTTP CONNECT proxy on --egress-listen for the app\'s HTTP(S)_PROXY; allowed\n' +
   'targets go to the parent\'s `host-bridge --egress` over vsock.\n\n' +
@@ -87,6 +89,7 @@ export const ENCLAVE_BRIDGE_USAGE =
   '--egress-cid CID          the parent\'s CID (ENCLAVE_AGENT_EGRESS_CID; default 3)\n' +
   '--max-connections N       connections per bridge held at once (default 1024)\n' +
   '--idle-timeout-ms N       close a connection after N ms without a byte either way (default 300000)\n' +
+  '--relay native|js         what moves the bytes: the native relay (default where the addon loads) or JS\n' +
   '--log-level LEVEL         fatal, error, warn, info (default), debug, trace\n\n' +
   'Exit status: 0 after SIGINT/SIGTERM, 1 when a listener cannot be opened, 2 usage error.';
 
@@ -101,6 +104,7 @@ export const ENCLAVE_BRIDGE_OPTIONS = {
   'egress-cid': { type: 'string' },
   'max-connections': { type: 'string' },
   'idle-timeout-ms': { type: 'string' },
+  relay: { type: 'string' },
   'log-level': { type: 'string' },
 } satisfies NonNullable<ParseArgsConfig['options']>;
 
@@ -131,7 +135,7 @@ export async function runHostBridgeCommand(values: FlagValues, io: BridgeCommand
   const config = parseHostBridgeFlags(values);
   const logger = io.createLogger(config.logLevel);
   const stopped = (io.waitForStop ?? waitForSignal)();
-  const limits = { maxConnections: config.maxConnections, idleTimeoutMs: config.idleTimeoutMs };
+  const limits = { maxConnections: config.maxConnections, idleTimeoutMs: config.idleTimeoutMs, ...(config.relay !== null ? { relay: config.relay } : {}) };
   let forwarder: Forwarder;
   if (config.mode === 'ingress') {
     forwarder = await startHostIngress({
@@ -164,7 +168,7 @@ export interface RunningEnclaveBridges {
 
 /** The ingress bridges and, when configured, the egress proxy; on a failure the ones started are closed. */
 export async function startEnclaveBridges(config: EnclaveBridgeConfig, logger: Logger): Promise<RunningEnclaveBridges> {
-  const limits = { maxConnections: config.maxConnections, idleTimeoutMs: config.idleTimeoutMs };
+  const limits = { maxConnections: config.maxConnections, idleTimeoutMs: config.idleTimeoutMs, ...(config.relay !== null ? { relay: config.relay } : {}) };
   const forwarders = await startEnclaveIngress({ ...limits, ports: config.ingressPorts, logger });
   if (config.egress !== null) {
     try {

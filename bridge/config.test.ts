@@ -32,14 +32,17 @@ describe('host-bridge flags', () => {
       connectTimeoutMs: 10_000,
       maxConnections: 1024,
       idleTimeoutMs: 300_000,
+      relay: null,
       logLevel: 'info',
     });
-    expect(parseHostBridgeFlags({ listen: '[::1]:0', cid: '1', port: '5', 'max-connections': '3', 'idle-timeout-ms': '250', 'log-level': 'debug' })).toMatchObject({
+    expect(parseHostBridgeFlags({ listen: '[::1]:0', cid: '1', port: '5', 'max-connections': '3', 'idle-timeout-ms': '250', relay: 'js', 'log-level': 'debug' })).toMatchObject({
       listen: { host: '::1', port: 0 },
       maxConnections: 3,
       idleTimeoutMs: 250,
+      relay: 'js',
       logLevel: 'debug',
     });
+    expect(problems(() => parseHostBridgeFlags({ listen: '127.0.0.1:1', cid: '1', port: '5', relay: 'splice' }))).toEqual(['--relay expected native or js, got "splice"']);
   });
 
   it('reads the egress form', () => {
@@ -121,6 +124,7 @@ describe('enclave-bridge flags', () => {
       egress: null,
       maxConnections: 1024,
       idleTimeoutMs: 300_000,
+      relay: null,
       logLevel: 'info',
     });
   });

@@ -18,6 +18,7 @@ import { DEFAULT_EGRESS_LISTEN, DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_INGRESS_PORTS, 
 import { createAllowlist, type Allowlist } from './connect-head.js';
 import { CONNECT_TIMEOUT_MS } from './egress.js';
 import { UNIX_PATH_MAX_BYTES, hybridVsockListenPath } from './hybrid-vsock.js';
+import type { RelayKind } from './native-pipe.js';
 
 export type FlagValues = Readonly<Record<string, string | boolean | (string | boolean)[] | undefined>>;
 export type Environment = Readonly<Record<string, string | undefined>>;
@@ -31,6 +32,8 @@ export interface HostPort {
 interface CommonConfig {
   readonly maxConnections: number;
   readonly idleTimeoutMs: number;
+  /** `--relay`: null leaves the choice to the forwarder (native where the addon loads). */
+  readonly relay: RelayKind | null;
   readonly logLevel: LogLevel;
 }
 
@@ -142,7 +145,10 @@ function allowlist(problems: Problems, name: string, entries: readonly string[])
 function common(problems: Problems, values: FlagValues): CommonConfig {
   const logLevel = str(values['log-level']) ?? 'info';
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) problems.add(`--log-level expected one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(logLevel)}`);
+  const relay = str(values.relay) ?? null;
+  if (relay !== null && relay !== 'native' && relay !== 'js') problems.add(`--relay expected native or js, got ${JSON.stringify(relay)}`);
   return {
+    relay: relay as RelayKind | null,
     maxConnections: integer(problems, '--max-connections', str(values['max-connections']), 1, MAX_CONNECTIONS_LIMIT, DEFAULT_MAX_CONNECTIONS),
     idleTimeoutMs: integer(problems, '--idle-timeout-ms', str(values['idle-timeout-ms']), 1, MAX_TIMER_MS, DEFAULT_IDLE_TIMEOUT_MS),
     logLevel: logLevel as LogLevel,

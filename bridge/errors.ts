@@ -9,6 +9,8 @@
  * - `BRIDGE_HYBRID_REFUSED`, `BRIDGE_HYBRID_MALFORMED`, `BRIDGE_HYBRID_TIMEOUT`: the Unix-socket ("hybrid
  *   vsock") backend closed without answering a CONNECT (no listener on that guest port), answered something
  *   other than `OK <port>\n`, or did not answer in time (hybrid-vsock.ts);
+ * - `BRIDGE_RELAY_UNAVAILABLE`: the native relay was asked for but the addon (or a stream's fd) is missing;
+ *   `BRIDGE_RELAY_FAILED`: it did not start (dup, pipe, memory; the lower error is the `cause`);
  * - `BRIDGE_CLOSED`: the bridge was closing and dropped the connection.
  * Pure: no `node:` imports, no I/O.
  */
@@ -30,6 +32,8 @@ export type BridgeErrorCode =
   | 'BRIDGE_HYBRID_REFUSED'
   | 'BRIDGE_HYBRID_MALFORMED'
   | 'BRIDGE_HYBRID_TIMEOUT'
+  | 'BRIDGE_RELAY_UNAVAILABLE'
+  | 'BRIDGE_RELAY_FAILED'
   | 'BRIDGE_CLOSED';
 
 export class BridgeError extends Error {

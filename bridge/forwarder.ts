@@ -6,7 +6,9 @@
  * - a setup deadline (`openTimeoutMs`) for `open`, and the idle timeout for the join;
  * - no retries and no loops: one accepted connection causes at most one `open`, and accept errors only
  *   count and log (the listeners themselves back off: vsock/server.ts pauses, libuv's EMFILE reserve fd);
- * - `close()`: stop accepting, let open connections finish for a grace period, then destroy the rest.
+ * - `close()`: stop accepting, let open connections finish for a grace period, then destroy the rest;
+ * - the relay: joinStreamsNative (bytes moved in C) by default where the addon loads, pipe.ts's
+ *   joinStreams when `relay: 'js'` is chosen; `relay: 'native'` without the addon refuses to start.
  * Logs are pino records with constant messages; per-connection records are debug level, repeated warnings
  * are rate limited, and no payload byte is ever logged.
  */
@@ -16,6 +18,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 
 import { BridgeError, errorCode } from './errors.js';
+import { joinStreamsNative, resolveRelay, type RelayKind } from './native-pipe.js';
 import { joinStreams, type Join } from './pipe.js';
 import type { StreamListener } from './transports.js';
 
@@ -38,6 +41,10 @@ export interface ForwarderOptions {
   /** Deadline for `open` (dial, CONNECT exchange). */
   readonly openTimeoutMs: number;
   readonly logger: Logger;
+  /** The relay for joined connections (native-pipe.ts's resolveRelay: native where the addon loads). */
+  readonly relay?: RelayKind;
+  /** Native relay only: splice(2) through pipes instead of read/write (vsock/native/relay.c). */
+  readonly relaySplice?: boolean;
 }
 
 export interface ForwarderStats {
@@ -83,6 +90,8 @@ export function startForwarder(options: ForwarderOptions): Forwarder {
   assertLimit('maxConnections', maxConnections, 1);
   assertLimit('idleTimeoutMs', idleTimeoutMs, 0);
   assertLimit('openTimeoutMs', openTimeoutMs, 1);
+  const relay = resolveRelay(options.relay);
+  const relaySplice = options.relaySplice ?? false;
   const logger = options.logger.child({ bridge: name, ...listener.description });
   const counters: Counters = { active: 0, accepted: 0, refused: 0, openFailures: 0, completed: 0, idleTimeouts: 0, acceptErrors: 0, bytesIn: 0, bytesOut: 0 };
   const setups = new Set<AbortController>();
@@ -141,7 +150,7 @@ export function startForwarder(options: ForwarderOptions): Forwarder {
       setups.delete(controller);
     }
     target.on('error', () => {}); // the join reports errors; this covers the gap until it listens
-    const join = joinStreams(client, target, { idleTimeoutMs });
+    const join = relay === 'native' ? joinStreamsNative(client, target, { idleTimeoutMs, splice: relaySplice }) : joinStreams(client, target, { idleTimeoutMs });
     joins.add(join);
     const result = await join.done;
     joins.delete(join);
@@ -172,7 +181,7 @@ export function startForwarder(options: ForwarderOptions): Forwarder {
     counters.acceptErrors += 1;
     warn('accept', { code: errorCode(error) }, 'bridge accept failed');
   });
-  logger.info({ maxConnections, idleTimeoutMs }, 'bridge listening');
+  logger.info({ maxConnections, idleTimeoutMs, relay }, 'bridge listening');
 
   const stats = (): ForwarderStats => ({ ...counters });
 

@@ -7,6 +7,7 @@
 
 export { BridgeError, type BridgeErrorCode } from './errors.js';
 export { joinStreams, type Join, type JoinEnd, type JoinOptions, type JoinResult } from './pipe.js';
+export { RELAY_BUFFER_BYTES, RELAY_SPLICE, joinStreamsNative, resolveRelay, type NativeJoinOptions, type RelayKind } from './native-pipe.js';
 export { LINGER_MS, WARN_INTERVAL_MS, startForwarder, type Forwarder, type ForwarderOptions, type ForwarderStats, type OpenTarget } from './forwarder.js';
 export {
   dialWithin,

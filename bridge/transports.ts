@@ -128,6 +128,9 @@ export function vsockDialer(target: { cid: number; port: number }): Dial {
   };
 }
 
+/** What a finished dialWithin aborts its own controller with (nothing listens by then). */
+const DIAL_SETTLED = new BridgeError('BRIDGE_CLOSED', 'the dial settled');
+
 /**
  * Runs `dial` for at most `timeoutMs` (and no longer than `signal` allows). Resolves with the stream or
  * rejects with BRIDGE_DIAL_TIMEOUT, BRIDGE_DIAL_FAILED (the dialer's error as `cause`) or the parent
@@ -136,8 +139,8 @@ export function vsockDialer(target: { cid: number; port: number }): Dial {
 export async function dialWithin(dial: Dial, timeoutMs: number, signal: AbortSignal): Promise<Duplex> {
   if (signal.aborted) throw signal.reason;
   const controller = new AbortController();
-  const timeout = new BridgeError('BRIDGE_DIAL_TIMEOUT', `no connection within ${timeoutMs} ms`);
-  const timer = setTimeout(() => controller.abort(timeout), timeoutMs);
+  // The timeout's error is made when it fires: an Error's stack trace is a real cost per connection.
+  const timer = setTimeout(() => controller.abort(new BridgeError('BRIDGE_DIAL_TIMEOUT', `no connection within ${timeoutMs} ms`)), timeoutMs);
   const onParentAbort = (): void => controller.abort(signal.reason);
   signal.addEventListener('abort', onParentAbort, { once: true });
   const aborted = new Promise<never>((_, reject) => controller.signal.addEventListener('abort', () => reject(controller.signal.reason), { once: true }));
@@ -153,6 +156,7 @@ export async function dialWithin(dial: Dial, timeoutMs: number, signal: AbortSig
     clearTimeout(timer);
     signal.removeEventListener('abort', onParentAbort);
     aborted.catch(() => {});
-    controller.abort();
+    // A fixed reason: abort() without one makes a DOMException (and its stack) on every dial.
+    controller.abort(DIAL_SETTLED);
   }
 }

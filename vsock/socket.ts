@@ -71,6 +71,14 @@ export class VsockSocket extends Duplex {
     pfd.onPoll = (error, events) => this.#onPoll(error, events);
   }
 
+  /**
+   * The socket's fd, -1 once destroyed: for the bridges' native relay (vsock/relay.ts), which works on a
+   * duplicate and leaves this one to `destroy()`.
+   */
+  get fd(): number {
+    return this.#pfd.closed ? -1 : this.#pfd.fd;
+  }
+
   /** The local { cid, port } (getsockname, asked once). */
   address(): VsockAddress {
     if (this.#localAddress === undefined) {

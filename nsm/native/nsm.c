@@ -21,6 +21,7 @@
 
 #include "../../init/native/init.h"
 #include "../../native/common.h"
+#include "../../vsock/native/relay.h"
 #include "../../vsock/native/vsock.h"
 
 /*
@@ -320,7 +321,9 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
        napi_enumerable, NULL},
   };
   NAPI_CALL(env, napi_define_properties(env, exports, sizeof(properties) / sizeof(properties[0]), properties));
-  /* exports.vsock (vsock/native/vsock.c) and exports.init (init/native/init.c): one addon, one init. */
+  /* exports.vsock (vsock/native/vsock.c), exports.vsockRelay (vsock/native/relay.c) and exports.init
+   * (init/native/init.c): one addon, one init. */
   if (vsock_register(env, exports) == NULL) return NULL;
+  if (relay_register(env, exports) == NULL) return NULL;
   return init_register(env, exports);
 }

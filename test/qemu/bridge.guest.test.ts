@@ -54,27 +54,41 @@ const REPO = dirname(dirname(dirname(fileURLToPath(import.meta.url))));
 const MiB = 1024 * 1024;
 const BENCH_BYTES = 64 * MiB;
 const BENCH_ROUNDS = 2;
+/** Connection rounds: more than the transfers', since one round of a few seconds is easily disturbed by host load. */
+const CONN_ROUNDS = 3;
 const CONNECTIONS = 150;
 
 /**
  * A bridge in a process of its own, as in production (and as socat runs): bundled with esbuild from the
  * sources at test time (the guest has no dist/), packages left to /project/node_modules.
- * `node bundle enclave V` runs the enclave ingress bridge for port V; `node bundle host V` the host ingress
- * bridge to vsock 1:V on a free TCP port. Each prints `{"ready": tcpPortOrV}` once listening.
+ * `node bundle ROLE V RELAY [TARGET]`, RELAY one of native (the default relay: native, splice mode), copy
+ * (native, read/write mode), js: `enclave V` runs the enclave ingress bridge for port V; `host V` the host ingress bridge to
+ * vsock 1:V on a free TCP port; `host-egress E TARGET` the host egress bridge on vsock E allowing
+ * 127.0.0.1:TARGET; `enclave-egress E TARGET` the app's CONNECT proxy on a free TCP port to vsock 1:E.
+ * Each prints `{"ready": tcpPortOrV}` once listening.
  */
 const BRIDGE_PROCESS_ENTRY = `
 import { pino } from 'pino';
-import { startEnclaveIngress, startHostIngress } from './bridge/index.ts';
-const [role, portText] = process.argv.slice(2);
+import { createAllowlist, startEnclaveEgress, startEnclaveIngress, startHostEgress, startHostIngress } from './bridge/index.ts';
+const [role, portText, relayText, targetText] = process.argv.slice(2);
 const port = Number(portText);
+const relay = relayText === 'js' ? { relay: 'js' } : relayText === 'copy' ? { relay: 'native', relaySplice: false } : { relay: 'native' };
 const logger = pino({ level: 'warn' }, pino.destination(2));
+const tcpPort = (forwarder) => Number(String(forwarder.description.tcp).split(':').pop());
+const allowlist = () => createAllowlist(['127.0.0.1:' + targetText]);
+let ready;
 if (role === 'enclave') {
-  await startEnclaveIngress({ ports: [port], logger });
-  process.stdout.write(JSON.stringify({ ready: port }) + '\\n');
+  await startEnclaveIngress({ ports: [port], logger, ...relay });
+  ready = port;
+} else if (role === 'host') {
+  ready = tcpPort(await startHostIngress({ listen: { host: '127.0.0.1', port: 0 }, cid: 1, vsockPort: port, logger, ...relay }));
+} else if (role === 'host-egress') {
+  await startHostEgress({ allowlist: allowlist(), vsockPort: port, logger, ...relay });
+  ready = port;
 } else {
-  const host = await startHostIngress({ listen: { host: '127.0.0.1', port: 0 }, cid: 1, vsockPort: port, logger });
-  process.stdout.write(JSON.stringify({ ready: Number(String(host.description.tcp).split(':').pop()) }) + '\\n');
+  ready = tcpPort(await startEnclaveEgress({ listen: { host: '127.0.0.1', port: 0 }, allowlist: allowlist(), cid: 1, vsockPort: port, logger, ...relay }));
 }
+process.stdout.write(JSON.stringify({ ready }) + '\\n');
 `;
 const SOCAT = '/usr/bin/socat';
 const silent = pino({ level: 'silent' });
@@ -158,9 +172,11 @@ function bridgeProcessBundle(): Promise<string> {
   return bundled;
 }
 
+type Relay = 'native' | 'copy' | 'js';
+
 /** Starts a bridge process and resolves with the port it reports once ready. */
-async function bridgeProcess(role: 'enclave' | 'host', port: number): Promise<number> {
-  const child = spawn(process.execPath, [await bridgeProcessBundle(), role, String(port)], { stdio: ['ignore', 'pipe', 'inherit'] });
+async function bridgeProcess(role: 'enclave' | 'host' | 'enclave-egress' | 'host-egress', port: number, relay: Relay, target = 0): Promise<number> {
+  const child = spawn(process.execPath, [await bridgeProcessBundle(), role, String(port), relay, String(target)], { stdio: ['ignore', 'pipe', 'inherit'] });
   children.push(child);
   let output = '';
   child.stdout!.setEncoding('utf8');
@@ -175,9 +191,16 @@ async function bridgeProcess(role: 'enclave' | 'host', port: number): Promise<nu
 }
 
 /** Our two ingress bridges, each in its own process (enclave V -> TCP 127.0.0.1:V, host TCP -> vsock 1:V). */
-async function processPath(targetPort: number): Promise<{ hostPort: number }> {
-  await bridgeProcess('enclave', targetPort);
-  return { hostPort: await bridgeProcess('host', targetPort) };
+async function processPath(targetPort: number, relay: Relay): Promise<{ hostPort: number }> {
+  await bridgeProcess('enclave', targetPort, relay);
+  return { hostPort: await bridgeProcess('host', targetPort, relay) };
+}
+
+/** Our two egress bridges, each in its own process: the CONNECT proxy's TCP port (-> vsock 1:E -> host egress -> target). */
+async function egressProcessPath(targetPort: number, relay: Relay): Promise<number> {
+  const egressPort = freshPort();
+  await bridgeProcess('host-egress', egressPort, relay, targetPort);
+  return bridgeProcess('enclave-egress', egressPort, relay, targetPort);
 }
 
 function closed(stream: Socket): Promise<void> {
@@ -192,14 +215,24 @@ function readAll(stream: Socket): Promise<Buffer> {
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Sends `total` bytes through `port` to a sink, returns the sink's count and the milliseconds it took. */
-async function sendThrough(port: number, total: number): Promise<{ count: number; ms: number }> {
+const CONNECT_OK = 'HTTP/1.1 200 Connection Established\r\n\r\n';
+
+/**
+ * Sends `total` bytes through `port` to a sink, returns the sink's count and the milliseconds it took.
+ * With `connectTo`, `port` is an egress proxy: a CONNECT to 127.0.0.1:connectTo goes first (in the time).
+ */
+async function sendThrough(port: number, total: number, connectTo?: number): Promise<{ count: number; ms: number }> {
   const block = Buffer.alloc(MiB);
   const start = performance.now();
   const socket = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
   socket.on('error', () => {});
   await once(socket, 'connect');
-  const reply = readAll(socket);
+  const reply = readAll(socket).then((bytes) => {
+    if (connectTo === undefined) return bytes;
+    const text = bytes.toString('latin1');
+    return text.startsWith(CONNECT_OK) ? Buffer.from(text.slice(CONNECT_OK.length), 'latin1') : Buffer.from('-1');
+  });
+  if (connectTo !== undefined) socket.write(`CONNECT 127.0.0.1:${connectTo} HTTP/1.1\r\nHost: 127.0.0.1:${connectTo}\r\n\r\n`);
   for (let sent = 0; sent < total; sent += block.length) {
     const piece = total - sent >= block.length ? block : block.subarray(0, total - sent);
     if (!socket.write(piece)) await once(socket, 'drain');
@@ -336,8 +369,11 @@ describe.skipIf(!IN_GUEST)('vsock bridges in the QEMU guest', () => {
   }, 120_000);
 
   it('measures throughput and connections/s against socat on the same path', async () => {
-    // Three paths to the same sink and echo servers: our bridges in their own processes (as deployed, and
-    // as socat runs), our bridges in this test's process (sharing a CPU with the client and the sink), socat.
+    // Paths to the same sink and echo servers: our bridges in their own processes (as deployed, and as
+    // socat runs) with each relay (native: the default, splice mode; copy: native in read/write mode; js: pipe.ts), our
+    // bridges in this test's process (sharing a CPU with the client and the sink), and socat. Egress is
+    // the CONNECT proxy -> vsock -> host egress bridge -> sink; socat's path is the same TCP -> vsock -> TCP
+    // relay pair either way (it has no CONNECT to parse), so both ratios are against its one figure.
     const sinkPort = freshPort();
     await listenTcpServer(sinkServer(), sinkPort);
     const echoPort = freshPort();
@@ -347,30 +383,43 @@ describe.skipIf(!IN_GUEST)('vsock bridges in the QEMU guest', () => {
     const inProcessEchoPort = freshPort();
     await listenTcpServer(echoServer(), inProcessEchoPort);
 
-    const paths = {
-      ours: { sink: (await processPath(sinkPort)).hostPort, echo: (await processPath(echoPort)).hostPort },
-      oursInProcess: { sink: (await ingressPath(inProcessSinkPort)).hostPort, echo: (await ingressPath(inProcessEchoPort)).hostPort },
-      socat: { sink: (await socatPath(sinkPort)).hostPort, echo: (await socatPath(echoPort)).hostPort },
-    };
-    type Name = keyof typeof paths;
-    const names = Object.keys(paths) as Name[];
-    for (const name of names) await waitForPath(paths[name].sink);
+    const relays: Relay[] = ['native', 'copy', 'js'];
+    const paths: Record<string, { sink: number; echo: number; egress?: number }> = {};
+    for (const relay of relays) {
+      // The enclave ingress bridge listens on vsock V and dials TCP V: one sink and echo port per relay.
+      const sink = freshPort();
+      await listenTcpServer(sinkServer(), sink);
+      const echo = freshPort();
+      await listenTcpServer(echoServer(), echo);
+      paths[relay] = { sink: (await processPath(sink, relay)).hostPort, echo: (await processPath(echo, relay)).hostPort, egress: await egressProcessPath(sinkPort, relay) };
+    }
+    paths.inProcess = { sink: (await ingressPath(inProcessSinkPort)).hostPort, echo: (await ingressPath(inProcessEchoPort)).hostPort };
+    paths.socat = { sink: (await socatPath(sinkPort)).hostPort, echo: (await socatPath(echoPort)).hostPort };
+    const names = Object.keys(paths);
+    for (const name of names) await waitForPath(paths[name]!.sink);
 
-    const bestMs = Object.fromEntries(names.map((name) => [name, Number.POSITIVE_INFINITY])) as Record<Name, number>;
+    const ingressMs: Record<string, number> = Object.fromEntries(names.map((name) => [name, Number.POSITIVE_INFINITY]));
+    const egressMs: Record<string, number> = { ...ingressMs };
     for (let round = 0; round < BENCH_ROUNDS; round += 1) {
       for (const name of names) {
-        const { count, ms } = await sendThrough(paths[name].sink, BENCH_BYTES);
+        const { count, ms } = await sendThrough(paths[name]!.sink, BENCH_BYTES);
         expect(count).toBe(BENCH_BYTES);
-        bestMs[name] = Math.min(bestMs[name], ms);
+        ingressMs[name] = Math.min(ingressMs[name]!, ms);
+        const egress = paths[name]!.egress;
+        if (egress !== undefined) {
+          const through = await sendThrough(egress, BENCH_BYTES, sinkPort);
+          expect(through.count).toBe(BENCH_BYTES);
+          egressMs[name] = Math.min(egressMs[name]!, through.ms);
+        }
       }
     }
-    const rate = (name: Name): number => BENCH_BYTES / MiB / (bestMs[name] / 1000);
+    const rate = (ms: number): number => BENCH_BYTES / MiB / (ms / 1000);
 
     // One warm-up connection each (the socat listeners may still be starting).
     for (const name of names) {
       for (let attempt = 0; ; attempt += 1) {
         try {
-          await connectionsPerSecond(paths[name].echo, 1);
+          await connectionsPerSecond(paths[name]!.echo, 1);
           break;
         } catch (error) {
           if (attempt === 50) throw error;
@@ -378,18 +427,21 @@ describe.skipIf(!IN_GUEST)('vsock bridges in the QEMU guest', () => {
         }
       }
     }
-    const connRate = Object.fromEntries(names.map((name) => [name, 0])) as Record<Name, number>;
-    for (let round = 0; round < BENCH_ROUNDS; round += 1) {
-      for (const name of names) connRate[name] = Math.max(connRate[name], await connectionsPerSecond(paths[name].echo, CONNECTIONS));
+    const connRate: Record<string, number> = Object.fromEntries(names.map((name) => [name, 0]));
+    for (let round = 0; round < CONN_ROUNDS; round += 1) {
+      for (const name of names) connRate[name] = Math.max(connRate[name]!, await connectionsPerSecond(paths[name]!.echo, CONNECTIONS));
     }
-    const line = (label: string, value: (name: Name) => number, unit: string): string =>
-      `${label}: ours ${value('ours').toFixed(1)} ${unit}, socat ${value('socat').toFixed(1)} ${unit}, ratio ${(value('ours') / value('socat')).toFixed(2)}; ` +
-      `ours in the test process ${value('oursInProcess').toFixed(1)} ${unit}, ratio ${(value('oursInProcess') / value('socat')).toFixed(2)}`;
+    const line = (label: string, value: (name: string) => number, socat: number, unit: string, which: readonly string[]): string =>
+      `${label}: socat ${socat.toFixed(1)} ${unit}; ` + which.map((name) => `${name} ${value(name).toFixed(1)} ${unit} (ratio ${(value(name) / socat).toFixed(2)})`).join(', ');
+    const ours = [...relays, 'inProcess'];
     console.log(
       [
-        line(`bridge throughput, ${BENCH_BYTES / MiB} MiB TCP -> host bridge -> vsock 1 -> enclave bridge -> TCP sink`, rate, 'MiB/s'),
-        line(`bridge connections/s, ${CONNECTIONS} sequential connections (1 byte there and back), same path`, (name) => connRate[name], '/s'),
-        `(best of ${BENCH_ROUNDS} interleaved rounds; "ours" is each bridge in its own Node process, socat two processes forking per connection)`,
+        line(`bridge ingress throughput, ${BENCH_BYTES / MiB} MiB TCP -> host bridge -> vsock 1 -> enclave bridge -> TCP sink`, (name) => rate(ingressMs[name]!), rate(ingressMs.socat!), 'MiB/s', ours),
+        line(`bridge egress throughput, ${BENCH_BYTES / MiB} MiB TCP -> CONNECT proxy -> vsock 1 -> host egress bridge -> TCP sink`, (name) => rate(egressMs[name]!), rate(ingressMs.socat!), 'MiB/s', relays),
+        line(`bridge connections/s, ${CONNECTIONS} sequential connections (1 byte there and back), ingress path`, (name) => connRate[name]!, connRate.socat!, '/s', ours),
+        `ratio summary (native relay, the default): ingress throughput ${(rate(ingressMs.native!) / rate(ingressMs.socat!)).toFixed(2)}, ` +
+          `egress throughput ${(rate(egressMs.native!) / rate(ingressMs.socat!)).toFixed(2)}, connections/s ${(connRate.native! / connRate.socat!).toFixed(2)}`,
+        `(best of ${BENCH_ROUNDS} interleaved rounds, ${CONN_ROUNDS} for connections; native, copy and js are each bridge in its own Node process with that relay, inProcess the default relay in the test process; socat two processes forking per connection)`,
       ].join('\n'),
     );
   }, 900_000);

@@ -1,0 +1,764 @@
+/*
+ * The bridges' native relay (`exports.vsockRelay`, typed in vsock/relay.ts): moves bytes both ways between
+ * two connected stream sockets (AF_VSOCK, TCP, Unix; any pair) without JavaScript per chunk. It is the data
+ * path of bridge/native-pipe.ts; JavaScript keeps the setup, limits, stats, idle timeout and the decision
+ * to destroy.
+ *
+ * How: the caller's fds are duplicated (F_DUPFD_CLOEXEC) and the relay owns the duplicates, so the JS
+ * streams that held the originals can be destroyed right after (their handles leave epoll and close their
+ * own fds; the socket lives on through ours: one owner per fd, each closed exactly once). Both duplicates
+ * are non-blocking and watched with libuv's uv_poll_t from the main loop; when one is ready the copy runs
+ * here until the kernel says EAGAIN. Per direction the bytes in flight are bounded by one buffer:
+ * - `copy` mode: a ring of `bufferBytes` filled with readv and drained with writev;
+ * - `splice` mode: a pipe of `bufferBytes` (F_SETPIPE_SZ, best effort) filled and drained with splice(2),
+ *   which saves a copy through user space where a socket splices pages (TCP), and falls back to the
+ *   kernel's own copy where it does not (AF_VSOCK has no splice_read; Linux >= 6.5 copies, older kernels
+ *   go through read_iter). A full pipe and an empty socket both answer EAGAIN, so in this mode a direction
+ *   waits for READABLE only while its pipe is empty (no busy loop on the ambiguity). A direction holds a
+ *   pipe only while bytes are in it, and empty pipes go to a small pool for the next ones.
+ * A direction stops reading while its buffer is full (backpressure: the kernel windows hold the rest) and
+ * waits for WRITABLE only while it has bytes; end of stream from one side becomes shutdown(SHUT_WR) on the
+ * other once the buffer is flushed (half-close); a read, write or socket error ends the whole relay.
+ *
+ * It must not block, spin or call into JavaScript per chunk: JavaScript hears once, when the relay ends
+ * (`callback(error | null, bytesAToB, bytesBToA)`), or never, when it closed the relay itself. Errors are
+ * VSOCK_E<ERRNO> (native/common.h), bad arguments VSOCK_BAD_ARGUMENT. Every uv handle is closed with
+ * uv_close and the memory freed once both close callbacks ran and the JS wrapper is gone, also when the
+ * environment shuts down under an open relay (an async cleanup hook).
+ */
+#define _GNU_SOURCE
+#include "relay.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "../../native/common.h"
+
+#define CODE_PART "VSOCK"
+#define CODE_BAD_ARGUMENT "VSOCK_BAD_ARGUMENT"
+
+/* Bounds on bufferBytes: one page at least; 16 MiB at most (1024 connections x 2 directions stay sane). */
+#define MIN_BUFFER_BYTES 4096
+#define MAX_BUFFER_BYTES (16 * 1024 * 1024)
+/* Bytes a stream had already read before the relay took its fd (a head reader's rest): at most 1 MiB. */
+#define MAX_PREFIX_BYTES (1024 * 1024)
+
+static const argument_style ARGUMENTS = {CODE_BAD_ARGUMENT, NAME_OBJECTS_PLAIN, true};
+
+/* Random; marks the JS objects this file made. */
+static const napi_type_tag RELAY_TAG = {0x2b7d4e19a0c35f86ULL, 0x91e6c3a8057bd2f4ULL};
+
+typedef struct relay relay;
+
+typedef struct {
+  uv_poll_t poll; /* first, so a uv_handle_t* is an endpoint* */
+  relay *owner;
+  int index; /* 0: a, 1: b */
+  int fd;
+  int events; /* what uv_poll_start was last given; 0 when stopped */
+} endpoint;
+
+typedef struct {
+  int from, to; /* endpoint indexes */
+  /* Bytes read before the relay started, written to `to` first (malloc'd, may be NULL). */
+  uint8_t *prefix;
+  size_t prefix_len, prefix_off;
+  /* copy mode: the ring; splice mode: ring == NULL and pipe[0..1] hold the bytes (-1 while empty). */
+  uint8_t *ring;
+  size_t head; /* copy mode: where the oldest byte is */
+  size_t len;  /* bytes buffered (ring or pipe) */
+  size_t cap;
+  int pipe[2];
+  size_t pipe_bytes; /* splice mode: the pipe size asked for */
+  bool eof;  /* `from` said end of stream */
+  bool shut; /* shutdown(to, SHUT_WR) done */
+  double bytes;
+} direction;
+
+struct relay {
+  endpoint ep[2];
+  direction dir[2]; /* 0: a -> b, 1: b -> a */
+  napi_env env;
+  uv_loop_t *loop;
+  napi_ref callback;
+  napi_async_context context;
+  napi_async_cleanup_hook_handle cleanup;
+  bool use_splice;
+  bool started;  /* both poll handles initialised */
+  bool closing;  /* uv_close called on both handles, fds closed */
+  bool orphaned; /* the JS wrapper was finalized */
+  int handles_open;
+  uint64_t last_activity_ms; /* uv_now at the last byte moved */
+};
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Teardown */
+
+/*
+ * Empty pipes kept for the next relays (splice mode): making and closing two pipes per connection was a
+ * visible part of a short connection's cost. At most PIPE_POOL_MAX pairs (2 fds each) stay open, shared by
+ * every Node environment in the process (hence the mutex), for the process's lifetime. A pipe goes back
+ * only when the kernel says it is empty (FIONREAD), so no byte of one connection can reach another.
+ */
+#define PIPE_POOL_MAX 32
+
+typedef struct {
+  int fds[2];
+  size_t cap;
+} pooled_pipe;
+
+static pooled_pipe pipe_pool[PIPE_POOL_MAX];
+static int pipe_pool_count;
+static uv_mutex_t pipe_pool_mutex;
+static uv_once_t pipe_pool_once = UV_ONCE_INIT;
+static bool pipe_pool_ready;
+
+static void pipe_pool_init(void) {
+  pipe_pool_ready = uv_mutex_init(&pipe_pool_mutex) == 0;
+}
+
+/*
+ * An empty pooled pipe, if one is there. Its size is what its first relay got (the bridges use one
+ * bufferBytes for all), and `cap` says it: the bound per direction stays whatever the pipe holds.
+ */
+static bool pool_take(int fds[2], size_t *cap) {
+  bool found = false;
+  uv_once(&pipe_pool_once, pipe_pool_init);
+  if (!pipe_pool_ready) return false;
+  uv_mutex_lock(&pipe_pool_mutex);
+  if (pipe_pool_count > 0) {
+    pipe_pool_count -= 1;
+    fds[0] = pipe_pool[pipe_pool_count].fds[0];
+    fds[1] = pipe_pool[pipe_pool_count].fds[1];
+    *cap = pipe_pool[pipe_pool_count].cap;
+    found = true;
+  }
+  uv_mutex_unlock(&pipe_pool_mutex);
+  return found;
+}
+
+/*
+ * Keeps an empty pipe for later; false if the pool is full or the pipe is not empty (the caller closes it).
+ * `known_empty`: the caller's count says so (splice returns exact counts); else the kernel is asked.
+ */
+static bool pool_give(const int fds[2], size_t cap, bool known_empty) {
+  int queued = -1;
+  bool kept = false;
+  if (!known_empty && (ioctl(fds[0], FIONREAD, &queued) != 0 || queued != 0)) return false;
+  uv_once(&pipe_pool_once, pipe_pool_init);
+  if (!pipe_pool_ready) return false;
+  uv_mutex_lock(&pipe_pool_mutex);
+  if (pipe_pool_count < PIPE_POOL_MAX) {
+    pipe_pool[pipe_pool_count].fds[0] = fds[0];
+    pipe_pool[pipe_pool_count].fds[1] = fds[1];
+    pipe_pool[pipe_pool_count].cap = cap;
+    pipe_pool_count += 1;
+    kept = true;
+  }
+  uv_mutex_unlock(&pipe_pool_mutex);
+  return kept;
+}
+
+/* The buffers and pipes: released as soon as the relay stops, not when the JS wrapper is collected. */
+static void release_buffers(relay *r) {
+  for (int i = 0; i < 2; i++) {
+    direction *d = &r->dir[i];
+    free(d->prefix);
+    free(d->ring);
+    d->prefix = NULL;
+    d->ring = NULL;
+    d->prefix_len = d->prefix_off = d->len = 0;
+    if (d->pipe[0] >= 0 && d->pipe[1] >= 0 && pool_give(d->pipe, d->cap, false)) {
+      d->pipe[0] = d->pipe[1] = -1;
+    }
+    for (int j = 0; j < 2; j++) {
+      if (d->pipe[j] >= 0) close(d->pipe[j]);
+      d->pipe[j] = -1;
+    }
+  }
+}
+
+static void free_relay(relay *r) {
+  release_buffers(r);
+  free(r);
+}
+
+static void on_endpoint_closed(uv_handle_t *handle) {
+  relay *r = ((endpoint *)handle)->owner;
+  r->handles_open -= 1;
+  if (r->handles_open > 0) return;
+  if (r->started) napi_remove_async_cleanup_hook(r->cleanup);
+  r->started = false;
+  if (r->orphaned) free_relay(r);
+}
+
+/*
+ * Stops both polls, releases the JS callback, closes both fds and starts uv_close. Safe to call twice.
+ * The fds may be closed right after uv_close: uv__poll_stop has already removed them from epoll.
+ */
+static void close_relay(relay *r) {
+  if (r->closing) return;
+  r->closing = true;
+  if (r->callback != NULL) napi_delete_reference(r->env, r->callback);
+  r->callback = NULL;
+  if (r->context != NULL) napi_async_destroy(r->env, r->context);
+  r->context = NULL;
+  for (int i = 0; i < 2; i++) {
+    r->ep[i].events = 0;
+    uv_close((uv_handle_t *)&r->ep[i].poll, on_endpoint_closed);
+    close(r->ep[i].fd);
+    r->ep[i].fd = -1;
+  }
+  release_buffers(r);
+}
+
+static void on_env_cleanup(napi_async_cleanup_hook_handle handle, void *data) {
+  (void)handle;
+  close_relay(data);
+}
+
+static void on_wrapper_finalized(napi_env env, void *data, void *hint) {
+  relay *r = data;
+  (void)env;
+  (void)hint;
+  if (r->closing && r->handles_open == 0) free_relay(r);
+  else r->orphaned = true;
+}
+
+/* Ends the relay and tells JavaScript: error is NULL for a clean end of both directions. */
+static void finish(relay *r, napi_value error) {
+  napi_env env = r->env;
+  napi_value argv[3], callback, receiver, exception;
+  napi_async_context context = r->context;
+  napi_ref ref = r->callback;
+  napi_status status;
+  if (r->closing) return;
+  /* Close first, so a JS callback that calls close() again finds nothing to do. The reference and the
+   * context are released by close_relay; keep them alive for the call. */
+  r->callback = NULL;
+  r->context = NULL;
+  close_relay(r);
+  if (error == NULL) napi_get_null(env, &argv[0]);
+  else argv[0] = error;
+  if (napi_create_double(env, r->dir[0].bytes, &argv[1]) == napi_ok &&
+      napi_create_double(env, r->dir[1].bytes, &argv[2]) == napi_ok &&
+      napi_get_reference_value(env, ref, &callback) == napi_ok && callback != NULL &&
+      napi_get_global(env, &receiver) == napi_ok) {
+    /* napi_make_callback, not napi_call_function: it runs nextTicks and microtasks afterwards. */
+    status = napi_make_callback(env, context, receiver, callback, 3, argv, NULL);
+    if (status == napi_pending_exception && napi_get_and_clear_last_exception(env, &exception) == napi_ok) {
+      napi_fatal_exception(env, exception);
+    }
+  }
+  napi_delete_reference(env, ref);
+  napi_async_destroy(env, context);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* The copy */
+
+typedef enum { STEP_MOVED, STEP_BLOCKED, STEP_END, STEP_ERROR } step;
+
+/*
+ * Splice mode: a direction holds a pipe only while bytes are in it, so an idle connection costs its two
+ * sockets and no more (an enclave's init leaves the kernel's 4096-fd hard limit; two pipes per direction
+ * held for a connection's life would cut the 1024-connection cap to under 700). Returns false with errno.
+ */
+static bool acquire_pipe(direction *d) {
+  int size;
+  if (d->pipe[0] >= 0) return true;
+  if (pool_take(d->pipe, &d->cap)) return true;
+  if (pipe2(d->pipe, O_NONBLOCK | O_CLOEXEC) != 0) {
+    d->pipe[0] = d->pipe[1] = -1;
+    return false;
+  }
+  /* Above the unprivileged limits (/proc/sys/fs/pipe-max-size, pipe-user-pages-soft) the kernel keeps a
+   * smaller pipe; whatever it has is the bound. */
+  (void)fcntl(d->pipe[1], F_SETPIPE_SZ, (int)d->pipe_bytes);
+  size = fcntl(d->pipe[1], F_GETPIPE_SZ);
+  if (size <= 0) {
+    int err = size == 0 ? EINVAL : errno;
+    close(d->pipe[0]);
+    close(d->pipe[1]);
+    d->pipe[0] = d->pipe[1] = -1;
+    errno = err;
+    return false;
+  }
+  d->cap = (size_t)size;
+  return true;
+}
+
+/* Splice mode, after the pipe ran empty: back to the pool (or closed). len == 0 is exact: splice counts. */
+static void release_pipe(direction *d) {
+  if (d->pipe[0] < 0) return;
+  if (!pool_give(d->pipe, d->cap, true)) {
+    close(d->pipe[0]);
+    close(d->pipe[1]);
+  }
+  d->pipe[0] = d->pipe[1] = -1;
+}
+
+/* Reads from `from` into the buffer. STEP_END at end of stream; errno set on STEP_ERROR. */
+static step fill(relay *r, direction *d, size_t *moved) {
+  int fd = r->ep[d->from].fd;
+  ssize_t n;
+  size_t room;
+  if (d->ring == NULL && !acquire_pipe(d)) return STEP_ERROR;
+  room = d->cap - d->len;
+  if (d->ring == NULL) {
+    do {
+      n = splice(fd, NULL, d->pipe[1], NULL, room, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    } while (n < 0 && errno == EINTR);
+  } else {
+    struct iovec iov[2];
+    size_t tail = (d->head + d->len) % d->cap;
+    int count = 1;
+    iov[0].iov_base = d->ring + tail;
+    iov[0].iov_len = tail >= d->head && d->len < d->cap ? d->cap - tail : room;
+    if (iov[0].iov_len < room) {
+      iov[1].iov_base = d->ring;
+      iov[1].iov_len = room - iov[0].iov_len;
+      count = 2;
+    }
+    do {
+      n = readv(fd, iov, count);
+    } while (n < 0 && errno == EINTR);
+  }
+  if (n <= 0 && d->ring == NULL && d->len == 0) {
+    int err = errno;
+    release_pipe(d); /* nothing came: hold no pipe while waiting */
+    errno = err;
+  }
+  if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK ? STEP_BLOCKED : STEP_ERROR;
+  if (n == 0) return STEP_END;
+  d->len += (size_t)n;
+  d->bytes += (double)n;
+  *moved = (size_t)n;
+  return STEP_MOVED;
+}
+
+/* Writes the prefix, then buffered bytes, to `to`. */
+static step drain(relay *r, direction *d, size_t *moved) {
+  int fd = r->ep[d->to].fd;
+  ssize_t n;
+  if (d->prefix_off < d->prefix_len) {
+    do {
+      n = send(fd, d->prefix + d->prefix_off, d->prefix_len - d->prefix_off, MSG_NOSIGNAL | MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK ? STEP_BLOCKED : STEP_ERROR;
+    d->prefix_off += (size_t)n;
+    *moved = (size_t)n;
+    if (d->prefix_off == d->prefix_len) {
+      free(d->prefix);
+      d->prefix = NULL;
+      d->prefix_len = d->prefix_off = 0;
+    }
+    return STEP_MOVED;
+  }
+  if (d->ring == NULL) {
+    do {
+      n = splice(d->pipe[0], NULL, fd, NULL, d->len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    } while (n < 0 && errno == EINTR);
+  } else {
+    struct iovec iov[2];
+    struct msghdr message;
+    size_t first = d->cap - d->head < d->len ? d->cap - d->head : d->len;
+    iov[0].iov_base = d->ring + d->head;
+    iov[0].iov_len = first;
+    iov[1].iov_base = d->ring;
+    iov[1].iov_len = d->len - first;
+    memset(&message, 0, sizeof(message));
+    message.msg_iov = iov;
+    message.msg_iovlen = iov[1].iov_len > 0 ? 2 : 1;
+    do {
+      n = sendmsg(fd, &message, MSG_NOSIGNAL | MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+  }
+  /* EPIPE from splice to a socket whose peer went away: MSG_NOSIGNAL does not reach splice, but Node
+   * ignores SIGPIPE, so it is an error here as with send. */
+  if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK ? STEP_BLOCKED : STEP_ERROR;
+  if (d->ring != NULL) {
+    d->head = (d->head + (size_t)n) % d->cap;
+    if (d->len == (size_t)n) d->head = 0; /* empty: start over, so the next read is one piece */
+  }
+  d->len -= (size_t)n;
+  *moved = (size_t)n;
+  if (d->ring == NULL && d->len == 0) release_pipe(d);
+  return STEP_MOVED;
+}
+
+static bool has_output(const direction *d) {
+  return d->len > 0 || d->prefix_off < d->prefix_len;
+}
+
+/*
+ * Moves what it can in one direction until both ends would block (or a short read or write says the kernel
+ * has no more). Returns false after finishing the relay with an error.
+ */
+static bool pump(relay *r, direction *d) {
+  bool read_blocked = d->eof, write_blocked = false;
+  size_t moved;
+  while (!(read_blocked || d->len == d->cap) || (!write_blocked && has_output(d))) {
+    bool progress = false;
+    if (!write_blocked && has_output(d)) {
+      size_t want = d->prefix_off < d->prefix_len ? d->prefix_len - d->prefix_off : d->len;
+      switch (drain(r, d, &moved)) {
+        case STEP_MOVED:
+          progress = true;
+          if (moved < want) write_blocked = true; /* the send queue is full: wait for WRITABLE */
+          break;
+        case STEP_BLOCKED: write_blocked = true; break;
+        default:
+          finish(r, make_errno_error(r->env, CODE_PART, "relay write failed", errno));
+          return false;
+      }
+    }
+    if (!read_blocked && d->len < d->cap && d->prefix_off >= d->prefix_len) {
+      size_t room = d->cap - d->len;
+      switch (fill(r, d, &moved)) {
+        case STEP_MOVED:
+          progress = true;
+          if (moved < room) read_blocked = true; /* the receive queue is empty: wait for READABLE */
+          break;
+        case STEP_BLOCKED: read_blocked = true; break;
+        case STEP_END:
+          d->eof = true;
+          read_blocked = true;
+          progress = true;
+          break;
+        default:
+          finish(r, make_errno_error(r->env, CODE_PART, "relay read failed", errno));
+          return false;
+      }
+    } else if (d->prefix_off < d->prefix_len) {
+      read_blocked = true;
+    }
+    if (progress) r->last_activity_ms = uv_now(r->loop);
+    if (!progress) break;
+  }
+  if (d->eof && !has_output(d) && !d->shut) {
+    d->shut = true;
+    /* ENOTCONN: the other side is already fully gone; its own error (or end) ends the relay. */
+    if (shutdown(r->ep[d->to].fd, SHUT_WR) != 0 && errno != ENOTCONN) {
+      finish(r, make_errno_error(r->env, CODE_PART, "relay shutdown() failed", errno));
+      return false;
+    }
+  }
+  return true;
+}
+
+static void on_poll(uv_poll_t *handle, int status, int events);
+
+/* Polls each fd for exactly what its two directions need now; finishes cleanly when both are done. */
+static void update_polls(relay *r) {
+  if (r->dir[0].shut && r->dir[1].shut) {
+    napi_handle_scope scope;
+    if (napi_open_handle_scope(r->env, &scope) != napi_ok) {
+      close_relay(r);
+      return;
+    }
+    finish(r, NULL);
+    napi_close_handle_scope(r->env, scope);
+    return;
+  }
+  for (int i = 0; i < 2; i++) {
+    const direction *out = &r->dir[i];    /* i is its `from` */
+    const direction *in = &r->dir[1 - i]; /* i is its `to` */
+    int events = 0;
+    /* splice: an empty socket and a full pipe both say EAGAIN, so read only into an empty pipe. */
+    bool room = out->ring != NULL ? out->len < out->cap : out->len == 0;
+    if (!out->eof && room && out->prefix_off >= out->prefix_len) events |= UV_READABLE;
+    if (has_output(in)) events |= UV_WRITABLE;
+    if (events == r->ep[i].events) continue;
+    int rc = events == 0 ? uv_poll_stop(&r->ep[i].poll) : uv_poll_start(&r->ep[i].poll, events, on_poll);
+    if (rc != 0) {
+      napi_handle_scope scope;
+      if (napi_open_handle_scope(r->env, &scope) != napi_ok) {
+        close_relay(r);
+        return;
+      }
+      finish(r, make_errno_error(r->env, CODE_PART, "relay uv_poll_start failed", -rc));
+      napi_close_handle_scope(r->env, scope);
+      return;
+    }
+    r->ep[i].events = events;
+  }
+}
+
+static void on_poll(uv_poll_t *handle, int status, int events) {
+  endpoint *ep = (endpoint *)handle;
+  relay *r = ep->owner;
+  napi_handle_scope scope;
+  bool alive = true;
+  if (r->closing) return;
+  if (status < 0) {
+    /* libuv reports POLLERR as UV_EBADF and stops the handle; the socket's own error says what happened. */
+    int err = 0;
+    socklen_t length = sizeof(err);
+    ep->events = 0;
+    if (getsockopt(ep->fd, SOL_SOCKET, SO_ERROR, &err, &length) != 0) err = errno;
+    if (napi_open_handle_scope(r->env, &scope) != napi_ok) {
+      close_relay(r);
+      return;
+    }
+    finish(r, make_errno_error(r->env, CODE_PART, "relay socket error", err != 0 ? err : -status));
+    napi_close_handle_scope(r->env, scope);
+    return;
+  }
+  if (napi_open_handle_scope(r->env, &scope) != napi_ok) {
+    close_relay(r);
+    return;
+  }
+  /* READABLE on i feeds the direction from i; WRITABLE on i drains the direction to i. */
+  if ((events & (UV_READABLE | UV_DISCONNECT)) != 0) alive = pump(r, &r->dir[ep->index]);
+  if (alive && (events & UV_WRITABLE) != 0) alive = pump(r, &r->dir[1 - ep->index]);
+  napi_close_handle_scope(r->env, scope);
+  if (alive) update_polls(r);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* JS surface */
+
+static bool get_fd(napi_env env, napi_value value, const char *name, int *out) {
+  double d;
+  if (!get_integer(env, &ARGUMENTS, value, name, "an integer 0..2147483647", 0, INT_MAX, &d)) return false;
+  *out = (int)d;
+  return true;
+}
+
+/* A Uint8Array (maybe empty) copied into a new malloc'd block; NULL data for an empty one. */
+static bool copy_prefix(napi_env env, napi_value value, const char *name, uint8_t **data, size_t *length) {
+  bool is_typedarray = false;
+  napi_typedarray_type type;
+  void *bytes = NULL;
+  size_t n = 0;
+  if (napi_is_typedarray(env, value, &is_typedarray) != napi_ok || !is_typedarray ||
+      napi_get_typedarray_info(env, value, &type, &n, &bytes, NULL, NULL) != napi_ok || type != napi_uint8_array) {
+    throw_bad_argument(env, &ARGUMENTS, false, name, "a Uint8Array", value);
+    return false;
+  }
+  if (n > MAX_PREFIX_BYTES) {
+    throw_bad_argument(env, &ARGUMENTS, true, name, "a Uint8Array of at most 1048576 bytes", value);
+    return false;
+  }
+  *data = NULL;
+  *length = 0;
+  if (n == 0) return true;
+  *data = malloc(n);
+  if (*data == NULL) {
+    throw_errno(env, CODE_PART, "cannot allocate a relay prefix", ENOMEM);
+    return false;
+  }
+  memcpy(*data, bytes, n);
+  *length = n;
+  return true;
+}
+
+/* A non-blocking close-on-exec duplicate of fd, or -1 with errno set. */
+static int dup_nonblocking(int fd) {
+  int copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  int flags;
+  if (copy < 0) return -1;
+  flags = fcntl(copy, F_GETFL);
+  /* O_NONBLOCK lives in the shared file description: libuv and vsock.c have usually set it already. */
+  if (flags < 0 || ((flags & O_NONBLOCK) == 0 && fcntl(copy, F_SETFL, flags | O_NONBLOCK) != 0)) {
+    int err = errno;
+    close(copy);
+    errno = err;
+    return -1;
+  }
+  return copy;
+}
+
+/* A direction's buffer: the ring, or a pipe sized (best effort) to `bytes`. Returns 0 or an errno. */
+static int init_buffer(direction *d, bool use_splice, size_t bytes) {
+  if (!use_splice) {
+    d->ring = malloc(bytes);
+    if (d->ring == NULL) return ENOMEM;
+    d->cap = bytes;
+    return 0;
+  }
+  /* The pipe itself is taken when there is something to read (acquire_pipe). */
+  d->pipe_bytes = bytes;
+  d->cap = bytes;
+  return 0;
+}
+
+/*
+ * open(fdA, fdB, bufferBytes, splice, prefixAToB, prefixBToA, callback): handle.
+ * Duplicates fdA and fdB (the caller keeps and closes its own), and starts relaying at once.
+ */
+static napi_value relay_open(napi_env env, napi_callback_info info) {
+  napi_value argv[7], wrapper, resource_name;
+  napi_valuetype type = napi_undefined;
+  uv_loop_t *loop = NULL;
+  double buffer_bytes;
+  bool use_splice = false;
+  int fds[2], err, rc;
+  relay *r;
+
+  if (!get_args(env, info, 7, argv) || !get_fd(env, argv[0], "fdA", &fds[0]) ||
+      !get_fd(env, argv[1], "fdB", &fds[1]) ||
+      !get_integer(env, &ARGUMENTS, argv[2], "bufferBytes", "an integer 4096..16777216", MIN_BUFFER_BYTES,
+                   MAX_BUFFER_BYTES, &buffer_bytes)) {
+    return NULL;
+  }
+  if (napi_typeof(env, argv[3], &type) != napi_ok || type != napi_boolean ||
+      napi_get_value_bool(env, argv[3], &use_splice) != napi_ok) {
+    return throw_bad_argument(env, &ARGUMENTS, false, "splice", "a boolean", argv[3]);
+  }
+  if (napi_typeof(env, argv[6], &type) != napi_ok || type != napi_function) {
+    return throw_bad_argument(env, &ARGUMENTS, false, "callback", "a function", argv[6]);
+  }
+  if (fds[0] == fds[1]) return throw_bad_argument(env, &ARGUMENTS, true, "fdB", "an fd other than fdA", argv[1]);
+  NAPI_CALL(env, napi_get_uv_event_loop(env, &loop));
+  NAPI_CALL(env, napi_create_object(env, &wrapper));
+  NAPI_CALL(env, napi_create_string_utf8(env, "enclave_native:vsock_relay", NAPI_AUTO_LENGTH, &resource_name));
+
+  r = calloc(1, sizeof(*r));
+  if (r == NULL) return throw_errno(env, CODE_PART, "cannot allocate a relay", ENOMEM);
+  r->env = env;
+  r->loop = loop;
+  r->use_splice = use_splice;
+  for (int i = 0; i < 2; i++) {
+    r->dir[i].from = i;
+    r->dir[i].to = 1 - i;
+    r->dir[i].pipe[0] = r->dir[i].pipe[1] = -1;
+    r->ep[i].fd = -1;
+  }
+  if (!copy_prefix(env, argv[4], "prefixAToB", &r->dir[0].prefix, &r->dir[0].prefix_len) ||
+      !copy_prefix(env, argv[5], "prefixBToA", &r->dir[1].prefix, &r->dir[1].prefix_len)) {
+    free_relay(r);
+    return NULL;
+  }
+  /* What the streams had read counts as read from their side, as it would have in the JS relay. */
+  r->dir[0].bytes = (double)r->dir[0].prefix_len;
+  r->dir[1].bytes = (double)r->dir[1].prefix_len;
+  for (int i = 0; i < 2; i++) {
+    err = init_buffer(&r->dir[i], use_splice, (size_t)buffer_bytes);
+    if (err != 0) {
+      free_relay(r);
+      return throw_errno(env, CODE_PART, use_splice ? "relay pipe failed" : "cannot allocate a relay buffer", err);
+    }
+  }
+  for (int i = 0; i < 2; i++) {
+    r->ep[i].fd = dup_nonblocking(fds[i]);
+    if (r->ep[i].fd < 0) {
+      err = errno;
+      if (i == 1) close(r->ep[0].fd);
+      free_relay(r);
+      return throw_errno(env, CODE_PART, "relay cannot duplicate an fd", err);
+    }
+  }
+  for (int i = 0; i < 2; i++) {
+    r->ep[i].owner = r;
+    r->ep[i].index = i;
+    rc = uv_poll_init_socket(loop, &r->ep[i].poll, r->ep[i].fd);
+    if (rc != 0) {
+      /* The first handle (if it was made) must be closed through libuv before the memory goes. */
+      close(r->ep[0].fd);
+      close(r->ep[1].fd);
+      if (i == 1) {
+        r->handles_open = 1;
+        r->orphaned = true;
+        r->closing = true;
+        uv_close((uv_handle_t *)&r->ep[0].poll, on_endpoint_closed);
+      } else {
+        free_relay(r);
+      }
+      return throw_errno(env, CODE_PART, "relay uv_poll_init failed", -rc);
+    }
+  }
+  r->handles_open = 2;
+  /* From here on every failure goes through close_relay (which closes both fds). */
+  if (napi_create_reference(env, argv[6], 1, &r->callback) != napi_ok ||
+      napi_async_init(env, wrapper, resource_name, &r->context) != napi_ok ||
+      napi_add_async_cleanup_hook(env, on_env_cleanup, r, &r->cleanup) != napi_ok) {
+    r->orphaned = true;
+    r->started = false;
+    close_relay(r);
+    throw_napi_failure(env);
+    return NULL;
+  }
+  r->started = true;
+  if (napi_wrap(env, wrapper, r, on_wrapper_finalized, NULL, NULL) != napi_ok) {
+    r->orphaned = true;
+    close_relay(r);
+    throw_napi_failure(env);
+    return NULL;
+  }
+  if (napi_type_tag_object(env, wrapper, &RELAY_TAG) != napi_ok) {
+    close_relay(r);
+    throw_napi_failure(env);
+    return NULL;
+  }
+  r->last_activity_ms = uv_now(loop);
+  /* Start by polling what each side needs (prefixes to write, room to read). */
+  update_polls(r);
+  return wrapper;
+}
+
+static bool get_relay(napi_env env, napi_value value, relay **out) {
+  napi_valuetype type = napi_undefined;
+  bool tagged = false;
+  void *data = NULL;
+  if (napi_typeof(env, value, &type) != napi_ok || type != napi_object ||
+      napi_check_object_type_tag(env, value, &RELAY_TAG, &tagged) != napi_ok || !tagged ||
+      napi_unwrap(env, value, &data) != napi_ok || data == NULL) {
+    throw_bad_argument(env, &ARGUMENTS, false, "handle", "a handle from relay open", value);
+    return false;
+  }
+  *out = data;
+  return true;
+}
+
+/* stats(handle): [bytesAToB, bytesBToA, idleMs]. Valid after close too (the counts stay). */
+static napi_value relay_stats(napi_env env, napi_callback_info info) {
+  napi_value argv[1], result, element;
+  relay *r;
+  uv_loop_t *loop = NULL;
+  double idle = 0;
+  if (!get_args(env, info, 1, argv) || !get_relay(env, argv[0], &r)) return NULL;
+  NAPI_CALL(env, napi_get_uv_event_loop(env, &loop));
+  if (!r->closing) idle = (double)(uv_now(loop) - r->last_activity_ms);
+  NAPI_CALL(env, napi_create_array_with_length(env, 3, &result));
+  NAPI_CALL(env, napi_create_double(env, r->dir[0].bytes, &element));
+  NAPI_CALL(env, napi_set_element(env, result, 0, element));
+  NAPI_CALL(env, napi_create_double(env, r->dir[1].bytes, &element));
+  NAPI_CALL(env, napi_set_element(env, result, 1, element));
+  NAPI_CALL(env, napi_create_double(env, idle, &element));
+  NAPI_CALL(env, napi_set_element(env, result, 2, element));
+  return result;
+}
+
+/* close(handle): undefined. Stops relaying and closes both fds; the callback is not called. Idempotent. */
+static napi_value relay_close(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  relay *r;
+  if (!get_args(env, info, 1, argv) || !get_relay(env, argv[0], &r)) return NULL;
+  close_relay(r);
+  return NULL;
+}
+
+napi_value relay_register(napi_env env, napi_value exports) {
+  napi_property_descriptor properties[] = {
+      {"open", NULL, relay_open, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"stats", NULL, relay_stats, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"close", NULL, relay_close, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"MIN_BUFFER_BYTES", NULL, NULL, NULL, NULL, uint32_value(env, MIN_BUFFER_BYTES), napi_enumerable, NULL},
+      {"MAX_BUFFER_BYTES", NULL, NULL, NULL, NULL, uint32_value(env, MAX_BUFFER_BYTES), napi_enumerable, NULL},
+      {"MAX_PREFIX_BYTES", NULL, NULL, NULL, NULL, uint32_value(env, MAX_PREFIX_BYTES), napi_enumerable, NULL},
+  };
+  return export_frozen_object(env, exports, "vsockRelay", properties, sizeof(properties) / sizeof(properties[0]));
+}

@@ -1,0 +1,121 @@
+/**
+ * The typed boundary to the bridges' native relay (vsock/native/relay.c, `exports.vsockRelay` on the one
+ * addon): `openFdRelay` copies bytes both ways between two connected stream-socket fds in C, from the main
+ * loop, with no JavaScript per chunk. It lives beside the vsock binding because it is the vsock half of
+ * the addon that bridge/ may reach (bridge/ imports only vsock/, test/boundaries.test.ts).
+ *
+ * The relay works on duplicates of the fds it is given: the caller still owns (and must close, usually by
+ * destroying its stream) the originals. It must not be reached before the caller's arguments are valid;
+ * nothing runs at import time, and a missing addon is `VSOCK_UNAVAILABLE`, never a silent fallback.
+ */
+
+import { loadNativeAddon } from '../native/index.js';
+
+import { VsockError, toVsockError } from './errors.js';
+
+/** An opaque handle made by `open`. */
+export interface RelayHandle {
+  readonly __relayHandle: unique symbol;
+}
+
+/** What relay.c exports. */
+interface RelayNative {
+  open(
+    fdA: number,
+    fdB: number,
+    bufferBytes: number,
+    splice: boolean,
+    prefixAToB: Uint8Array,
+    prefixBToA: Uint8Array,
+    callback: (error: Error | null, bytesAToB: number, bytesBToA: number) => void,
+  ): RelayHandle;
+  /** [bytesAToB, bytesBToA, idleMs] */
+  stats(handle: RelayHandle): readonly [number, number, number];
+  close(handle: RelayHandle): void;
+  readonly MIN_BUFFER_BYTES: number;
+  readonly MAX_BUFFER_BYTES: number;
+  readonly MAX_PREFIX_BYTES: number;
+}
+
+export interface FdRelayOptions {
+  /** Bytes in flight per direction: the ring (copy) or the pipe (splice); 4096..16 MiB. */
+  readonly bufferBytes: number;
+  /** splice(2) through a pipe per direction instead of read/write through a ring. */
+  readonly splice: boolean;
+  /** Bytes the streams had already read before the relay took over, sent first (each at most 1 MiB). */
+  readonly prefixAToB?: Uint8Array;
+  readonly prefixBToA?: Uint8Array;
+}
+
+export interface FdRelayStats {
+  /** Bytes read from a (prefix included). */
+  readonly bytesAToB: number;
+  readonly bytesBToA: number;
+  /** Milliseconds (the loop's clock) since a byte last moved either way; 0 once closed. */
+  readonly idleMs: number;
+}
+
+export interface FdRelay {
+  stats(): FdRelayStats;
+  /** Stops at once and closes the relay's fds; `onEnd` is not called. Idempotent. */
+  close(): void;
+}
+
+export type FdRelayEnd = (error: VsockError | Error | null, bytesAToB: number, bytesBToA: number) => void;
+
+let cached: RelayNative | undefined;
+
+/** The relay half of the addon; throws `VSOCK_UNAVAILABLE` when the addon (or its relay) is missing. */
+function loadRelayNative(): RelayNative {
+  if (cached !== undefined) return cached;
+  let binding: unknown;
+  try {
+    binding = loadNativeAddon();
+  } catch (cause) {
+    throw new VsockError('VSOCK_UNAVAILABLE', 'cannot load the native addon for the relay', { cause });
+  }
+  const native = (binding as { vsockRelay?: RelayNative }).vsockRelay;
+  if (native === undefined) {
+    throw new VsockError('VSOCK_UNAVAILABLE', 'the native addon was built without vsock/native/relay.c: rebuild it (`npm run install`)');
+  }
+  cached = native;
+  return native;
+}
+
+/** Whether the native relay can be used here (the addon loads and has it). */
+export function fdRelayAvailable(): boolean {
+  try {
+    loadRelayNative();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Starts relaying between duplicates of `fdA` and `fdB`. `onEnd` runs once, when both directions ended
+ * (every byte flushed, both write sides shut: error null) or at the first error (a `VSOCK_E<ERRNO>`); by
+ * then the relay's fds are closed. Throws `VSOCK_UNAVAILABLE`, `VSOCK_BAD_ARGUMENT` or `VSOCK_E<ERRNO>`
+ * (dup, pipe) and then holds nothing.
+ */
+export function openFdRelay(fdA: number, fdB: number, options: FdRelayOptions, onEnd: FdRelayEnd): FdRelay {
+  const native = loadRelayNative();
+  const empty = new Uint8Array(0);
+  let handle: RelayHandle;
+  try {
+    handle = native.open(fdA, fdB, options.bufferBytes, options.splice, options.prefixAToB ?? empty, options.prefixBToA ?? empty, (error, aToB, bToA) =>
+      onEnd(error === null ? null : (toVsockError(error) as Error), aToB, bToA),
+    );
+  } catch (error) {
+    throw toVsockError(error);
+  }
+  return {
+    stats() {
+      const [bytesAToB, bytesBToA, idleMs] = native.stats(handle);
+      return { bytesAToB, bytesBToA, idleMs };
+    },
+    close() {
+      native.close(handle);
+    },
+  };
+}

@@ -273,7 +273,13 @@ async function connectionsPerSecond(port: number, n: number): Promise<number> {
 describe.skipIf(!IN_GUEST)('vsock bridges in the QEMU guest', () => {
   it('carries HTTP requests across both ingress bridges (TCP -> vsock -> TCP)', async () => {
     const port = freshPort();
+    // The answer direction too (vsock -> TCP -> client): 8 MiB of random bytes, hashed on arrival.
+    const answer = randomBytes(8 * MiB + 3);
     const app = createHttpServer((req, res) => {
+      if (req.url === '/download') {
+        res.end(answer);
+        return;
+      }
       const hash = createHash('sha256');
       let length = 0;
       req.on('data', (chunk: Buffer) => {
@@ -295,6 +301,14 @@ describe.skipIf(!IN_GUEST)('vsock bridges in the QEMU guest', () => {
     const body = randomBytes(4 * MiB + 1);
     const big = await request(`http://127.0.0.1:${hostPort}/upload`, { method: 'POST', body, dispatcher: client });
     expect(await big.body.json()).toEqual({ method: 'POST', url: '/upload', length: body.length, sha256: createHash('sha256').update(body).digest('hex') });
+    const down = await request(`http://127.0.0.1:${hostPort}/download`, { dispatcher: client });
+    const received = createHash('sha256');
+    let receivedBytes = 0;
+    for await (const chunk of down.body) {
+      received.update(chunk as Buffer);
+      receivedBytes += (chunk as Buffer).length;
+    }
+    expect({ receivedBytes, sha256: received.digest('hex') }).toEqual({ receivedBytes: answer.length, sha256: createHash('sha256').update(answer).digest('hex') });
     console.log(`ingress: requests crossed host bridge (TCP ${hostPort}) -> vsock 1:${port} -> enclave bridge -> TCP ${port}; ` + `${enclave.stats().accepted} connection(s) at the enclave bridge`);
     expect(host.stats().accepted).toBeGreaterThanOrEqual(1);
     expect(enclave.stats().openFailures).toBe(0);

@@ -164,6 +164,8 @@ export function createUpstream(options: UpstreamOptions): Upstream {
   const origin = new URL(options.url);
   const timeoutMs = options.timeoutMs ?? DEFAULT_UPSTREAM_TIMEOUT_MS;
   let pools: Promise<{ pool: Pool; streamPool: Pool }> | undefined;
+  /** The pools once made: every call after the first dispatches at once, with no promise in between. */
+  let ready: { pool: Pool; streamPool: Pool } | undefined;
   let closed = false;
 
   /** The two pools, made once on first use; a rejection (undici failed to load) is retried by the next call. */
@@ -171,7 +173,7 @@ export function createUpstream(options: UpstreamOptions): Upstream {
     // `default`, the CommonJS module's exports: the split bundle (image/build-bundle.mjs) gives a CommonJS
     // module imported with import() only that, Node gives it and the named exports.
     pools ??= import('undici').then(
-      ({ default: { Pool: UndiciPool } }) => ({
+      ({ default: { Pool: UndiciPool } }) => (ready = {
         // The deadlines are undici's own per-connection timers (no timer or AbortController per request):
         // headers within timeoutMs, then no gap between body chunks longer than timeoutMs.
         pool: new UndiciPool(origin.origin, {
@@ -204,6 +206,10 @@ export function createUpstream(options: UpstreamOptions): Upstream {
   function withPools(dispatch: (p: { pool: Pool; streamPool: Pool }) => void, fail: (err: unknown) => void): void {
     if (closed) {
       fail(new ClosedUpstream());
+      return;
+    }
+    if (ready !== undefined) {
+      dispatch(ready);
       return;
     }
     openPools().then((p) => (closed ? fail(new ClosedUpstream()) : dispatch(p)), fail);

@@ -76,10 +76,18 @@ export function streamFd(stream: Duplex): number {
   return -1;
 }
 
-/** Takes what a paused stream had already read, as one block (empty when nothing). */
+const NOTHING_BUFFERED = new Uint8Array(0);
+
+/**
+ * Takes what a paused stream had already read, as one block (empty when nothing). With nothing buffered it
+ * does not call read(): on a stream that never read (an accepted socket, a fresh dial) read() would start
+ * reading (libuv's readStart, or the vsock socket's poll), an epoll registration undone at once by the
+ * destroy that follows, on every connection.
+ */
 function takeBuffered(stream: Duplex): Uint8Array {
-  const chunks: Buffer[] = [];
   stream.pause();
+  if (stream.readableLength === 0) return NOTHING_BUFFERED;
+  const chunks: Buffer[] = [];
   for (let chunk: unknown = stream.read(); chunk !== null; chunk = stream.read()) chunks.push(Buffer.from(chunk as Uint8Array));
   return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
 }

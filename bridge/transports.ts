@@ -128,35 +128,55 @@ export function vsockDialer(target: { cid: number; port: number }): Dial {
   };
 }
 
-/** What a finished dialWithin aborts its own controller with (nothing listens by then). */
-const DIAL_SETTLED = new BridgeError('BRIDGE_CLOSED', 'the dial settled');
-
 /**
  * Runs `dial` for at most `timeoutMs` (and no longer than `signal` allows). Resolves with the stream or
  * rejects with BRIDGE_DIAL_TIMEOUT, BRIDGE_DIAL_FAILED (the dialer's error as `cause`) or the parent
  * signal's reason; a stream that arrives after the race was lost is destroyed.
+ * One promise settled once, without Promise.race or a second promise for the abort: this runs for every
+ * connection a bridge dials, and the dial's controller is aborted only when the dial lost (a dial that
+ * settled has removed its listeners, so aborting it then only cost an event dispatch).
  */
-export async function dialWithin(dial: Dial, timeoutMs: number, signal: AbortSignal): Promise<Duplex> {
-  if (signal.aborted) throw signal.reason;
-  const controller = new AbortController();
-  // The timeout's error is made when it fires: an Error's stack trace is a real cost per connection.
-  const timer = setTimeout(() => controller.abort(new BridgeError('BRIDGE_DIAL_TIMEOUT', `no connection within ${timeoutMs} ms`)), timeoutMs);
-  const onParentAbort = (): void => controller.abort(signal.reason);
-  signal.addEventListener('abort', onParentAbort, { once: true });
-  const aborted = new Promise<never>((_, reject) => controller.signal.addEventListener('abort', () => reject(controller.signal.reason), { once: true }));
-  const dialing = dial(controller.signal);
-  try {
-    return await Promise.race([dialing, aborted]);
-  } catch (error) {
-    // A dial that settles later must not leak its stream.
-    dialing.then((late) => late.destroy(), () => {});
-    if (controller.signal.aborted) throw controller.signal.reason;
-    throw new BridgeError('BRIDGE_DIAL_FAILED', `connect failed: ${(error as { code?: string }).code ?? 'error'}`, { cause: error });
-  } finally {
-    clearTimeout(timer);
-    signal.removeEventListener('abort', onParentAbort);
-    aborted.catch(() => {});
-    // A fixed reason: abort() without one makes a DOMException (and its stack) on every dial.
-    controller.abort(DIAL_SETTLED);
-  }
+export function dialWithin(dial: Dial, timeoutMs: number, signal: AbortSignal): Promise<Duplex> {
+  if (signal.aborted) return Promise.reject(signal.reason as Error);
+  return new Promise<Duplex>((resolve, reject) => {
+    const controller = new AbortController();
+    let settled = false;
+    const lose = (reason: unknown): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      signal.removeEventListener('abort', onParentAbort);
+      controller.abort(reason);
+      reject(reason);
+    };
+    const onParentAbort = (): void => lose(signal.reason);
+    // The timeout's error is made when it fires: an Error's stack trace is a real cost per connection.
+    const timer = setTimeout(() => lose(new BridgeError('BRIDGE_DIAL_TIMEOUT', `no connection within ${timeoutMs} ms`)), timeoutMs);
+    signal.addEventListener('abort', onParentAbort, { once: true });
+    const onDialed = (stream: Duplex): void => {
+      if (settled) {
+        stream.destroy(); // a dial that settles after the race was lost must not leak its stream
+        return;
+      }
+      settled = true;
+      clearTimeout(timer);
+      signal.removeEventListener('abort', onParentAbort);
+      resolve(stream);
+    };
+    const onFailed = (error: unknown): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      signal.removeEventListener('abort', onParentAbort);
+      reject(new BridgeError('BRIDGE_DIAL_FAILED', `connect failed: ${(error as { code?: string })?.code ?? 'error'}`, { cause: error }));
+    };
+    let dialing: Promise<Duplex>;
+    try {
+      dialing = dial(controller.signal);
+    } catch (error) {
+      onFailed(error);
+      return;
+    }
+    dialing.then(onDialed, onFailed);
+  });
 }

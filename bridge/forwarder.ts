@@ -158,7 +158,8 @@ export function startForwarder(options: ForwarderOptions): Forwarder {
     counters.bytesIn += result.bytesAToB;
     counters.bytesOut += result.bytesBToA;
     if (result.end === 'idle-timeout') counters.idleTimeouts += 1;
-    logger.debug({ end: result.end, code: result.error === undefined ? undefined : errorCode(result.error), bytesIn: result.bytesAToB, bytesOut: result.bytesBToA }, 'bridge connection closed');
+    // Checked first: the record object would be built for every connection even with debug off.
+    if (logger.isLevelEnabled('debug')) logger.debug({ end: result.end, code: result.error === undefined ? undefined : errorCode(result.error), bytesIn: result.bytesAToB, bytesOut: result.bytesBToA }, 'bridge connection closed');
   };
 
   listener.events.on('connection', (client: Duplex) => {

@@ -11,7 +11,9 @@
  * connection is: connect, one byte there, the byte back, end, wait for close; sequentially, `--count` per
  * round, the paths interleaved round by round and the best round kept (the machine is shared).
  *
- *   npm run build && node bench/bridge-connections.mjs [--count 300] [--rounds 5] [--relays native,js] [--cpu-prof DIR] [--no-socat]
+ *   npm run build && node bench/bridge-connections.mjs [--count 300] [--rounds 5] [--relays native,js] [--cpu-prof DIR] [--no-socat] [--compare DIST]
+ *
+ * --compare DIST: each relay also from another build's dist/ (named relay@compare), for before/after.
  *
  * --cpu-prof DIR: the bridge processes run with `node --cpu-prof --cpu-prof-dir DIR` (one .cpuprofile per
  * process, written at exit); open them in Chrome's DevTools or summarize with bench/lib/cpu-profile-top.mjs.
@@ -35,8 +37,8 @@ const WATCHDOG_MS = 5 * 60_000;
 
 // ----- child roles: `node bridge-connections.mjs --role host|enclave --relay R --target PORT` -----
 
-async function runRole(role, relay, target) {
-  const bridge = await import(pathToFileURL(join(REPO, 'dist', 'bridge', 'index.js')).href);
+async function runRole(role, relay, target, dist) {
+  const bridge = await import(pathToFileURL(join(dist, 'bridge', 'index.js')).href);
   const { pino } = await import('pino');
   const logger = pino({ level: 'warn' }, pino.destination(2));
   const relayOptions = relay === 'js' ? { relay: 'js' } : relay === 'copy' ? { relay: 'native', relaySplice: false } : { relay: 'native' };
@@ -75,13 +77,13 @@ function killChildren() {
   for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
 }
 
-async function bridgeProcess(role, relay, target, cpuProfDir) {
+async function bridgeProcess(role, relay, target, cpuProfDir, dist, name = relay) {
   const flags = cpuProfDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', cpuProfDir, '--cpu-prof-name', `${role}-${relay}-${Date.now()}.cpuprofile`];
-  const child = spawn(process.execPath, [...flags, fileURLToPath(import.meta.url), '--role', role, '--relay', relay, '--target', String(target)], {
+  const child = spawn(process.execPath, [...flags, fileURLToPath(import.meta.url), '--role', role, '--relay', relay, '--target', String(target), ...(dist === undefined ? [] : ['--dist', dist])], {
     stdio: ['pipe', 'pipe', 'inherit'],
   });
   children.push(child);
-  (pathPids[relay] ??= []).push(child.pid);
+  (pathPids[name] ??= []).push(child.pid);
   let output = '';
   child.stdout.setEncoding('utf8');
   return new Promise((resolve, reject) => {
@@ -158,10 +160,12 @@ async function main() {
       relays: { type: 'string', default: 'native,js' },
       'cpu-prof': { type: 'string' },
       'no-socat': { type: 'boolean', default: false },
+      dist: { type: 'string' },
+      compare: { type: 'string' },
     },
   });
   if (values.role !== undefined) {
-    await runRole(values.role, values.relay, Number(values.target));
+    await runRole(values.role, values.relay, Number(values.target), values.dist ?? join(REPO, 'dist'));
     return;
   }
   const count = positiveArg(values.count, '--count', SCRIPT, { integer: true });
@@ -192,6 +196,12 @@ async function main() {
   for (const relay of relays) {
     const enclavePort = await bridgeProcess('enclave', relay, echoPort, values['cpu-prof']);
     paths[relay] = await bridgeProcess('host', relay, enclavePort, values['cpu-prof']);
+    if (values.compare !== undefined) {
+      // The same relay from another build (say a worktree of the commit before), interleaved with this one.
+      const name = `${relay}@compare`;
+      const comparePort = await bridgeProcess('enclave', relay, echoPort, values['cpu-prof'], values.compare, name);
+      paths[name] = await bridgeProcess('host', relay, comparePort, values['cpu-prof'], values.compare, name);
+    }
   }
   if (!values['no-socat']) paths.socat = await socatProcess(await socatProcess(echoPort));
   const names = Object.keys(paths);

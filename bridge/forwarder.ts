@@ -20,10 +20,24 @@ import type { Logger } from 'pino';
 import { BridgeError, errorCode } from './errors.js';
 import { joinStreamsNative, resolveRelay, type RelayKind } from './native-pipe.js';
 import { joinStreams, type Join } from './pipe.js';
-import type { StreamListener } from './transports.js';
+import { dialOwned, dialWithin, type Dial, type StreamListener } from './transports.js';
 
-/** Opens the target for one accepted stream; rejects when it will not (it may have answered the client first). */
-export type OpenTarget = (client: Duplex, signal: AbortSignal) => Promise<Duplex>;
+/**
+ * Opens the target for one accepted stream; rejects when it will not (it may have answered the client first).
+ * `plainDial`, set by `dialTarget`, says the open is that dial and nothing more: the forwarder then runs it
+ * with its own per-connection controller and one deadline (transports.ts dialOwned) instead of a second
+ * controller, timer and promise inside the open, a cost every connection paid.
+ */
+export interface OpenTarget {
+  (client: Duplex, signal: AbortSignal): Promise<Duplex>;
+  readonly plainDial?: { readonly dial: Dial; readonly timeoutMs: number };
+}
+
+/** The plain bridge's open: one dial per client, bounded by `timeoutMs` (BRIDGE_DIAL_TIMEOUT, BRIDGE_DIAL_FAILED). */
+export function dialTarget(dial: Dial, timeoutMs: number): OpenTarget {
+  const open = (_client: Duplex, signal: AbortSignal): Promise<Duplex> => dialWithin(dial, timeoutMs, signal);
+  return Object.assign(open, { plainDial: { dial, timeoutMs } });
+}
 
 /** How long a client that was answered and refused may take to close its side before it is destroyed. */
 export const LINGER_MS = 1_000;
@@ -120,15 +134,21 @@ export function startForwarder(options: ForwarderOptions): Forwarder {
     if (counters.active === 0) for (const wake of idleWaiters) wake();
   };
 
+  const setupTimeoutError = (): Error => new BridgeError('BRIDGE_SETUP_TIMEOUT', `not connected within ${openTimeoutMs} ms`);
+  // A plain dial runs under the setup controller with the earlier of the two deadlines, and its code.
+  const plainDial = open.plainDial;
+  const plainDialMs = plainDial === undefined ? 0 : Math.min(plainDial.timeoutMs, openTimeoutMs);
+  const plainTimeoutError = plainDial !== undefined && plainDial.timeoutMs <= openTimeoutMs ? undefined : setupTimeoutError;
+
   const handle = async (client: Duplex): Promise<void> => {
     const controller = new AbortController();
     setups.add(controller);
-    const timer = setTimeout(() => controller.abort(new BridgeError('BRIDGE_SETUP_TIMEOUT', `not connected within ${openTimeoutMs} ms`)), openTimeoutMs);
+    const timer = plainDial === undefined ? setTimeout(() => controller.abort(setupTimeoutError()), openTimeoutMs) : undefined;
     const onClientClose = (): void => controller.abort(new BridgeError('BRIDGE_PEER_CLOSED', 'the client closed during setup'));
     client.once('close', onClientClose);
     let target: Duplex;
     try {
-      target = await open(client, controller.signal);
+      target = await (plainDial === undefined ? open(client, controller.signal) : dialOwned(plainDial.dial, plainDialMs, controller, undefined, plainTimeoutError));
     } catch (error) {
       counters.openFailures += 1;
       warn('open', { code: errorCode(error), causeCode: errorCode((error as { cause?: unknown })?.cause) }, 'bridge connection not opened');

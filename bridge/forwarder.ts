@@ -94,6 +94,9 @@ function assertLimit(name: string, value: number, min: number): void {
   if (!Number.isInteger(value) || value < min) throw new BridgeError('BRIDGE_CONFIG_INVALID', `"${name}" expected an integer >= ${min}, got ${String(value)}`);
 }
 
+/** The 'error' listener of streams whose errors surface elsewhere: one function, not a closure per connection. */
+const ignoreError = (): void => {};
+
 /** Resolves on 'close', whether or not an error came first. */
 function closed(stream: Duplex): Promise<void> {
   return new Promise((resolve) => (stream.closed ? resolve() : stream.once('close', () => resolve())));
@@ -169,7 +172,7 @@ export function startForwarder(options: ForwarderOptions): Forwarder {
       client.off('close', onClientClose);
       setups.delete(controller);
     }
-    target.on('error', () => {}); // the join reports errors; this covers the gap until it listens
+    target.on('error', ignoreError); // the join reports errors; this covers the gap until it listens
     const join = relay === 'native' ? joinStreamsNative(client, target, { idleTimeoutMs, splice: relaySplice }) : joinStreams(client, target, { idleTimeoutMs });
     joins.add(join);
     const result = await join.done;
@@ -184,7 +187,7 @@ export function startForwarder(options: ForwarderOptions): Forwarder {
 
   listener.events.on('connection', (client: Duplex) => {
     counters.accepted += 1;
-    client.on('error', () => {}); // errors surface through open() or the join; never as an uncaught 'error'
+    client.on('error', ignoreError); // errors surface through open() or the join; never as an uncaught 'error'
     if (closing || counters.active >= maxConnections) {
       counters.refused += 1;
       client.destroy();

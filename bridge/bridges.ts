@@ -14,10 +14,10 @@ import type { Logger } from 'pino';
 import type { Allowlist } from './connect-head.js';
 import { CONNECT_TIMEOUT_MS, createEgressProxyOpen, createEgressUpstreamOpen } from './egress.js';
 import { BridgeError } from './errors.js';
-import { startForwarder, type Forwarder, type OpenTarget } from './forwarder.js';
+import { dialTarget, startForwarder, type Forwarder, type OpenTarget } from './forwarder.js';
 import { RELAY_SPLICE, type RelayKind } from './native-pipe.js';
 import { hybridVsockDialer, hybridVsockListenPath, listenUnixStreams } from './hybrid-vsock.js';
-import { dialWithin, listenTcp, listenVsockStreams, tcpDialer, vsockDialer, type Dial, type StreamListener } from './transports.js';
+import { listenTcp, listenVsockStreams, tcpDialer, vsockDialer, type Dial, type StreamListener } from './transports.js';
 
 /** Connections each bridge holds at once (two fds each; Node raises its soft fd limit to the hard one). */
 export const DEFAULT_MAX_CONNECTIONS = 1024;
@@ -50,7 +50,7 @@ function relayOptions(options: Partial<Limits>): { relay?: RelayKind; relaySplic
 
 /** The plain bridge: every client gets one dial, bounded by `connectTimeoutMs`. */
 export function dialOpen(dial: Dial, connectTimeoutMs = CONNECT_TIMEOUT_MS): OpenTarget {
-  return (_client, signal) => dialWithin(dial, connectTimeoutMs, signal);
+  return dialTarget(dial, connectTimeoutMs);
 }
 
 /** Closes every forwarder, each with the same grace period for its open connections. */

@@ -190,6 +190,36 @@ describe('startForwarder', () => {
     expect(aborted).toBe(1);
   });
 
+  it('gives a hanging dial the earlier deadline and its code; close() during the dial aborts it', async () => {
+    const reasons: unknown[] = [];
+    const hanging: Dial = (signal) =>
+      new Promise((_, reject) =>
+        signal.addEventListener('abort', () => {
+          reasons.push(signal.reason);
+          reject(signal.reason);
+        }),
+      );
+    const codes = (error: unknown): string | undefined => (error as { code?: string }).code;
+    // The setup deadline first: BRIDGE_SETUP_TIMEOUT; the connect timeout first: BRIDGE_DIAL_TIMEOUT.
+    const setupFirst = await forwarder(hanging, { openTimeoutMs: 60, connectTimeoutMs: 5_000 });
+    expect(['end', 'ECONNRESET']).toContain(await refusedOutcome(await client(setupFirst.port)));
+    const dialFirst = await forwarder(hanging, { openTimeoutMs: 5_000, connectTimeoutMs: 60 });
+    expect(['end', 'ECONNRESET']).toContain(await refusedOutcome(await client(dialFirst.port)));
+    await until(() => reasons.length === 2);
+    expect(reasons.map(codes)).toEqual(['BRIDGE_SETUP_TIMEOUT', 'BRIDGE_DIAL_TIMEOUT']);
+    // close() during the dial: BRIDGE_CLOSED, and nothing stays active.
+    const closing = await forwarder(hanging);
+    const waiting = await client(closing.port);
+    waiting.on('error', () => {});
+    await until(() => closing.forwarder.stats().active === 1);
+    expect((await closing.forwarder.close()).active).toBe(0);
+    expect(reasons.map(codes)).toEqual(['BRIDGE_SETUP_TIMEOUT', 'BRIDGE_DIAL_TIMEOUT', 'BRIDGE_CLOSED']);
+    expect([setupFirst, dialFirst].map(({ forwarder: fwd }) => fwd.stats())).toMatchObject([
+      { openFailures: 1, active: 0 },
+      { openFailures: 1, active: 0 },
+    ]);
+  });
+
   it('closes a connection idle for idleTimeoutMs', async () => {
     const echo = await echoServer();
     const { forwarder: fwd, port } = await forwarder(tcpDialer({ host: '127.0.0.1', port: echo.port }), { idleTimeoutMs: 150 });

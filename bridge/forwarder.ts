@@ -20,10 +20,24 @@ import type { Logger } from 'pino';
 import { BridgeError, errorCode } from './errors.js';
 import { joinStreamsNative, resolveRelay, type RelayKind } from './native-pipe.js';
 import { joinStreams, type Join } from './pipe.js';
-import type { StreamListener } from './transports.js';
+import { dialOwned, dialWithin, type Dial, type StreamListener } from './transports.js';
 
-/** Opens the target for one accepted stream; rejects when it will not (it may have answered the client first). */
-export type OpenTarget = (client: Duplex, signal: AbortSignal) => Promise<Duplex>;
+/**
+ * Opens the target for one accepted stream; rejects when it will not (it may have answered the client first).
+ * `plainDial`, set by `dialTarget`, says the open is that dial and nothing more: the forwarder then runs it
+ * with its own per-connection controller and one deadline (transports.ts dialOwned) instead of a second
+ * controller, timer and promise inside the open, a cost every connection paid.
+ */
+export interface OpenTarget {
+  (client: Duplex, signal: AbortSignal): Promise<Duplex>;
+  readonly plainDial?: { readonly dial: Dial; readonly timeoutMs: number };
+}
+
+/** The plain bridge's open: one dial per client, bounded by `timeoutMs` (BRIDGE_DIAL_TIMEOUT, BRIDGE_DIAL_FAILED). */
+export function dialTarget(dial: Dial, timeoutMs: number): OpenTarget {
+  const open = (_client: Duplex, signal: AbortSignal): Promise<Duplex> => dialWithin(dial, timeoutMs, signal);
+  return Object.assign(open, { plainDial: { dial, timeoutMs } });
+}
 
 /** How long a client that was answered and refused may take to close its side before it is destroyed. */
 export const LINGER_MS = 1_000;
@@ -80,6 +94,9 @@ function assertLimit(name: string, value: number, min: number): void {
   if (!Number.isInteger(value) || value < min) throw new BridgeError('BRIDGE_CONFIG_INVALID', `"${name}" expected an integer >= ${min}, got ${String(value)}`);
 }
 
+/** The 'error' listener of streams whose errors surface elsewhere: one function, not a closure per connection. */
+const ignoreError = (): void => {};
+
 /** Resolves on 'close', whether or not an error came first. */
 function closed(stream: Duplex): Promise<void> {
   return new Promise((resolve) => (stream.closed ? resolve() : stream.once('close', () => resolve())));
@@ -120,15 +137,21 @@ export function startForwarder(options: ForwarderOptions): Forwarder {
     if (counters.active === 0) for (const wake of idleWaiters) wake();
   };
 
+  const setupTimeoutError = (): Error => new BridgeError('BRIDGE_SETUP_TIMEOUT', `not connected within ${openTimeoutMs} ms`);
+  // A plain dial runs under the setup controller with the earlier of the two deadlines, and its code.
+  const plainDial = open.plainDial;
+  const plainDialMs = plainDial === undefined ? 0 : Math.min(plainDial.timeoutMs, openTimeoutMs);
+  const plainTimeoutError = plainDial !== undefined && plainDial.timeoutMs <= openTimeoutMs ? undefined : setupTimeoutError;
+
   const handle = async (client: Duplex): Promise<void> => {
     const controller = new AbortController();
     setups.add(controller);
-    const timer = setTimeout(() => controller.abort(new BridgeError('BRIDGE_SETUP_TIMEOUT', `not connected within ${openTimeoutMs} ms`)), openTimeoutMs);
+    const timer = plainDial === undefined ? setTimeout(() => controller.abort(setupTimeoutError()), openTimeoutMs) : undefined;
     const onClientClose = (): void => controller.abort(new BridgeError('BRIDGE_PEER_CLOSED', 'the client closed during setup'));
     client.once('close', onClientClose);
     let target: Duplex;
     try {
-      target = await open(client, controller.signal);
+      target = await (plainDial === undefined ? open(client, controller.signal) : dialOwned(plainDial.dial, plainDialMs, controller, undefined, plainTimeoutError));
     } catch (error) {
       counters.openFailures += 1;
       warn('open', { code: errorCode(error), causeCode: errorCode((error as { cause?: unknown })?.cause) }, 'bridge connection not opened');
@@ -149,7 +172,7 @@ export function startForwarder(options: ForwarderOptions): Forwarder {
       client.off('close', onClientClose);
       setups.delete(controller);
     }
-    target.on('error', () => {}); // the join reports errors; this covers the gap until it listens
+    target.on('error', ignoreError); // the join reports errors; this covers the gap until it listens
     const join = relay === 'native' ? joinStreamsNative(client, target, { idleTimeoutMs, splice: relaySplice }) : joinStreams(client, target, { idleTimeoutMs });
     joins.add(join);
     const result = await join.done;
@@ -158,12 +181,13 @@ export function startForwarder(options: ForwarderOptions): Forwarder {
     counters.bytesIn += result.bytesAToB;
     counters.bytesOut += result.bytesBToA;
     if (result.end === 'idle-timeout') counters.idleTimeouts += 1;
-    logger.debug({ end: result.end, code: result.error === undefined ? undefined : errorCode(result.error), bytesIn: result.bytesAToB, bytesOut: result.bytesBToA }, 'bridge connection closed');
+    // Checked first: the record object would be built for every connection even with debug off.
+    if (logger.isLevelEnabled('debug')) logger.debug({ end: result.end, code: result.error === undefined ? undefined : errorCode(result.error), bytesIn: result.bytesAToB, bytesOut: result.bytesBToA }, 'bridge connection closed');
   };
 
   listener.events.on('connection', (client: Duplex) => {
     counters.accepted += 1;
-    client.on('error', () => {}); // errors surface through open() or the join; never as an uncaught 'error'
+    client.on('error', ignoreError); // errors surface through open() or the join; never as an uncaught 'error'
     if (closing || counters.active >= maxConnections) {
       counters.refused += 1;
       client.destroy();

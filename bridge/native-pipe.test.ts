@@ -200,6 +200,33 @@ describe.each([
     await Promise.all([closed(left), closed(right)]);
   });
 
+  it('ends each join at its own idle deadline: a shorter one after a longer one, a later one after an earlier one', async () => {
+    // The idle timeouts of every join share one timer (IdleWatch): it must be armed earlier for a join
+    // with a shorter timeout, and re-armed for a join that joined after it was armed.
+    const long = await joined(5_000);
+    const short = await joined(100);
+    const start = performance.now();
+    const shortResult = await short.join.done;
+    expect(performance.now() - start).toBeLessThan(2_000);
+    expect(shortResult).toMatchObject({ end: 'idle-timeout', error: { code: 'BRIDGE_IDLE_TIMEOUT' } });
+    const first = await joined(200);
+    await sleep(120);
+    const second = await joined(200);
+    const firstResult = await first.join.done;
+    let secondEnded = false;
+    void second.join.done.then(() => (secondEnded = true));
+    await sleep(20);
+    expect(secondEnded).toBe(false); // not taken along with the first: its own 200 ms have not passed
+    expect(firstResult.end).toBe('idle-timeout');
+    expect((await second.join.done).end).toBe('idle-timeout');
+    long.join.destroy();
+    expect((await long.join.done).end).toBe('destroyed');
+    for (const { left, right } of [long, short, first, second]) {
+      left.destroy();
+      right.destroy();
+    }
+  });
+
   it('destroy() mid-transfer ends at once; both outer ends see the close and no fd stays open', async () => {
     const fdsBefore = openFds();
     const { left, right, join } = await joined();

@@ -76,13 +76,79 @@ export function streamFd(stream: Duplex): number {
   return -1;
 }
 
-/** Takes what a paused stream had already read, as one block (empty when nothing). */
+const NOTHING_BUFFERED = new Uint8Array(0);
+
+/**
+ * Takes what a paused stream had already read, as one block (empty when nothing). With nothing buffered it
+ * does not call read(): on a stream that never read (an accepted socket, a fresh dial) read() would start
+ * reading (libuv's readStart, or the vsock socket's poll), an epoll registration undone at once by the
+ * destroy that follows, on every connection.
+ */
 function takeBuffered(stream: Duplex): Uint8Array {
-  const chunks: Buffer[] = [];
   stream.pause();
+  if (stream.readableLength === 0) return NOTHING_BUFFERED;
+  const chunks: Buffer[] = [];
   for (let chunk: unknown = stream.read(); chunk !== null; chunk = stream.read()) chunks.push(Buffer.from(chunk as Uint8Array));
   return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
 }
+
+/** A join's idle deadline in IdleWatch: `due` runs once `atMs` passed and returns its next time, or undefined when done. */
+interface IdleEntry {
+  atMs: number;
+  due(nowMs: number): number | undefined;
+}
+
+/**
+ * One unref'd timer for the idle timeouts of every native join in the process, instead of a setTimeout
+ * and clearTimeout per connection (with a timer list made and dropped each time when connections come one
+ * after another): the relay keeps the time of its last byte, so a join only needs looking at when its
+ * deadline may have passed. The timer is armed for the earliest deadline it knows; a join that ends just
+ * leaves the set, and a timer that fires with nothing due re-arms for the earliest remaining one, or
+ * stops when the set is empty (at most one firing per idle period after the last join: no busy loop).
+ */
+class IdleWatch {
+  readonly #entries = new Set<IdleEntry>();
+  #timer: NodeJS.Timeout | undefined;
+  #timerAtMs = Number.POSITIVE_INFINITY;
+
+  add(entry: IdleEntry): void {
+    this.#entries.add(entry);
+    if (entry.atMs < this.#timerAtMs) this.#arm(entry.atMs);
+  }
+
+  delete(entry: IdleEntry): void {
+    this.#entries.delete(entry);
+  }
+
+  #arm(atMs: number): void {
+    clearTimeout(this.#timer);
+    this.#timerAtMs = atMs;
+    this.#timer = setTimeout(() => this.#fire(), Math.max(1, Math.ceil(atMs - performance.now())));
+    this.#timer.unref();
+  }
+
+  #fire(): void {
+    this.#timer = undefined;
+    this.#timerAtMs = Number.POSITIVE_INFINITY;
+    const nowMs = performance.now();
+    let next = Number.POSITIVE_INFINITY;
+    for (const entry of [...this.#entries]) {
+      if (!this.#entries.has(entry)) continue; // ended by an earlier entry's expiry
+      if (entry.atMs <= nowMs) {
+        const later = entry.due(nowMs);
+        if (later === undefined) {
+          this.#entries.delete(entry);
+          continue;
+        }
+        entry.atMs = Math.max(later, nowMs + 1); // strictly later: never a loop of zero-delay timers
+      }
+      if (entry.atMs < next) next = entry.atMs;
+    }
+    if (next < this.#timerAtMs) this.#arm(next);
+  }
+}
+
+const idleWatch = new IdleWatch();
 
 export function joinStreamsNative(a: Duplex, b: Duplex, options: NativeJoinOptions): Join {
   const { idleTimeoutMs, bufferBytes = RELAY_BUFFER_BYTES, splice = false } = options;
@@ -98,14 +164,14 @@ export function joinStreamsNative(a: Duplex, b: Duplex, options: NativeJoinOptio
   let firstError: Error | undefined;
   let closedCount = 0;
   let settled = false;
-  let idleTimer: NodeJS.Timeout | undefined;
+  let idleEntry: IdleEntry | undefined;
   let settle!: (result: JoinResult) => void;
   const done = new Promise<JoinResult>((resolve) => (settle = resolve));
 
   const maybeSettle = (): void => {
     if (settled || closedCount < 2 || (relay !== undefined && !relayDone)) return;
     settled = true;
-    clearTimeout(idleTimer);
+    if (idleEntry !== undefined) idleWatch.delete(idleEntry);
     const how = end ?? (firstError === undefined ? 'ended' : 'error');
     settle({ bytesAToB, bytesBToA, end: how, ...(firstError !== undefined ? { error: firstError } : {}) });
   };
@@ -193,19 +259,18 @@ export function joinStreamsNative(a: Duplex, b: Duplex, options: NativeJoinOptio
   };
 
   if (idleTimeoutMs > 0) {
-    // One timer re-armed for the remaining time; the relay keeps the time of its last byte.
-    const check = (): void => {
-      if (settled || end !== undefined) return;
-      const idleMs = relay !== undefined ? (relayDone ? 0 : relay.stats().idleMs) : performance.now() - startedMs;
-      if (idleMs >= idleTimeoutMs) {
+    // The relay keeps the time of its last byte; before it runs, the join's start counts as the last.
+    idleEntry = {
+      atMs: startedMs + idleTimeoutMs,
+      due(nowMs) {
+        if (settled || end !== undefined) return undefined;
+        const idleMs = relay !== undefined ? (relayDone ? 0 : relay.stats().idleMs) : nowMs - startedMs;
+        if (idleMs < idleTimeoutMs) return nowMs + (idleTimeoutMs - idleMs);
         finishWith('idle-timeout', new BridgeError('BRIDGE_IDLE_TIMEOUT', `no bytes either way for ${idleTimeoutMs} ms`));
-      } else {
-        idleTimer = setTimeout(check, Math.ceil(idleTimeoutMs - idleMs));
-        idleTimer.unref();
-      }
+        return undefined;
+      },
     };
-    idleTimer = setTimeout(check, idleTimeoutMs);
-    idleTimer.unref();
+    idleWatch.add(idleEntry);
   }
   handover();
 

@@ -128,35 +128,66 @@ export function vsockDialer(target: { cid: number; port: number }): Dial {
   };
 }
 
-/** What a finished dialWithin aborts its own controller with (nothing listens by then). */
-const DIAL_SETTLED = new BridgeError('BRIDGE_CLOSED', 'the dial settled');
-
 /**
  * Runs `dial` for at most `timeoutMs` (and no longer than `signal` allows). Resolves with the stream or
  * rejects with BRIDGE_DIAL_TIMEOUT, BRIDGE_DIAL_FAILED (the dialer's error as `cause`) or the parent
  * signal's reason; a stream that arrives after the race was lost is destroyed.
  */
-export async function dialWithin(dial: Dial, timeoutMs: number, signal: AbortSignal): Promise<Duplex> {
-  if (signal.aborted) throw signal.reason;
-  const controller = new AbortController();
-  // The timeout's error is made when it fires: an Error's stack trace is a real cost per connection.
-  const timer = setTimeout(() => controller.abort(new BridgeError('BRIDGE_DIAL_TIMEOUT', `no connection within ${timeoutMs} ms`)), timeoutMs);
-  const onParentAbort = (): void => controller.abort(signal.reason);
-  signal.addEventListener('abort', onParentAbort, { once: true });
-  const aborted = new Promise<never>((_, reject) => controller.signal.addEventListener('abort', () => reject(controller.signal.reason), { once: true }));
-  const dialing = dial(controller.signal);
-  try {
-    return await Promise.race([dialing, aborted]);
-  } catch (error) {
-    // A dial that settles later must not leak its stream.
-    dialing.then((late) => late.destroy(), () => {});
-    if (controller.signal.aborted) throw controller.signal.reason;
-    throw new BridgeError('BRIDGE_DIAL_FAILED', `connect failed: ${(error as { code?: string }).code ?? 'error'}`, { cause: error });
-  } finally {
-    clearTimeout(timer);
-    signal.removeEventListener('abort', onParentAbort);
-    aborted.catch(() => {});
-    // A fixed reason: abort() without one makes a DOMException (and its stack) on every dial.
-    controller.abort(DIAL_SETTLED);
-  }
+export function dialWithin(dial: Dial, timeoutMs: number, signal: AbortSignal): Promise<Duplex> {
+  if (signal.aborted) return Promise.reject(signal.reason as Error);
+  return dialOwned(dial, timeoutMs, new AbortController(), signal);
+}
+
+/** The timeout's error is made when it fires: an Error's stack trace is a real cost per connection. */
+const dialTimeoutError = (timeoutMs: number): Error => new BridgeError('BRIDGE_DIAL_TIMEOUT', `no connection within ${timeoutMs} ms`);
+
+/**
+ * dialWithin for a caller that owns `controller` (the forwarder's per-connection setup, which then needs
+ * no controller or timer of its own): the dial gets `controller.signal`; the timeout aborts `controller`
+ * with `timeoutError(timeoutMs)`, and any abort of it (the timeout, the caller, `parent`) rejects with its
+ * reason. One promise settled once, without Promise.race or a promise per abort, and `controller` is
+ * aborted only when the dial lost (a dial that settled removed its listeners): this runs per connection.
+ */
+export function dialOwned(dial: Dial, timeoutMs: number, controller: AbortController, parent?: AbortSignal, timeoutError = dialTimeoutError): Promise<Duplex> {
+  const own = controller.signal;
+  if (own.aborted) return Promise.reject(own.reason as Error);
+  return new Promise<Duplex>((resolve, reject) => {
+    let settled = false;
+    const settle = (): void => {
+      settled = true;
+      clearTimeout(timer);
+      own.removeEventListener('abort', onAbort);
+      parent?.removeEventListener('abort', onParentAbort);
+    };
+    const onAbort = (): void => {
+      if (settled) return;
+      settle();
+      reject(own.reason);
+    };
+    const onParentAbort = (): void => controller.abort(parent!.reason);
+    const timer = setTimeout(() => controller.abort(timeoutError(timeoutMs)), timeoutMs);
+    own.addEventListener('abort', onAbort);
+    parent?.addEventListener('abort', onParentAbort, { once: true });
+    const onDialed = (stream: Duplex): void => {
+      if (settled) {
+        stream.destroy(); // a dial that settles after the race was lost must not leak its stream
+        return;
+      }
+      settle();
+      resolve(stream);
+    };
+    const onFailed = (error: unknown): void => {
+      if (settled) return;
+      settle();
+      reject(new BridgeError('BRIDGE_DIAL_FAILED', `connect failed: ${(error as { code?: string })?.code ?? 'error'}`, { cause: error }));
+    };
+    let dialing: Promise<Duplex>;
+    try {
+      dialing = dial(own);
+    } catch (error) {
+      onFailed(error);
+      return;
+    }
+    dialing.then(onDialed, onFailed);
+  });
 }

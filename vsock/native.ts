@@ -80,26 +80,37 @@ export type PollHandler = (error: VsockError | null, events: number) => void;
 /**
  * One socket fd and its poll handle. The fd is closed exactly once, by `close()` (or by the addon when the
  * Node environment shuts down). `onPoll` is swapped as the owner changes (connect, then the socket).
+ * With `lazy`, the poll handle is made at the first `setEvents` that asks for an event: an accepted socket
+ * that the bridges' native relay takes over at once never polls from JavaScript, and making and closing a
+ * libuv poll handle (uv_poll_init's epoll check, a uv_close, the addon's wrapper) was a cost per
+ * connection. A lazy handle that cannot be made closes the fd and reports the error through `onPoll`
+ * (from a microtask: `setEvents` runs inside stream methods that must not throw).
  */
 export class PolledFd {
   readonly native: VsockNative;
   readonly fd: number;
   onPoll: PollHandler = () => {};
-  #handle: PollHandle;
+  #handle: PollHandle | undefined;
   #events = 0;
   #closed = false;
 
-  /** Wraps `fd`; if that fails the fd is closed and the error thrown. */
-  constructor(native: VsockNative, fd: number) {
+  /** Wraps `fd`; if that fails the fd is closed and the error thrown (with `lazy`, at the first poll). */
+  constructor(native: VsockNative, fd: number, options: { lazy?: boolean } = {}) {
     this.native = native;
     this.fd = fd;
+    if (options.lazy !== true) this.#handle = this.#open();
+  }
+
+  /** The poll handle for the fd; on failure the fd is closed and the error thrown. */
+  #open(): PollHandle {
     try {
-      this.#handle = native.pollOpen(fd, (error, events) => {
+      return this.native.pollOpen(this.fd, (error, events) => {
         if (error !== null) this.#events = 0; // libuv stopped the handle
         this.onPoll(error === null ? null : (toVsockError(error) as VsockError), events);
       });
     } catch (error) {
-      native.close(fd);
+      this.#closed = true;
+      this.native.close(this.fd);
       throw toVsockError(error);
     }
   }
@@ -111,6 +122,16 @@ export class PolledFd {
   /** Polls for exactly `events` (READABLE | WRITABLE, 0 for none); no native call when nothing changes. */
   setEvents(events: number): void {
     if (this.#closed || events === this.#events) return;
+    if (this.#handle === undefined) {
+      const onPoll = this.onPoll;
+      try {
+        this.#handle = this.#open();
+      } catch (error) {
+        this.onPoll = () => {};
+        queueMicrotask(() => onPoll(error as VsockError, 0));
+        return;
+      }
+    }
     this.native.pollSet(this.#handle, events);
     this.#events = events;
   }
@@ -124,7 +145,15 @@ export class PolledFd {
     if (this.#closed) return;
     this.#closed = true;
     this.onPoll = () => {};
-    this.native.pollClose(this.#handle);
+    if (this.#handle !== undefined) {
+      this.native.pollClose(this.#handle);
+      return;
+    }
+    try {
+      this.native.close(this.fd);
+    } catch {
+      // Linux releases the fd whatever close(2) reports; there is nothing to retry and no one to tell.
+    }
   }
 }
 

@@ -105,7 +105,8 @@ export class VsockServer extends EventEmitter {
       const [peerFd, cid, port] = accepted;
       let socket: VsockSocket;
       try {
-        socket = new VsockSocket(new PolledFd(native, peerFd), { cid, port }, this.#socketOptions);
+        // Lazy: a socket the bridges' native relay takes over at once never needs a poll handle of its own.
+        socket = new VsockSocket(new PolledFd(native, peerFd, { lazy: true }), { cid, port }, this.#socketOptions);
       } catch (wrapError) {
         this.emit('error', toVsockError(wrapError));
         continue;

@@ -565,20 +565,13 @@ static bool copy_prefix(napi_env env, napi_value value, const char *name, uint8_
   return true;
 }
 
-/* A non-blocking close-on-exec duplicate of fd, or -1 with errno set. */
-static int dup_nonblocking(int fd) {
-  int copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-  int flags;
-  if (copy < 0) return -1;
-  flags = fcntl(copy, F_GETFL);
-  /* O_NONBLOCK lives in the shared file description: libuv and vsock.c have usually set it already. */
-  if (flags < 0 || ((flags & O_NONBLOCK) == 0 && fcntl(copy, F_SETFL, flags | O_NONBLOCK) != 0)) {
-    int err = errno;
-    close(copy);
-    errno = err;
-    return -1;
-  }
-  return copy;
+/*
+ * A close-on-exec duplicate of fd, or -1 with errno set. It is made non-blocking by uv_poll_init_socket
+ * below (FIONBIO on the file description the duplicate shares with the original, which libuv and vsock.c
+ * have made non-blocking already): checking O_NONBLOCK here too was two fcntl(2) calls per connection.
+ */
+static int dup_fd(int fd) {
+  return fcntl(fd, F_DUPFD_CLOEXEC, 3);
 }
 
 /* A direction's buffer: the ring, or a pipe sized (best effort) to `bytes`. Returns 0 or an errno. */
@@ -653,7 +646,7 @@ static napi_value relay_open(napi_env env, napi_callback_info info) {
     }
   }
   for (int i = 0; i < 2; i++) {
-    r->ep[i].fd = dup_nonblocking(fds[i]);
+    r->ep[i].fd = dup_fd(fds[i]);
     if (r->ep[i].fd < 0) {
       err = errno;
       if (i == 1) close(r->ep[0].fd);

@@ -22,6 +22,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEMO_MANIFEST_JSON } from '../agent/demo/manifest.js';
 // @ts-expect-error build-bundle.mjs is plain JavaScript (run as `node image/build-bundle.mjs OUTDIR`).
 import { buildAgentBundle } from '../image/build-bundle.mjs';
+import { runNode, type CliRun } from './run-cli.js';
 
 interface Built {
   outputs: Array<{ name: string; bytes: Uint8Array }>;
@@ -50,26 +51,9 @@ const NOT_AT_START: ReadonlyArray<RegExp> = [
   /^node_modules\/(?:undici|@peculiar|asn1js|pvtsutils|pvutils|tslib)\//,
 ];
 
-/** Runs `node BUNDLE args` to its end; NODE_OPTIONS dropped (vitest's loader flags are not the bundle's). */
-function runBundle(bundle: string, args: readonly string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const env = { ...process.env };
-    delete env.NODE_OPTIONS;
-    const child = spawn(process.execPath, [bundle, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    const timer = setTimeout(() => child.kill('SIGKILL'), SPAWN_TIMEOUT_MS);
-    child.on('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    child.on('close', (status) => {
-      clearTimeout(timer);
-      resolve({ status, stdout, stderr });
-    });
-  });
+/** Runs `node BUNDLE args` to its end (test/run-cli.ts). */
+function runBundle(bundle: string, args: readonly string[]): Promise<CliRun> {
+  return runNode(bundle, args, { timeoutMs: SPAWN_TIMEOUT_MS });
 }
 
 function getText(url: string): Promise<{ status: number; body: string }> {

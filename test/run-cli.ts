@@ -17,10 +17,15 @@ export interface CliRun {
 }
 
 export function runCli(args: readonly string[], options: { cwd: string; timeoutMs: number }): Promise<CliRun> {
+  return runNode(CLI, args, options);
+}
+
+/** `node script args` to its end, as runCli runs the CLI (a written bundle, say). */
+export function runNode(script: string, args: readonly string[], options: { cwd?: string; timeoutMs: number }): Promise<CliRun> {
   return new Promise((resolve, reject) => {
     const env = { ...process.env };
     delete env.NODE_OPTIONS;
-    const child = spawn(process.execPath, [CLI, ...args], { cwd: options.cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [script, ...args], { ...(options.cwd !== undefined ? { cwd: options.cwd } : {}), env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));

@@ -287,7 +287,7 @@ async function bulk(run, bytes, server) {
  * `enclave-agent run` as shipped (the CLI, mock NSM, fresh mock PKI, the demo manifest), spawned
  * STARTUP_RUNS times: the time from spawn until its public port answers GET /healthz with 200 (the
  * address from its "agent listening" log line). On the last run: VmRSS after a second at idle, then
- * after IDLE_SESSIONS sessions (session + confirm) held open, as /healthz counts them.
+ * after IDLE_SESSIONS sessions (session + confirm) held open, as the internal /healthz counts them.
  */
 async function measureStartup({ dir, appAddress, poolFor }) {
   const cli = join(ROOT, 'dist', 'agent', 'cli.js');
@@ -306,7 +306,7 @@ async function measureStartup({ dir, appAddress, poolFor }) {
       env: { PATH: process.env.PATH },
     });
     try {
-      const address = await listeningAddress(agent);
+      const { public: address, internal } = await listeningAddress(agent);
       let health;
       for (;;) {
         const answer = await request(`http://${address}/healthz`, { headersTimeout: STARTUP_TIMEOUT_MS });
@@ -323,8 +323,9 @@ async function measureStartup({ dir, appAddress, poolFor }) {
         const opened = summarise([await load({ run: () => client.establish(pool), clients: HANDSHAKE_CLIENTS, durationMs: STARTUP_TIMEOUT_MS, maxRequests: IDLE_SESSIONS })]);
         if (opened.errors > 0) throw new Error(`opening idle sessions: ${JSON.stringify(opened.errorKinds)}`);
         await new Promise((resolve) => setTimeout(resolve, 1000));
-        health = await (await request(`http://${address}/healthz`)).body.json();
-        memory = { idleRssBytes: idleRss, sessionsRssBytes: procRssBytes(agent.pid), sessions: health.sessions, opened: opened.requests };
+        // The session count is on the internal listener (the public /healthz answers only its status).
+        const details = await (await request(`http://${internal}/healthz`)).body.json();
+        memory = { idleRssBytes: idleRss, sessionsRssBytes: procRssBytes(agent.pid), sessions: details.sessions, opened: opened.requests };
       }
     } finally {
       agent.child.kill('SIGTERM');
@@ -335,7 +336,7 @@ async function measureStartup({ dir, appAddress, poolFor }) {
   return { readyMs, medianReadyMs: quantile(sorted, 0.5), ...memory };
 }
 
-/** The public address from the agent's "agent listening" log line (pino JSON on stdout). */
+/** The addresses (public, internal) from the agent's "agent listening" log line (pino JSON on stdout). */
 function listeningAddress(agent) {
   return new Promise((resolve, reject) => {
     let buffered = '';
@@ -348,7 +349,7 @@ function listeningAddress(agent) {
         buffered = buffered.slice(newline + 1);
         try {
           const record = JSON.parse(line);
-          if (record.msg === 'agent listening') return done(record.addresses.public);
+          if (record.msg === 'agent listening') return done(record.addresses);
         } catch {}
       }
     };

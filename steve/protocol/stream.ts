@@ -139,15 +139,20 @@ export function streamAad(header: StreamRecordHeader): Uint8Array {
   return aad;
 }
 
-/** The whole frame: kind || u32be(length) || AES-256-GCM(key, nonce, AAD, plaintext) || tag. */
-export function sealStreamRecord(aead: Aead, key: Uint8Array, header: StreamRecordHeader, plaintext: Uint8Array): Uint8Array {
+/** What sealing a record needs: its AAD, nonce and 5-byte frame header, the plaintext's size checked. */
+function recordInputs(header: StreamRecordHeader, plaintext: Uint8Array): { aad: Uint8Array; nonce: Uint8Array; frameHeader: Uint8Array } {
   const aad = streamAad(header);
   assertBytes(plaintext, 'plaintext');
   if (plaintext.length > MAX_STREAM_CHUNK_BYTES) throw new SteveError('STEVE_BAD_ARGUMENT', `a stream record holds at most ${MAX_STREAM_CHUNK_BYTES} bytes`);
   const frameHeader = new Uint8Array(FRAME_HEADER_BYTES);
   frameHeader[0] = header.kind;
   writeU32(frameHeader, 1, plaintext.length + TAG_BYTES);
-  const nonce = streamNonce(header.sequence, header.index);
+  return { aad, nonce: streamNonce(header.sequence, header.index), frameHeader };
+}
+
+/** The whole frame: kind || u32be(length) || AES-256-GCM(key, nonce, AAD, plaintext) || tag. */
+export function sealStreamRecord(aead: Aead, key: Uint8Array, header: StreamRecordHeader, plaintext: Uint8Array): Uint8Array {
+  const { aad, nonce, frameHeader } = recordInputs(header, plaintext);
   if (aead.sealPrefixed !== undefined) return aead.sealPrefixed(key, nonce, aad, plaintext, frameHeader);
   const sealed = aead.seal(key, nonce, aad, plaintext);
   const frame = new Uint8Array(FRAME_HEADER_BYTES + sealed.length);
@@ -162,13 +167,8 @@ export function sealStreamRecord(aead: Aead, key: Uint8Array, header: StreamReco
  */
 export function sealStreamRecordPieces(aead: Aead, key: Uint8Array, header: StreamRecordHeader, plaintext: Uint8Array): Uint8Array[] {
   if (aead.sealPieces === undefined) return [sealStreamRecord(aead, key, header, plaintext)];
-  const aad = streamAad(header);
-  assertBytes(plaintext, 'plaintext');
-  if (plaintext.length > MAX_STREAM_CHUNK_BYTES) throw new SteveError('STEVE_BAD_ARGUMENT', `a stream record holds at most ${MAX_STREAM_CHUNK_BYTES} bytes`);
-  const frameHeader = new Uint8Array(FRAME_HEADER_BYTES);
-  frameHeader[0] = header.kind;
-  writeU32(frameHeader, 1, plaintext.length + TAG_BYTES);
-  return [frameHeader, ...aead.sealPieces(key, streamNonce(header.sequence, header.index), aad, plaintext)];
+  const { aad, nonce, frameHeader } = recordInputs(header, plaintext);
+  return [frameHeader, ...aead.sealPieces(key, nonce, aad, plaintext)];
 }
 
 /** The plaintext of a record; STEVE_DECRYPT when it does not open (never a partial plaintext). */

@@ -32,7 +32,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { drawChart } from './lib/chart.mjs';
-import { describeMachine, load, quantile, summarise } from './lib/load.mjs';
+import { describeMachine, load, machineLine, quantile, summarise } from './lib/load.mjs';
 import { cpuLayout, createProcessGroup, pin, procRssBytes } from './lib/processes.mjs';
 import { BIG_DOWNLOAD_BYTES, BIG_UPLOAD_BYTES } from './lib/roles.mjs';
 import { createSteveClient, post } from './lib/steve-client.mjs';
@@ -504,11 +504,11 @@ function printReport(report) {
 
   const machine = describeMachine();
   const wallS = (performance.now() - started) / 1000;
-  const machineLine = `machine: node ${machine.node}, ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB.toFixed(1)} GiB, ${machine.platform}, load average ${machineAtStart.loadAverage.toFixed(2)} at start, ${machine.loadAverage.toFixed(2)} at end; ${wallS.toFixed(0)} s`;
+  const machineText = `${machineLine(machineAtStart.loadAverage)}; ${wallS.toFixed(0)} s`;
   const cpusLine = layout === null ? 'cpus: not pinned (every process on every CPU)' : `cpus: load generator on CPU ${layout.client}; app, proxies, Caddy, nginx and agents on CPU ${layout.servers} (--pin off to share)`;
-  out(machineLine);
+  out(machineText);
   out(cpusLine);
-  md.push('', `${machineLine}  `, cpusLine);
+  md.push('', `${machineText}  `, cpusLine);
 
   mkdirSync(args.out, { recursive: true });
   const pngPath = join(args.out, 'chart.png');

@@ -31,7 +31,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { positiveArg } from './lib/args.mjs';
-import { describeMachine, load as loadPhase, summarise } from './lib/load.mjs';
+import { describeMachine, load as loadPhase, machineLine, summarise } from './lib/load.mjs';
 import { cpuLayout, createProcessGroup, freePort, pin, procCpuMs } from './lib/processes.mjs';
 import { SMALL_BYTES } from './lib/roles.mjs';
 import { startScaleOutNginx } from './lib/scale-out-nginx.mjs';
@@ -187,7 +187,7 @@ async function main() {
     out(`ratio c/b (2 agents / 1 agent):      handshakes ${ratio('c', 'b', 'handshakes')}, requests ${ratio('c', 'b', 'requests')}`);
     out(`rounds: ${ROUNDS} of ${DURATION_MS / 1000} s per phase and path, after ${WARMUP_MS / 1000} s of warm-up each`);
     const machine = describeMachine();
-    out(`machine: node ${machine.node}, ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB.toFixed(1)} GiB, load average ${loadAtStart.toFixed(2)} at start, ${machine.loadAverage.toFixed(2)} at end`);
+    out(machineLine(loadAtStart));
     out(layout === null ? 'cpus: not pinned (every process on every CPU; --pin auto to pin)' : `cpus: load generator on CPU ${layout.client}; app, agents and nginx on CPU ${layout.servers}`);
     if (machine.cores <= 2) {
       out(`note: ${machine.cores} CPUs for the load generator, the app, nginx and both agents: two agents cannot outrun one here; read these figures for correctness under load and the balancer's overhead, not for linear scaling (that needs an agent, an enclave, per machine)`);

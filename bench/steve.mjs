@@ -31,7 +31,7 @@ import { randomBytes } from 'node:crypto';
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { positiveArg } from './lib/args.mjs';
-import { describeMachine, load as loadPhase, summarise } from './lib/load.mjs';
+import { load as loadPhase, machineLine, summarise } from './lib/load.mjs';
 import { cpuLayout, createProcessGroup, pin } from './lib/processes.mjs';
 import { BIG_DOWNLOAD_BYTES, BIG_UPLOAD_BYTES, SMALL_BYTES, runRole } from './lib/roles.mjs';
 import { createSteveClient, post } from './lib/steve-client.mjs';
@@ -191,8 +191,7 @@ async function runMain() {
       const served = (key) => warmUpRequests[key] + results[key].requests;
       process.stdout.write(`profiles in ${args.profile} by pid: app ${app.pid}, (b) ${proxy.pid} served ${served('b')}, (c) ${agent.pid} served ${served('c')}, (d) ${bufferedProxy.pid} served ${served('d')} requests of 1 KiB\n`);
     }
-    const machine = describeMachine();
-    process.stdout.write(`machine: node ${machine.node}, ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB.toFixed(1)} GiB, ${machine.platform}, load average ${loadAtStart.toFixed(2)} at start, ${machine.loadAverage.toFixed(2)} at end\n`);
+    process.stdout.write(`${machineLine(loadAtStart)}\n`);
     process.stdout.write(layout === null ? 'cpus: not pinned (every process on every CPU)\n' : `cpus: load generator on CPU ${layout.client}, app + proxies on CPU ${layout.servers} (--pin off to share)\n`);
     if (Object.values(results).some((r) => r.errors > 0)) exitCode = 1;
   } catch (err) {

@@ -28,7 +28,7 @@ import { randomBytes } from 'node:crypto';
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { positiveArg } from './lib/args.mjs';
-import { describeMachine, quantile } from './lib/load.mjs';
+import { machineLine, quantile } from './lib/load.mjs';
 import { cpuLayout, createProcessGroup, pin, procRssBytes as rssBytes } from './lib/processes.mjs';
 import { BIG_DOWNLOAD_BYTES, BIG_UPLOAD_BYTES, runRole } from './lib/roles.mjs';
 import { createSteveClient, post } from './lib/steve-client.mjs';
@@ -193,8 +193,7 @@ async function runMain() {
     process.stdout.write(
       `${mib(HUGE_BYTES)} MiB streamed download through STEVE: ${(HUGE_BYTES / 1e6 / (hugeMs / 1000)).toFixed(0)} MB/s; agent RSS ${mib(rssBefore)} MiB before, ${mib(rssMax)} MiB at most, growth ${mib(rssMax - rssBefore)} MiB (goal < 32)\n`,
     );
-    const machine = describeMachine();
-    process.stdout.write(`machine: node ${machine.node}, ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB.toFixed(1)} GiB, ${machine.platform}, load average ${loadAtStart.toFixed(2)} at start, ${machine.loadAverage.toFixed(2)} at end\n`);
+    process.stdout.write(`${machineLine(loadAtStart)}\n`);
     process.stdout.write(layout === null ? 'cpus: not pinned (every process on every CPU)\n' : `cpus: load generator on CPU ${layout.client}, app + proxies on CPU ${layout.servers} (--pin off to share)\n`);
   } catch (err) {
     process.stderr.write(`bench/stream: ${err.stack ?? err}\n`);

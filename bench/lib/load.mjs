@@ -76,6 +76,12 @@ export function summarise(rounds) {
   };
 }
 
+/** The `machine:` line every benchmark ends with: Node, CPU, memory, and the load average at start and end. */
+export function machineLine(loadAtStart) {
+  const machine = describeMachine();
+  return `machine: node ${machine.node}, ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB.toFixed(1)} GiB, ${machine.platform}, load average ${loadAtStart.toFixed(2)} at start, ${machine.loadAverage.toFixed(2)} at end`;
+}
+
 /** The machine, for the last lines of a run. */
 export function describeMachine() {
   return {

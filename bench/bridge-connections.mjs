@@ -28,6 +28,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 
 import { positiveArg } from './lib/args.mjs';
+import { freePort } from './lib/processes.mjs';
 
 const SCRIPT = 'bridge-connections.mjs';
 const REPO = dirname(dirname(fileURLToPath(import.meta.url)));
@@ -94,16 +95,6 @@ async function bridgeProcess(role, relay, target, cpuProfDir, dist, name = relay
     });
     child.once('exit', (code) => reject(new Error(`${role}/${relay} exited ${code}`)));
   });
-}
-
-async function freePort() {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address();
-  server.close();
-  await once(server, 'close');
-  return port;
 }
 
 async function socatProcess(target) {

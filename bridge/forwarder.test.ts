@@ -16,6 +16,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { dialOpen } from './bridges.js';
 import { startForwarder } from './forwarder.js';
 import { listenTcp, tcpDialer, type Dial } from './transports.js';
+import { freePort } from '../test/free-port.js';
 
 const MiB = 1024 * 1024;
 const silent = pino({ level: 'silent' });
@@ -37,15 +38,6 @@ async function echoServer(): Promise<{ port: number; server: Server }> {
   return { port: (server.address() as AddressInfo).port, server };
 }
 
-/** A port with nothing listening (bound, then closed). */
-async function deadPort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 async function forwarder(dial: Dial, options: { maxConnections?: number; idleTimeoutMs?: number; openTimeoutMs?: number; connectTimeoutMs?: number; logger?: typeof silent } = {}) {
   const listener = await listenTcp({ host: '127.0.0.1', port: 0 });
@@ -151,7 +143,7 @@ describe('startForwarder', () => {
   });
 
   it('dials once per connection when the target refuses, and then does nothing (no busy loop)', async () => {
-    const target = counting(tcpDialer({ host: '127.0.0.1', port: await deadPort() }));
+    const target = counting(tcpDialer({ host: '127.0.0.1', port: await freePort() }));
     const { forwarder: fwd, port } = await forwarder(target.dial);
     const outcomes = await Promise.all(
       Array.from({ length: 20 }, async () => {

@@ -26,7 +26,7 @@ import { once } from 'node:events';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import type { Server } from 'node:http';
-import { createServer, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -38,6 +38,7 @@ import { createMockPki, defaultMockPcrs, nodeP384Verifier, type MockPki } from '
 import { createSteveClient, SteveClientError, type SteveClient } from '../steve/client/index.js';
 import { scaleOutNginxConfig, startScaleOutNginx, type ScaleOutNginx } from '../bench/lib/scale-out-nginx.mjs';
 import { chromiumAvailable, launchChromium } from './browser/chromium.js';
+import { freePort } from './free-port.js';
 import { startTestAgent, type TestAgent } from './steve-client-agent.js';
 
 const REPO = dirname(dirname(fileURLToPath(import.meta.url)));
@@ -90,14 +91,6 @@ const agentOf = new Map<string, string>();
 
 const profile = { name: 'mock-image', pcrs: defaultMockPcrs() };
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 async function startAgentAt(port: number): Promise<TestAgent> {
   return startTestAgent({ pki, suite: 'X25519', upstream: appOrigin, config: { listen: { host: '127.0.0.1', port } } });

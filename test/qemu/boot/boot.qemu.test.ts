@@ -27,12 +27,12 @@
 
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { cp, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fixCrc, flipByte } from '../../eif-images.js';
+import { freePort } from '../../free-port.js';
 
 const REPO = dirname(dirname(dirname(dirname(fileURLToPath(import.meta.url)))));
 const CLI = join(REPO, 'dist/agent/cli.js');
@@ -77,13 +77,6 @@ function run(command: string, args: string[], options: { env?: Record<string, st
 
 const cli = (args: string[], timeoutMs = 120_000): Promise<Run> => run(process.execPath, [CLI, ...args], { timeoutMs });
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 async function getJson(url: string): Promise<{ status: number; body: unknown }> {
   const answer = await fetch(url, { signal: AbortSignal.timeout(10_000) });

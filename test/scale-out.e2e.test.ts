@@ -21,7 +21,6 @@
  * installs it through bench/setup.sh).
  */
 
-import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -40,9 +39,9 @@ import { scaleOutNginxConfig, startScaleOutNginx, type ScaleOutNginx } from '../
 import { chromiumAvailable, launchChromium } from './browser/chromium.js';
 import { freePort } from './free-port.js';
 import { startTestAgent, type TestAgent } from './steve-client-agent.js';
+import { buildBrowserBundles } from './browser/bundles.js';
 
 const REPO = dirname(dirname(fileURLToPath(import.meta.url)));
-const BUILD = join(REPO, 'steve', 'browser', 'build.mjs');
 const NGINX = ['/usr/sbin/nginx', '/usr/bin/nginx'].find((path) => existsSync(path));
 /** Client source addresses: 127.0.0.2 .. 127.0.0.13 (Linux routes all of 127/8 to lo). */
 const CLIENT_ADDRESSES = Array.from({ length: 12 }, (_, i) => `127.0.0.${i + 2}`);
@@ -350,8 +349,7 @@ describe.skipIf(NGINX === undefined || !chromiumAvailable)('scale-out: the brows
   beforeAll(async () => {
     browserWork = await mkdtemp(join(tmpdir(), 'scale-out-browser-'));
     const bundleDir = join(browserWork, 'bundles');
-    const built = spawnSync(process.execPath, [BUILD, bundleDir], { cwd: REPO, encoding: 'utf8', timeout: 60_000 });
-    if (built.status !== 0) throw new Error(`build.mjs failed: ${built.stderr}`);
+    buildBrowserBundles(bundleDir);
     browserPki = createMockPki();
     const pcrs = Object.fromEntries([0, 1, 2].map((i) => [String(i), Buffer.from(defaultMockPcrs().get(i)!).toString('hex')]));
     browserApp = createDemoApp({ bundleDir, root: certificateToPem(browserPki.root.der), keyExchange: 'X25519', pcrPolicy: { kind: 'pinned', profiles: [{ name: 'demo-image', pcrs }] } });

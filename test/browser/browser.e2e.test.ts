@@ -20,7 +20,6 @@
  * A screenshot of the demo page is left in test-output/browser/ (git-ignored).
  */
 
-import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
@@ -39,9 +38,9 @@ import { certificateToPem } from '../../nsm/encoding.js';
 import { startTestAgent, type TestAgent } from '../steve-client-agent.js';
 import { chromiumAvailable, CHROMIUM_PATH, launchChromium } from './chromium.js';
 import { startSwapProxy, startTcpProxy, type TcpProxy } from './proxies.js';
+import { buildBrowserBundles } from './bundles.js';
 
 const REPO = dirname(dirname(dirname(fileURLToPath(import.meta.url))));
-const BUILD = join(REPO, 'steve', 'browser', 'build.mjs');
 const SCREENSHOT_DIR = join(REPO, 'test-output', 'browser');
 
 if (!chromiumAvailable) {
@@ -212,8 +211,7 @@ describe.skipIf(!chromiumAvailable)('browser client through the real agent (Chro
     work = await mkdtemp(join(tmpdir(), 'steve-browser-'));
     bundleDir = join(work, 'bundles-a');
     for (const dir of [bundleDir, join(work, 'bundles-b')]) {
-      const built = spawnSync(process.execPath, [BUILD, dir], { cwd: REPO, encoding: 'utf8', timeout: 60_000 });
-      if (built.status !== 0) throw new Error(`build.mjs failed: ${built.stderr}`);
+      buildBrowserBundles(dir);
     }
     pki = createMockPki();
     rootPem = certificateToPem(pki.root.der);

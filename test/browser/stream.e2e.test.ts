@@ -16,7 +16,6 @@
  *   failure.
  */
 
-import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
@@ -34,9 +33,9 @@ import { createMockPki, defaultMockPcrs, type MockPki } from '../../nsm/index.js
 import { startTestAgent, type TestAgent } from '../steve-client-agent.js';
 import { chromiumAvailable, launchChromium } from './chromium.js';
 import { startTamperStreamProxy, startTcpProxy, type TcpProxy } from './proxies.js';
+import { buildBrowserBundles } from './bundles.js';
 
 const REPO = dirname(dirname(dirname(fileURLToPath(import.meta.url))));
-const BUILD = join(REPO, 'steve', 'browser', 'build.mjs');
 const SCREENSHOT_DIR = join(REPO, 'test-output', 'browser');
 
 /** What the demo page's `generate` resolves with (agent/demo/page.ts). */
@@ -118,8 +117,7 @@ describe.skipIf(!chromiumAvailable)('streamed answers through the enclave worker
   beforeAll(async () => {
     work = await mkdtemp(join(tmpdir(), 'steve-stream-browser-'));
     bundleDir = join(work, 'bundles');
-    const built = spawnSync(process.execPath, [BUILD, bundleDir], { cwd: REPO, encoding: 'utf8', timeout: 60_000 });
-    if (built.status !== 0) throw new Error(`build.mjs failed: ${built.stderr}`);
+    buildBrowserBundles(bundleDir);
     pki = createMockPki();
     browser = await launchChromium();
   }, 90_000);

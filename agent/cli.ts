@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --initial-old-space-size=64
 /**
  * `enclave-agent`: the command line. Each subcommand is a small function from parsed flags to an exit
  * status; the commands themselves live beside the code they drive. Exit statuses follow one rule:

@@ -33,7 +33,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { drawChart } from './lib/chart.mjs';
 import { describeMachine, load, machineLine, quantile, summarise } from './lib/load.mjs';
-import { cpuLayout, createProcessGroup, pin, procRssBytes } from './lib/processes.mjs';
+import { agentNodeFlags, cpuLayout, createProcessGroup, pin, procRssBytes } from './lib/processes.mjs';
 import { BIG_DOWNLOAD_BYTES, BIG_UPLOAD_BYTES } from './lib/roles.mjs';
 import { createSteveClient, post } from './lib/steve-client.mjs';
 import { createCertificate, findCommand, startCaddy, startNginx } from './lib/tls-servers.mjs';
@@ -302,7 +302,7 @@ async function measureStartup({ dir, appAddress, poolFor }) {
   let memory = null;
   for (let run = 0; run < STARTUP_RUNS; run++) {
     const t0 = performance.now();
-    const agent = group.spawnServer(process.execPath, [cli, 'run', '--nsm', 'mock', '--deployment', 'test', '--mock-pki', pkiDir, '--manifest', manifestPath, '--listen', '127.0.0.1:0', '--internal-listen', '127.0.0.1:0', '--upstream', `http://${appAddress}`, '--shutdown-timeout-ms', '1000'], {
+    const agent = group.spawnServer(process.execPath, [...(await agentNodeFlags()), cli, 'run', '--nsm', 'mock', '--deployment', 'test', '--mock-pki', pkiDir, '--manifest', manifestPath, '--listen', '127.0.0.1:0', '--internal-listen', '127.0.0.1:0', '--upstream', `http://${appAddress}`, '--shutdown-timeout-ms', '1000'], {
       env: { PATH: process.env.PATH },
     });
     try {

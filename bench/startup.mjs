@@ -19,7 +19,8 @@
  * --bundle DIR   an existing bundle directory (enclave-agent.mjs, package.json and build/Release/ with
  *                the addon, as `make initramfs` writes dist/image/agent/); default: built now into a
  *                temporary directory with image/build-bundle.mjs and the addon from build/Release/.
- * --node-option  a Node flag for the agent's process (repeatable), to measure a V8 setting.
+ * --node-option  a Node flag for the agent's process (repeatable), to measure a V8 setting; after the
+ *                flags the agent ships with (agent/node-flags.ts; BENCH_AGENT_NODE_FLAGS replaces those).
  */
 
 import { execFileSync, spawn } from 'node:child_process';
@@ -30,6 +31,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { positiveArg } from './lib/args.mjs';
+import { agentNodeFlags } from './lib/processes.mjs';
 
 const NAME = 'bench/startup';
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -64,7 +66,8 @@ if (RUNS > MAX_RUNS) {
   process.stderr.write(`${NAME}: --runs expected at most ${MAX_RUNS}, got ${RUNS}\n`);
   process.exit(2);
 }
-const NODE_OPTIONS = flags['node-option'];
+// The agent's own flags first, as image/init.sh starts it (BENCH_AGENT_NODE_FLAGS replaces them), then --node-option's.
+const NODE_OPTIONS = [...(await agentNodeFlags()), ...flags['node-option']];
 
 const children = new Set();
 const watchdog = setTimeout(() => {

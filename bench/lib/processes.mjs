@@ -73,6 +73,16 @@ export async function freePort() {
  * Every child of one run. `watchdogMs` bounds the whole run: past it every child gets SIGKILL and this
  * process exits 1. The children are also killed when this process exits for any reason it can see.
  */
+/**
+ * The Node flags to start the agent with: BENCH_AGENT_NODE_FLAGS when set (space-separated; empty for
+ * Node's defaults, for an A/B run of the same benchmark), else what the agent ships with (agent/node-flags.ts).
+ */
+export async function agentNodeFlags() {
+  const override = process.env.BENCH_AGENT_NODE_FLAGS;
+  if (override !== undefined) return override.split(' ').filter((flag) => flag !== '');
+  return (await import('../../dist/agent/node-flags.js')).AGENT_NODE_FLAGS;
+}
+
 export function createProcessGroup({ name, watchdogMs, layout }) {
   const children = new Set();
   const killAll = () => {
@@ -98,8 +108,12 @@ export function createProcessGroup({ name, watchdogMs, layout }) {
     return child;
   }
 
-  /** Forks a role of bench/lib/roles.mjs on the servers' CPUs; resolves with its first IPC message. */
-  function forkRole(role, options = {}, execArgv = []) {
+  /**
+   * Forks a role of bench/lib/roles.mjs on the servers' CPUs; resolves with its first IPC message. The
+   * agent runs with agentNodeFlags().
+   */
+  async function forkRole(role, options = {}, extraExecArgv = []) {
+    const execArgv = role === 'agent' ? [...(await agentNodeFlags()), ...extraExecArgv] : extraExecArgv;
     const args = ['--role', role];
     for (const [key, value] of Object.entries(options)) if (value !== undefined) args.push(`--${key}`, String(value));
     const child = track(fork(ROLE_SCRIPT, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv }));

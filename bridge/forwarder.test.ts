@@ -2,11 +2,16 @@
  * startForwarder over TCP on 127.0.0.1 (the production transports are vsock on one side; the forwarder
  * does not know): echo through it, the connection cap, a target that refuses (one dial per connection, no
  * busy loop), a dial that never finishes, the idle timeout, close() with and without a grace period, and
- * its logs (constant messages, never payload bytes).
+ * its logs (constant messages, never payload bytes). With the native relay (the default here) a plain
+ * `tcpDialer` to an IPv4 address is dialled by the relay itself (native-pipe.ts joinNativeDial); a
+ * wrapped dialer (`counting`, a hanging one) goes through JavaScript. Both are tested: the last describe
+ * holds the native dial to the same refusals, deadlines and close() as the JavaScript one.
  */
 
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { createServer, connect, type AddressInfo, type Server, type Socket } from 'node:net';
 import { Writable, type Duplex } from 'node:stream';
 
@@ -284,5 +289,112 @@ describe('startForwarder', () => {
     expect(records[0]).toMatchObject({ bridge: 'test', tcp: `127.0.0.1:${port}`, maxConnections: 1 });
     expect(records[2]).toMatchObject({ end: 'ended', bytesIn: marker.length, bytesOut: marker.length });
     expect(JSON.stringify(records)).not.toContain(marker);
+  });
+});
+
+/** Records pino lines as objects. */
+function recordingLogger(): { logger: typeof silent; records: Array<Record<string, unknown>> } {
+  const records: Array<Record<string, unknown>> = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      for (const line of chunk.toString('utf8').split('\n')) if (line !== '') records.push(JSON.parse(line) as Record<string, unknown>);
+      callback();
+    },
+  });
+  return { logger: pino({ level: 'debug' }, sink), records };
+}
+
+/**
+ * A TCP port on 127.0.0.1 whose connects never complete: a child process listens with a backlog of 1 and
+ * is stopped (SIGSTOP) before it accepts anything, and its accept queue is filled; the kernel then drops
+ * further SYNs, so a connect waits. Loopback only; the child is killed at the end of the file.
+ */
+async function blackHolePort(): Promise<number> {
+  const child = spawn(process.execPath, ['-e', "const s = require('net').createServer(); s.listen({ port: 0, host: '127.0.0.1', backlog: 1 }, () => { console.log(s.address().port); process.kill(process.pid, 'SIGSTOP'); });"], { stdio: ['ignore', 'pipe', 'ignore'] });
+  cleanups.push(() => child.kill('SIGKILL'));
+  const [line] = (await once(child.stdout!, 'data')) as [Buffer];
+  const port = Number(line.toString().trim());
+  // Wait until it has stopped, then fill its accept queue (backlog + 1 on Linux) with connects that complete.
+  await until(() => /State:\s+T/.test(readProcStatus(child.pid!)));
+  for (let i = 0; i < 3; i++) {
+    const filler = connect({ port, host: '127.0.0.1' });
+    filler.on('error', () => {});
+    cleanups.push(() => filler.destroy());
+    await Promise.race([once(filler, 'connect'), sleep(200)]);
+  }
+  return port;
+}
+
+function readProcStatus(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe('the native relay dials the target itself (joinNativeDial)', () => {
+  it('carries early bytes and half-close to an IPv4 target, and counts the join', async () => {
+    const echo = await echoServer();
+    const { forwarder: fwd, port } = await forwarder(tcpDialer({ host: '127.0.0.1', port: echo.port }));
+    const socket = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+    const back = readAll(socket);
+    // Written before the forwarder could have connected the target: the kernel holds it until the relay reads.
+    const payload = randomBytes(MiB + 7);
+    socket.end(payload);
+    expect((await back).equals(payload)).toBe(true);
+    await until(() => fwd.stats().completed === 1);
+    expect(fwd.stats()).toMatchObject({ active: 0, accepted: 1, openFailures: 0, completed: 1, bytesIn: payload.length, bytesOut: payload.length });
+  });
+
+  it('refuses when the target refuses: the client is closed unanswered, BRIDGE_DIAL_FAILED with the errno, no busy loop', async () => {
+    const { logger, records } = recordingLogger();
+    const { forwarder: fwd, port } = await forwarder(tcpDialer({ host: '127.0.0.1', port: await freePort() }), { logger });
+    const outcomes = await Promise.all(
+      Array.from({ length: 20 }, async () => {
+        const socket = await client(port);
+        socket.write('never forwarded');
+        return refusedOutcome(socket);
+      }),
+    );
+    for (const outcome of outcomes) expect(['end', 'ECONNRESET']).toContain(outcome);
+    await until(() => fwd.stats().openFailures === 20);
+    const cpuBefore = process.cpuUsage();
+    await sleep(500);
+    const cpu = process.cpuUsage(cpuBefore);
+    expect((cpu.user + cpu.system) / 1000).toBeLessThan(100);
+    expect(fwd.stats()).toMatchObject({ active: 0, accepted: 20, openFailures: 20, completed: 0 });
+    // One warning per interval, the rest counted as suppressed.
+    expect(records.filter((record) => record.msg === 'bridge connection not opened')).toMatchObject([{ code: 'BRIDGE_DIAL_FAILED', causeCode: 'VSOCK_ECONNREFUSED', suppressed: 0 }]);
+  });
+
+  it('gives up on a connect that never completes: BRIDGE_DIAL_TIMEOUT at the connect timeout, BRIDGE_SETUP_TIMEOUT at an earlier setup deadline', async () => {
+    const target = await blackHolePort();
+    const dialFirst = recordingLogger();
+    const first = await forwarder(tcpDialer({ host: '127.0.0.1', port: target }), { connectTimeoutMs: 150, openTimeoutMs: 5_000, logger: dialFirst.logger });
+    const start = performance.now();
+    expect(['end', 'ECONNRESET']).toContain(await refusedOutcome(await client(first.port)));
+    expect(performance.now() - start).toBeGreaterThanOrEqual(140);
+    await until(() => first.forwarder.stats().openFailures === 1);
+    const setupFirst = recordingLogger();
+    const second = await forwarder(tcpDialer({ host: '127.0.0.1', port: target }), { connectTimeoutMs: 5_000, openTimeoutMs: 100, logger: setupFirst.logger });
+    expect(['end', 'ECONNRESET']).toContain(await refusedOutcome(await client(second.port)));
+    await until(() => second.forwarder.stats().openFailures === 1);
+    const warning = (records: Array<Record<string, unknown>>): unknown => records.find((record) => record.msg === 'bridge connection not opened');
+    expect(warning(dialFirst.records)).toMatchObject({ code: 'BRIDGE_DIAL_TIMEOUT' });
+    expect(warning(setupFirst.records)).toMatchObject({ code: 'BRIDGE_SETUP_TIMEOUT' });
+  });
+
+  it('close() during a pending connect ends it: nothing stays active, the client is closed', async () => {
+    const target = await blackHolePort();
+    const { forwarder: fwd, port } = await forwarder(tcpDialer({ host: '127.0.0.1', port: target }), { connectTimeoutMs: 10_000 });
+    const waiting = await client(port);
+    waiting.on('error', () => {});
+    await until(() => fwd.stats().active === 1);
+    expect((await fwd.close()).active).toBe(0);
+    await closed(waiting);
+    expect(fwd.stats()).toMatchObject({ openFailures: 0, completed: 1 });
   });
 });

@@ -18,9 +18,10 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 
 import { BridgeError, errorCode } from './errors.js';
-import { joinStreamsNative, resolveRelay, type RelayKind } from './native-pipe.js';
-import { joinStreams, type Join } from './pipe.js';
-import { dialOwned, dialWithin, type Dial, type StreamListener } from './transports.js';
+import type { DialTarget } from '../vsock/index.js';
+import { joinNativeDial, joinStreamsNative, resolveRelay, type RelayKind } from './native-pipe.js';
+import { joinStreams, type Join, type JoinResult } from './pipe.js';
+import { dialOwned, dialTimeoutError, dialWithin, type Dial, type StreamListener } from './transports.js';
 
 /**
  * Opens the target for one accepted stream; rejects when it will not (it may have answered the client first).
@@ -143,7 +144,33 @@ export function startForwarder(options: ForwarderOptions): Forwarder {
   const plainDialMs = plainDial === undefined ? 0 : Math.min(plainDial.timeoutMs, openTimeoutMs);
   const plainTimeoutError = plainDial !== undefined && plainDial.timeoutMs <= openTimeoutMs ? undefined : setupTimeoutError;
 
+  /** A plain dial the native relay can make itself: dial and join in C (native-pipe.ts joinNativeDial). */
+  const nativeTarget = relay === 'native' ? plainDial?.dial.nativeTarget : undefined;
+  const nativeTimeoutError = plainTimeoutError ?? (() => dialTimeoutError(plainDialMs));
+  const handleNativeDial = async (client: Duplex, target: DialTarget): Promise<void> => {
+    const join = joinNativeDial(client, target, { idleTimeoutMs, splice: relaySplice, connectTimeoutMs: plainDialMs, timeoutError: nativeTimeoutError });
+    joins.add(join);
+    const result = await join.done;
+    joins.delete(join);
+    if (result.end === 'dial-failed') {
+      counters.openFailures += 1;
+      warn('open', { code: errorCode(result.error), causeCode: errorCode((result.error as { cause?: unknown } | undefined)?.cause) }, 'bridge connection not opened');
+      return;
+    }
+    recordJoin(result);
+  };
+
+  const recordJoin = (result: JoinResult): void => {
+    counters.completed += 1;
+    counters.bytesIn += result.bytesAToB;
+    counters.bytesOut += result.bytesBToA;
+    if (result.end === 'idle-timeout') counters.idleTimeouts += 1;
+    // Checked first: the record object would be built for every connection even with debug off.
+    if (logger.isLevelEnabled('debug')) logger.debug({ end: result.end, code: result.error === undefined ? undefined : errorCode(result.error), bytesIn: result.bytesAToB, bytesOut: result.bytesBToA }, 'bridge connection closed');
+  };
+
   const handle = async (client: Duplex): Promise<void> => {
+    if (nativeTarget !== undefined) return handleNativeDial(client, nativeTarget);
     const controller = new AbortController();
     setups.add(controller);
     const timer = plainDial === undefined ? setTimeout(() => controller.abort(setupTimeoutError()), openTimeoutMs) : undefined;
@@ -177,12 +204,7 @@ export function startForwarder(options: ForwarderOptions): Forwarder {
     joins.add(join);
     const result = await join.done;
     joins.delete(join);
-    counters.completed += 1;
-    counters.bytesIn += result.bytesAToB;
-    counters.bytesOut += result.bytesBToA;
-    if (result.end === 'idle-timeout') counters.idleTimeouts += 1;
-    // Checked first: the record object would be built for every connection even with debug off.
-    if (logger.isLevelEnabled('debug')) logger.debug({ end: result.end, code: result.error === undefined ? undefined : errorCode(result.error), bytesIn: result.bytesAToB, bytesOut: result.bytesBToA }, 'bridge connection closed');
+    recordJoin(result);
   };
 
   listener.events.on('connection', (client: Duplex) => {

@@ -25,7 +25,7 @@
 import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 
-import { VsockSocket, fdRelayAvailable, openFdRelay, type FdRelay } from '../vsock/index.js';
+import { VsockSocket, fdRelayAvailable, openDialRelay, openFdRelay, type DialTarget, type FdRelay } from '../vsock/index.js';
 import { BridgeError } from './errors.js';
 import type { Join, JoinEnd, JoinOptions, JoinResult } from './pipe.js';
 
@@ -285,6 +285,143 @@ export function joinStreamsNative(a: Duplex, b: Duplex, options: NativeJoinOptio
     destroy(error?: Error) {
       if (settled) return;
       if (relayDone && relay !== undefined) return; // already ended; `done` is about to settle
+      finishWith('destroyed', error);
+    },
+  };
+}
+
+export interface NativeDialOptions extends NativeJoinOptions {
+  /** The connect's deadline; past it the join ends 'dial-failed' with `timeoutError()`. */
+  readonly connectTimeoutMs: number;
+  readonly timeoutError: () => Error;
+}
+
+/**
+ * A bridge's plain dial and its join in one step, both in C (vsock/relay.ts openDialRelay): the relay
+ * connects `target` itself and relays between it and `client` once connected, so a connection costs no
+ * JavaScript stream for its target, no dial promise or timer, and no handover. In the QEMU guest that
+ * per-connection JavaScript was what kept the bridges' connections/s below socat's (bridge/README.md).
+ * Same guarantees as joinStreamsNative once connected. Before that, nothing is read from `client` (its
+ * bytes wait in the kernel, as in its paused stream) and the join ends 'dial-failed' with
+ * BRIDGE_DIAL_FAILED (the relay's VSOCK_E<ERRNO> as its cause) or `timeoutError()`; the idle timeout
+ * counts only from the connect.
+ */
+export function joinNativeDial(client: Duplex, target: DialTarget, options: NativeDialOptions): Join {
+  const { idleTimeoutMs, bufferBytes = RELAY_BUFFER_BYTES, splice = false, connectTimeoutMs, timeoutError } = options;
+  if (!Number.isInteger(idleTimeoutMs) || idleTimeoutMs < 0) {
+    throw new BridgeError('BRIDGE_CONFIG_INVALID', `"idleTimeoutMs" expected an integer >= 0, got ${String(idleTimeoutMs)}`);
+  }
+  let relay: FdRelay | undefined;
+  let relayDone = false;
+  let clientClosed = false;
+  let bytesAToB = 0;
+  let bytesBToA = 0;
+  let end: JoinEnd | undefined;
+  let firstError: Error | undefined;
+  let settled = false;
+  let idleEntry: IdleEntry | undefined;
+  let settle!: (result: JoinResult) => void;
+  const done = new Promise<JoinResult>((resolve) => (settle = resolve));
+
+  const maybeSettle = (): void => {
+    if (settled || !clientClosed || (relay !== undefined && !relayDone)) return;
+    settled = true;
+    if (idleEntry !== undefined) idleWatch.delete(idleEntry);
+    const how = end ?? (firstError === undefined ? 'ended' : 'error');
+    settle({ bytesAToB, bytesBToA, end: how, ...(firstError !== undefined ? { error: firstError } : {}) });
+  };
+
+  const finishWith = (how: JoinEnd, error: Error | undefined): void => {
+    if (end === undefined) {
+      end = how;
+      firstError = error;
+    }
+    if (relay !== undefined && !relayDone) {
+      const stats = relay.stats();
+      bytesAToB = stats.bytesAToB;
+      bytesBToA = stats.bytesBToA;
+      relay.close();
+      relayDone = true;
+    }
+    client.destroy();
+    maybeSettle();
+  };
+
+  const onRelayEnd = (error: Error | null, aToB: number, bToA: number, connected: boolean): void => {
+    bytesAToB = aToB;
+    bytesBToA = bToA;
+    relayDone = true;
+    if (!connected) {
+      end ??= 'dial-failed';
+      firstError ??= (error as { code?: string } | null)?.code === 'VSOCK_ETIMEDOUT' ? timeoutError() : new BridgeError('BRIDGE_DIAL_FAILED', `connect failed: ${(error as { code?: string } | null)?.code ?? 'error'}`, { cause: error });
+    } else if (error !== null) {
+      end ??= 'error';
+      firstError ??= error;
+    }
+    maybeSettle();
+  };
+
+  client.on('error', (error: Error) => {
+    if (relay !== undefined) return; // destroyed on purpose once the relay has its fd
+    finishWith('error', error);
+  });
+  if (client.closed) queueMicrotask(() => onClientClose());
+  else client.once('close', () => onClientClose());
+  function onClientClose(): void {
+    clientClosed = true;
+    if (relay === undefined && end === undefined) finishWith('error', new BridgeError('BRIDGE_PEER_CLOSED', 'the client closed before the relay started'));
+    maybeSettle();
+  }
+
+  const start = (): void => {
+    if (client.destroyed) {
+      finishWith('error', new BridgeError('BRIDGE_PEER_CLOSED', 'the client closed before the relay started'));
+      return;
+    }
+    const fd = streamFd(client);
+    if (fd < 0) {
+      finishWith('error', new BridgeError('BRIDGE_RELAY_UNAVAILABLE', 'the client has no socket fd for the native relay'));
+      return;
+    }
+    const prefixAToB = takeBuffered(client);
+    try {
+      relay = openDialRelay(fd, target, { bufferBytes, splice, prefixAToB, connectTimeoutMs }, onRelayEnd);
+    } catch (cause) {
+      const code = (cause as { code?: string }).code;
+      const failed = code !== undefined && code.startsWith('VSOCK_E');
+      finishWith(failed ? 'dial-failed' : 'error', failed ? new BridgeError('BRIDGE_DIAL_FAILED', `connect failed: ${code}`, { cause }) : new BridgeError('BRIDGE_RELAY_FAILED', 'the native relay did not start', { cause }));
+      return;
+    }
+    client.destroy();
+  };
+
+  if (idleTimeoutMs > 0) {
+    // The relay reports no idle time while it connects (the connect has its own deadline).
+    idleEntry = {
+      atMs: performance.now() + idleTimeoutMs,
+      due(nowMs) {
+        if (settled || end !== undefined) return undefined;
+        const idleMs = relay !== undefined && !relayDone ? relay.stats().idleMs : 0;
+        if (idleMs < idleTimeoutMs) return nowMs + (idleTimeoutMs - idleMs);
+        finishWith('idle-timeout', new BridgeError('BRIDGE_IDLE_TIMEOUT', `no bytes either way for ${idleTimeoutMs} ms`));
+        return undefined;
+      },
+    };
+    idleWatch.add(idleEntry);
+  }
+  start();
+
+  return {
+    done,
+    get bytesAToB() {
+      return relay !== undefined && !relayDone ? relay.stats().bytesAToB : bytesAToB;
+    },
+    get bytesBToA() {
+      return relay !== undefined && !relayDone ? relay.stats().bytesBToA : bytesBToA;
+    },
+    destroy(error?: Error) {
+      if (settled) return;
+      if (relayDone && relay !== undefined) return;
       finishWith('destroyed', error);
     },
   };

@@ -20,8 +20,11 @@ export interface JoinOptions {
   readonly idleTimeoutMs: number;
 }
 
-/** How a join ended: both directions ended cleanly, the idle timeout, an error on a stream, or destroy(). */
-export type JoinEnd = 'ended' | 'idle-timeout' | 'error' | 'destroyed';
+/**
+ * How a join ended: both directions ended cleanly, the idle timeout, an error on a stream, or destroy();
+ * 'dial-failed' only from a join that dials its target itself (native-pipe.ts joinNativeDial).
+ */
+export type JoinEnd = 'ended' | 'idle-timeout' | 'error' | 'destroyed' | 'dial-failed';
 
 export interface JoinResult {
   /** Bytes read from `a` and written to `b`. */

@@ -13,11 +13,15 @@ import { EventEmitter } from 'node:events';
 import { createServer, connect as connectTcp, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 
-import { connectVsock, listenVsock, type VsockServer } from '../vsock/index.js';
+import { connectVsock, ipv4Bytes, listenVsock, type DialTarget, type VsockServer } from '../vsock/index.js';
 import { BridgeError } from './errors.js';
 
-/** Opens one stream to the dialer's target; rejects (and leaves nothing open) when `signal` aborts. */
-export type Dial = (signal: AbortSignal) => Promise<Duplex>;
+/**
+ * Opens one stream to the dialer's target; rejects (and leaves nothing open) when `signal` aborts.
+ * `nativeTarget` names the same target for the native relay's own dial (native-pipe.ts joinNativeDial):
+ * `tcpDialer` to a dotted IPv4 address and `vsockDialer` have it; other dials (names, hybrid vsock) do not.
+ */
+export type Dial = ((signal: AbortSignal) => Promise<Duplex>) & { readonly nativeTarget?: DialTarget };
 
 export interface StreamListener {
   /** Where it listens, for logs: `{ tcp: '127.0.0.1:8080' }` or `{ vsockPort: 8080 }`. */
@@ -71,6 +75,11 @@ export async function listenTcp(options: { host: string; port: number }): Promis
 
 /** Dials TCP `host:port`. */
 export function tcpDialer(target: { host: string; port: number }): Dial {
+  const dial = tcpDial(target);
+  return ipv4Bytes(target.host) === undefined ? dial : Object.assign(dial, { nativeTarget: { kind: 'tcp' as const, host: target.host, port: target.port } });
+}
+
+function tcpDial(target: { host: string; port: number }): Dial {
   return (signal) =>
     new Promise<Duplex>((resolve, reject) => {
       if (signal.aborted) {
@@ -117,7 +126,7 @@ export async function listenVsockStreams(options: { port: number; cid?: number }
 
 /** Dials vsock `cid:port`. A connect cannot be cancelled; one that completes after an abort is destroyed. */
 export function vsockDialer(target: { cid: number; port: number }): Dial {
-  return async (signal) => {
+  const dial = async (signal: AbortSignal): Promise<Duplex> => {
     if (signal.aborted) throw signal.reason;
     const socket = await connectVsock({ cid: target.cid, port: target.port, allowHalfOpen: true });
     if (signal.aborted) {
@@ -126,6 +135,7 @@ export function vsockDialer(target: { cid: number; port: number }): Dial {
     }
     return socket;
   };
+  return Object.assign(dial, { nativeTarget: { kind: 'vsock' as const, cid: target.cid, port: target.port } });
 }
 
 /**
@@ -139,7 +149,7 @@ export function dialWithin(dial: Dial, timeoutMs: number, signal: AbortSignal): 
 }
 
 /** The timeout's error is made when it fires: an Error's stack trace is a real cost per connection. */
-const dialTimeoutError = (timeoutMs: number): Error => new BridgeError('BRIDGE_DIAL_TIMEOUT', `no connection within ${timeoutMs} ms`);
+export const dialTimeoutError = (timeoutMs: number): Error => new BridgeError('BRIDGE_DIAL_TIMEOUT', `no connection within ${timeoutMs} ms`);
 
 /**
  * dialWithin for a caller that owns `controller` (the forwarder's per-connection setup, which then needs

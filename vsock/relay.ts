@@ -1,7 +1,9 @@
 /**
  * The typed boundary to the bridges' native relay (vsock/native/relay.c, `exports.vsockRelay` on the one
  * addon): `openFdRelay` copies bytes both ways between two connected stream-socket fds in C, from the main
- * loop, with no JavaScript per chunk. It lives beside the vsock binding because it is the vsock half of
+ * loop, with no JavaScript per chunk; `openDialRelay` does the same between one connected fd and a socket
+ * it connects itself (an IPv4 TCP address or a vsock CID and port), so a bridge's plain dial costs no
+ * JavaScript either. It lives beside the vsock binding because it is the vsock half of
  * the addon that bridge/ may reach (bridge/ imports only vsock/, test/boundaries.test.ts).
  *
  * The relay works on duplicates of the fds it is given: the caller still owns (and must close, usually by
@@ -27,7 +29,18 @@ interface RelayNative {
     splice: boolean,
     prefixAToB: Uint8Array,
     prefixBToA: Uint8Array,
-    callback: (error: Error | null, bytesAToB: number, bytesBToA: number) => void,
+    callback: (error: Error | null, bytesAToB: number, bytesBToA: number, connected: boolean) => void,
+  ): RelayHandle;
+  dial(
+    fdA: number,
+    family: 'inet' | 'vsock',
+    address: Uint8Array | number,
+    port: number,
+    connectTimeoutMs: number,
+    bufferBytes: number,
+    splice: boolean,
+    prefixAToB: Uint8Array,
+    callback: (error: Error | null, bytesAToB: number, bytesBToA: number, connected: boolean) => void,
   ): RelayHandle;
   /** [bytesAToB, bytesBToA, idleMs] */
   stats(handle: RelayHandle): readonly [number, number, number];
@@ -51,7 +64,7 @@ export interface FdRelayStats {
   /** Bytes read from a (prefix included). */
   readonly bytesAToB: number;
   readonly bytesBToA: number;
-  /** Milliseconds (the loop's clock) since a byte last moved either way; 0 once closed. */
+  /** Milliseconds (the loop's clock) since a byte last moved either way; 0 once closed, and while a dial connects. */
   readonly idleMs: number;
 }
 
@@ -61,7 +74,16 @@ export interface FdRelay {
   close(): void;
 }
 
-export type FdRelayEnd = (error: VsockError | Error | null, bytesAToB: number, bytesBToA: number) => void;
+/** `connected`: always true for openFdRelay; for openDialRelay, false when the connect failed or timed out. */
+export type FdRelayEnd = (error: VsockError | Error | null, bytesAToB: number, bytesBToA: number, connected: boolean) => void;
+
+/** Where openDialRelay connects: an IPv4 address in dotted form and a TCP port, or a vsock CID and port. */
+export type DialTarget = { readonly kind: 'tcp'; readonly host: string; readonly port: number } | { readonly kind: 'vsock'; readonly cid: number; readonly port: number };
+
+export interface DialRelayOptions extends FdRelayOptions {
+  /** The connect's deadline (1..2147483647 ms): past it the relay ends with VSOCK_ETIMEDOUT. */
+  readonly connectTimeoutMs: number;
+}
 
 let cached: RelayNative | undefined;
 
@@ -100,15 +122,70 @@ export function fdRelayAvailable(): boolean {
  */
 export function openFdRelay(fdA: number, fdB: number, options: FdRelayOptions, onEnd: FdRelayEnd): FdRelay {
   const native = loadRelayNative();
-  const empty = new Uint8Array(0);
   let handle: RelayHandle;
   try {
-    handle = native.open(fdA, fdB, options.bufferBytes, options.splice, options.prefixAToB ?? empty, options.prefixBToA ?? empty, (error, aToB, bToA) =>
-      onEnd(error === null ? null : (toVsockError(error) as Error), aToB, bToA),
-    );
+    handle = native.open(fdA, fdB, options.bufferBytes, options.splice, options.prefixAToB ?? EMPTY, options.prefixBToA ?? EMPTY, relayEnd(onEnd));
   } catch (error) {
     throw toVsockError(error);
   }
+  return relayFor(native, handle);
+}
+
+/**
+ * The four bytes of a dotted IPv4 address, or undefined for anything else (a name, IPv6, a malformed
+ * or non-canonical form such as 010.0.0.1).
+ */
+export function ipv4Bytes(host: string): Uint8Array | undefined {
+  const parts = host.split('.');
+  if (parts.length !== 4) return undefined;
+  const bytes = new Uint8Array(4);
+  for (let i = 0; i < 4; i++) {
+    const part = parts[i]!;
+    if (!/^(0|[1-9]\d{0,2})$/.test(part) || Number(part) > 255) return undefined;
+    bytes[i] = Number(part);
+  }
+  return bytes;
+}
+
+/**
+ * Starts relaying between a duplicate of `fdA` and a socket the relay makes and connects to `target`
+ * itself. `onEnd` runs once: at the end of the relay as for openFdRelay, or when the connect failed
+ * (`VSOCK_E<ERRNO>`: ECONNREFUSED, ENETUNREACH, ...) or passed `connectTimeoutMs` (`VSOCK_ETIMEDOUT`),
+ * with `connected` false. Nothing is read from `fdA` before the connect succeeded. Throws
+ * `VSOCK_UNAVAILABLE`, `VSOCK_BAD_ARGUMENT` (a tcp host that is not a dotted IPv4 address among them) or
+ * `VSOCK_E<ERRNO>` (a connect refused at once) and then holds nothing.
+ */
+export function openDialRelay(fdA: number, target: DialTarget, options: DialRelayOptions, onEnd: FdRelayEnd): FdRelay {
+  const native = loadRelayNative();
+  let handle: RelayHandle;
+  let address: Uint8Array | number;
+  if (target.kind === 'tcp') {
+    const bytes = lastHost === target.host ? lastHostBytes : ipv4Bytes(target.host);
+    lastHost = target.host;
+    lastHostBytes = bytes;
+    if (bytes === undefined) throw new VsockError('VSOCK_BAD_ARGUMENT', `"host" expected a dotted IPv4 address, got ${JSON.stringify(target.host)}`);
+    address = bytes;
+  } else {
+    address = target.cid;
+  }
+  try {
+    handle = native.dial(fdA, target.kind === 'tcp' ? 'inet' : 'vsock', address, target.port, options.connectTimeoutMs, options.bufferBytes, options.splice, options.prefixAToB ?? EMPTY, relayEnd(onEnd));
+  } catch (error) {
+    throw toVsockError(error);
+  }
+  return relayFor(native, handle);
+}
+
+const EMPTY = new Uint8Array(0);
+/** The last tcp host parsed (a bridge dials one target again and again): parsed once, not per connection. */
+let lastHost: string | undefined;
+let lastHostBytes: Uint8Array | undefined;
+
+function relayEnd(onEnd: FdRelayEnd): (error: Error | null, aToB: number, bToA: number, connected: boolean) => void {
+  return (error, aToB, bToA, connected) => onEnd(error === null ? null : (toVsockError(error) as Error), aToB, bToA, connected);
+}
+
+function relayFor(native: RelayNative, handle: RelayHandle): FdRelay {
   return {
     stats() {
       const [bytesAToB, bytesBToA, idleMs] = native.stats(handle);

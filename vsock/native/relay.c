@@ -20,8 +20,13 @@
  * waits for WRITABLE only while it has bytes; end of stream from one side becomes shutdown(SHUT_WR) on the
  * other once the buffer is flushed (half-close); a read, write or socket error ends the whole relay.
  *
+ * `dial` starts from one fd only: the relay makes the second socket itself (TCP to an IPv4 address with
+ * TCP_NODELAY, or AF_VSOCK), connects it without blocking under a deadline (a uv_timer_t), reads nothing
+ * from the first until the connect succeeded, then relays as above; a connect that fails or times out ends
+ * the relay with its errno (ETIMEDOUT for the deadline). A bridge's plain dial then costs no JavaScript.
+ *
  * It must not block, spin or call into JavaScript per chunk: JavaScript hears once, when the relay ends
- * (`callback(error | null, bytesAToB, bytesBToA)`), or never, when it closed the relay itself. Errors are
+ * (`callback(error | null, bytesAToB, bytesBToA, connected)`), or never, when it closed the relay itself. Errors are
  * VSOCK_E<ERRNO> (native/common.h), bad arguments VSOCK_BAD_ARGUMENT. Every uv handle is closed with
  * uv_close and the memory freed once both close callbacks ran and the JS wrapper is gone, also when the
  * environment shuts down under an open relay (an async cleanup hook).
@@ -36,10 +41,14 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
+
+#include <linux/vm_sockets.h>
 
 #include <uv.h>
 
@@ -53,6 +62,8 @@
 #define MAX_BUFFER_BYTES (16 * 1024 * 1024)
 /* Bytes a stream had already read before the relay took its fd (a head reader's rest): at most 1 MiB. */
 #define MAX_PREFIX_BYTES (1024 * 1024)
+/* dial(): the connect deadline, 1 ms .. 2^31 - 1 ms (as setTimeout takes). */
+#define MAX_CONNECT_TIMEOUT_MS 2147483647.0
 
 static const argument_style ARGUMENTS = {CODE_BAD_ARGUMENT, NAME_OBJECTS_PLAIN, true};
 
@@ -100,6 +111,11 @@ struct relay {
   bool orphaned; /* the JS wrapper was finalized */
   int handles_open;
   uint64_t last_activity_ms; /* uv_now at the last byte moved */
+  /* dial() only: b is the relay's own socket, connecting until `connected`; nothing moves before. */
+  bool connecting;
+  bool connected;
+  bool has_timer; /* connect_timer initialised (and not yet uv_close'd) */
+  uv_timer_t connect_timer;
 };
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -194,8 +210,17 @@ static void free_relay(relay *r) {
   free(r);
 }
 
+static void handle_closed(relay *r);
+
 static void on_endpoint_closed(uv_handle_t *handle) {
-  relay *r = ((endpoint *)handle)->owner;
+  handle_closed(((endpoint *)handle)->owner);
+}
+
+static void on_timer_closed(uv_handle_t *handle) {
+  handle_closed(handle->data);
+}
+
+static void handle_closed(relay *r) {
   r->handles_open -= 1;
   if (r->handles_open > 0) return;
   if (r->started) napi_remove_async_cleanup_hook(r->cleanup);
@@ -220,6 +245,10 @@ static void close_relay(relay *r) {
     close(r->ep[i].fd);
     r->ep[i].fd = -1;
   }
+  if (r->has_timer) {
+    r->has_timer = false;
+    uv_close((uv_handle_t *)&r->connect_timer, on_timer_closed);
+  }
   release_buffers(r);
 }
 
@@ -236,10 +265,13 @@ static void on_wrapper_finalized(napi_env env, void *data, void *hint) {
   else r->orphaned = true;
 }
 
-/* Ends the relay and tells JavaScript: error is NULL for a clean end of both directions. */
+/*
+ * Ends the relay and tells JavaScript: error is NULL for a clean end of both directions; the fourth
+ * argument says whether b was ever connected (dial(): false when the connect failed or timed out).
+ */
 static void finish(relay *r, napi_value error) {
   napi_env env = r->env;
-  napi_value argv[3], callback, receiver, exception;
+  napi_value argv[4], callback, receiver, exception;
   napi_async_context context = r->context;
   napi_ref ref = r->callback;
   napi_status status;
@@ -253,10 +285,11 @@ static void finish(relay *r, napi_value error) {
   else argv[0] = error;
   if (napi_create_double(env, r->dir[0].bytes, &argv[1]) == napi_ok &&
       napi_create_double(env, r->dir[1].bytes, &argv[2]) == napi_ok &&
+      napi_get_boolean(env, r->connected, &argv[3]) == napi_ok &&
       napi_get_reference_value(env, ref, &callback) == napi_ok && callback != NULL &&
       napi_get_global(env, &receiver) == napi_ok) {
     /* napi_make_callback, not napi_call_function: it runs nextTicks and microtasks afterwards. */
-    status = napi_make_callback(env, context, receiver, callback, 3, argv, NULL);
+    status = napi_make_callback(env, context, receiver, callback, 4, argv, NULL);
     if (status == napi_pending_exception && napi_get_and_clear_last_exception(env, &exception) == napi_ok) {
       napi_fatal_exception(env, exception);
     }
@@ -527,6 +560,56 @@ static void on_poll(uv_poll_t *handle, int status, int events) {
   if (alive) update_polls(r);
 }
 
+/*
+ * dial(): b's connect has finished (WRITABLE, or an error): SO_ERROR says how. Connected, the relay starts
+ * as open() would have; refused, unreachable or reset, it ends with that error and `connected` false.
+ */
+static void on_connect_poll(uv_poll_t *handle, int status, int events) {
+  endpoint *ep = (endpoint *)handle;
+  relay *r = ep->owner;
+  napi_handle_scope scope;
+  int err = 0;
+  socklen_t length = sizeof(err);
+  (void)events;
+  if (r->closing || !r->connecting) return;
+  if (getsockopt(ep->fd, SOL_SOCKET, SO_ERROR, &err, &length) != 0) err = errno;
+  if (err == 0 && status < 0) err = -status;
+  if (napi_open_handle_scope(r->env, &scope) != napi_ok) {
+    close_relay(r);
+    return;
+  }
+  if (err != 0) {
+    finish(r, make_errno_error(r->env, CODE_PART, "relay connect failed", err));
+    napi_close_handle_scope(r->env, scope);
+    return;
+  }
+  r->connecting = false;
+  r->connected = true;
+  uv_timer_stop(&r->connect_timer);
+  /* update_polls restarts b with on_poll for whatever the two directions need. */
+  uv_poll_stop(&ep->poll);
+  ep->events = 0;
+  r->last_activity_ms = uv_now(r->loop);
+  /* The client's first bytes are usually waiting already: move them now rather than a loop turn later
+   * (a non-blocking read that finds nothing costs one EAGAIN). */
+  bool alive = pump(r, &r->dir[0]) && pump(r, &r->dir[1]);
+  napi_close_handle_scope(r->env, scope);
+  if (alive) update_polls(r);
+}
+
+/* dial(): no connection within connectTimeoutMs: VSOCK_ETIMEDOUT, `connected` false. */
+static void on_connect_timeout(uv_timer_t *timer) {
+  relay *r = timer->data;
+  napi_handle_scope scope;
+  if (r->closing || !r->connecting) return;
+  if (napi_open_handle_scope(r->env, &scope) != napi_ok) {
+    close_relay(r);
+    return;
+  }
+  finish(r, make_errno_error(r->env, CODE_PART, "relay connect timed out", ETIMEDOUT));
+  napi_close_handle_scope(r->env, scope);
+}
+
 /* ------------------------------------------------------------------------------------------------ */
 /* JS surface */
 
@@ -589,75 +672,66 @@ static int init_buffer(direction *d, bool use_splice, size_t bytes) {
 }
 
 /*
- * open(fdA, fdB, bufferBytes, splice, prefixAToB, prefixBToA, callback): handle.
- * Duplicates fdA and fdB (the caller keeps and closes its own), and starts relaying at once.
+ * A relay with its buffers and prefixes, no fds yet (both -1); NULL with an exception pending. `prefixes`
+ * are the JS values of prefixAToB and prefixBToA (NULL: none that way).
  */
-static napi_value relay_open(napi_env env, napi_callback_info info) {
-  napi_value argv[7], wrapper, resource_name;
-  napi_valuetype type = napi_undefined;
-  uv_loop_t *loop = NULL;
-  double buffer_bytes;
-  bool use_splice = false;
-  int fds[2], err, rc;
-  relay *r;
-
-  if (!get_args(env, info, 7, argv) || !get_fd(env, argv[0], "fdA", &fds[0]) ||
-      !get_fd(env, argv[1], "fdB", &fds[1]) ||
-      !get_integer(env, &ARGUMENTS, argv[2], "bufferBytes", "an integer 4096..16777216", MIN_BUFFER_BYTES,
-                   MAX_BUFFER_BYTES, &buffer_bytes)) {
+static relay *new_relay(napi_env env, uv_loop_t *loop, double buffer_bytes, bool use_splice, napi_value prefixes[2]) {
+  static const char *const NAMES[2] = {"prefixAToB", "prefixBToA"};
+  relay *r = calloc(1, sizeof(*r));
+  int err;
+  if (r == NULL) {
+    throw_errno(env, CODE_PART, "cannot allocate a relay", ENOMEM);
     return NULL;
   }
-  if (napi_typeof(env, argv[3], &type) != napi_ok || type != napi_boolean ||
-      napi_get_value_bool(env, argv[3], &use_splice) != napi_ok) {
-    return throw_bad_argument(env, &ARGUMENTS, false, "splice", "a boolean", argv[3]);
-  }
-  if (napi_typeof(env, argv[6], &type) != napi_ok || type != napi_function) {
-    return throw_bad_argument(env, &ARGUMENTS, false, "callback", "a function", argv[6]);
-  }
-  if (fds[0] == fds[1]) return throw_bad_argument(env, &ARGUMENTS, true, "fdB", "an fd other than fdA", argv[1]);
-  NAPI_CALL(env, napi_get_uv_event_loop(env, &loop));
-  NAPI_CALL(env, napi_create_object(env, &wrapper));
-  NAPI_CALL(env, napi_create_string_utf8(env, "enclave_native:vsock_relay", NAPI_AUTO_LENGTH, &resource_name));
-
-  r = calloc(1, sizeof(*r));
-  if (r == NULL) return throw_errno(env, CODE_PART, "cannot allocate a relay", ENOMEM);
   r->env = env;
   r->loop = loop;
   r->use_splice = use_splice;
+  r->connected = true;
   for (int i = 0; i < 2; i++) {
     r->dir[i].from = i;
     r->dir[i].to = 1 - i;
     r->dir[i].pipe[0] = r->dir[i].pipe[1] = -1;
     r->ep[i].fd = -1;
   }
-  if (!copy_prefix(env, argv[4], "prefixAToB", &r->dir[0].prefix, &r->dir[0].prefix_len) ||
-      !copy_prefix(env, argv[5], "prefixBToA", &r->dir[1].prefix, &r->dir[1].prefix_len)) {
-    free_relay(r);
-    return NULL;
+  for (int i = 0; i < 2; i++) {
+    if (prefixes[i] != NULL && !copy_prefix(env, prefixes[i], NAMES[i], &r->dir[i].prefix, &r->dir[i].prefix_len)) {
+      free_relay(r);
+      return NULL;
+    }
+    /* What the streams had read counts as read from their side, as it would have in the JS relay. */
+    r->dir[i].bytes = (double)r->dir[i].prefix_len;
   }
-  /* What the streams had read counts as read from their side, as it would have in the JS relay. */
-  r->dir[0].bytes = (double)r->dir[0].prefix_len;
-  r->dir[1].bytes = (double)r->dir[1].prefix_len;
   for (int i = 0; i < 2; i++) {
     err = init_buffer(&r->dir[i], use_splice, (size_t)buffer_bytes);
     if (err != 0) {
       free_relay(r);
-      return throw_errno(env, CODE_PART, use_splice ? "relay pipe failed" : "cannot allocate a relay buffer", err);
+      throw_errno(env, CODE_PART, use_splice ? "relay pipe failed" : "cannot allocate a relay buffer", err);
+      return NULL;
     }
   }
-  for (int i = 0; i < 2; i++) {
-    r->ep[i].fd = dup_fd(fds[i]);
-    if (r->ep[i].fd < 0) {
-      err = errno;
-      if (i == 1) close(r->ep[0].fd);
-      free_relay(r);
-      return throw_errno(env, CODE_PART, "relay cannot duplicate an fd", err);
-    }
+  return r;
+}
+
+/*
+ * The rest of open() and dial(): r->ep[0].fd and r->ep[1].fd are the relay's own (it closes them whatever
+ * happens). Polls both, ties the relay to a JS wrapper and starts: relaying at once, or (r->connecting)
+ * waiting for b's connect for at most `connect_timeout_ms`. The wrapper, or NULL with an exception pending.
+ */
+static napi_value start_relay(napi_env env, relay *r, napi_value callback, uint64_t connect_timeout_ms) {
+  napi_value wrapper, resource_name;
+  int rc;
+  if (napi_create_object(env, &wrapper) != napi_ok ||
+      napi_create_string_utf8(env, "enclave_native:vsock_relay", NAPI_AUTO_LENGTH, &resource_name) != napi_ok) {
+    close(r->ep[0].fd);
+    close(r->ep[1].fd);
+    free_relay(r);
+    throw_napi_failure(env);
+    return NULL;
   }
   for (int i = 0; i < 2; i++) {
     r->ep[i].owner = r;
     r->ep[i].index = i;
-    rc = uv_poll_init_socket(loop, &r->ep[i].poll, r->ep[i].fd);
+    rc = uv_poll_init_socket(r->loop, &r->ep[i].poll, r->ep[i].fd);
     if (rc != 0) {
       /* The first handle (if it was made) must be closed through libuv before the memory goes. */
       close(r->ep[0].fd);
@@ -675,7 +749,7 @@ static napi_value relay_open(napi_env env, napi_callback_info info) {
   }
   r->handles_open = 2;
   /* From here on every failure goes through close_relay (which closes both fds). */
-  if (napi_create_reference(env, argv[6], 1, &r->callback) != napi_ok ||
+  if (napi_create_reference(env, callback, 1, &r->callback) != napi_ok ||
       napi_async_init(env, wrapper, resource_name, &r->context) != napi_ok ||
       napi_add_async_cleanup_hook(env, on_env_cleanup, r, &r->cleanup) != napi_ok) {
     r->orphaned = true;
@@ -696,10 +770,183 @@ static napi_value relay_open(napi_env env, napi_callback_info info) {
     throw_napi_failure(env);
     return NULL;
   }
-  r->last_activity_ms = uv_now(loop);
-  /* Start by polling what each side needs (prefixes to write, room to read). */
-  update_polls(r);
+  r->last_activity_ms = uv_now(r->loop);
+  if (!r->connecting) {
+    /* Start by polling what each side needs (prefixes to write, room to read). */
+    update_polls(r);
+    return wrapper;
+  }
+  /* a is not polled until b is connected: its bytes wait in the kernel, as they did in its paused stream. */
+  rc = uv_timer_init(r->loop, &r->connect_timer);
+  if (rc == 0) {
+    r->connect_timer.data = r;
+    r->has_timer = true;
+    r->handles_open += 1;
+    rc = uv_timer_start(&r->connect_timer, on_connect_timeout, connect_timeout_ms, 0);
+  }
+  if (rc == 0) rc = uv_poll_start(&r->ep[1].poll, UV_WRITABLE, on_connect_poll);
+  if (rc != 0) {
+    close_relay(r);
+    return throw_errno(env, CODE_PART, "relay connect wait failed", -rc);
+  }
+  r->ep[1].events = UV_WRITABLE;
   return wrapper;
+}
+
+static bool get_splice(napi_env env, napi_value value, bool *out) {
+  napi_valuetype type = napi_undefined;
+  if (napi_typeof(env, value, &type) != napi_ok || type != napi_boolean || napi_get_value_bool(env, value, out) != napi_ok) {
+    throw_bad_argument(env, &ARGUMENTS, false, "splice", "a boolean", value);
+    return false;
+  }
+  return true;
+}
+
+static bool get_callback(napi_env env, napi_value value) {
+  napi_valuetype type = napi_undefined;
+  if (napi_typeof(env, value, &type) != napi_ok || type != napi_function) {
+    throw_bad_argument(env, &ARGUMENTS, false, "callback", "a function", value);
+    return false;
+  }
+  return true;
+}
+
+/*
+ * open(fdA, fdB, bufferBytes, splice, prefixAToB, prefixBToA, callback): handle.
+ * Duplicates fdA and fdB (the caller keeps and closes its own), and starts relaying at once.
+ */
+static napi_value relay_open(napi_env env, napi_callback_info info) {
+  napi_value argv[7];
+  uv_loop_t *loop = NULL;
+  double buffer_bytes;
+  bool use_splice = false;
+  int fds[2], err;
+  relay *r;
+
+  if (!get_args(env, info, 7, argv) || !get_fd(env, argv[0], "fdA", &fds[0]) ||
+      !get_fd(env, argv[1], "fdB", &fds[1]) ||
+      !get_integer(env, &ARGUMENTS, argv[2], "bufferBytes", "an integer 4096..16777216", MIN_BUFFER_BYTES,
+                   MAX_BUFFER_BYTES, &buffer_bytes) ||
+      !get_splice(env, argv[3], &use_splice) || !get_callback(env, argv[6])) {
+    return NULL;
+  }
+  if (fds[0] == fds[1]) return throw_bad_argument(env, &ARGUMENTS, true, "fdB", "an fd other than fdA", argv[1]);
+  NAPI_CALL(env, napi_get_uv_event_loop(env, &loop));
+  r = new_relay(env, loop, buffer_bytes, use_splice, &argv[4]);
+  if (r == NULL) return NULL;
+  for (int i = 0; i < 2; i++) {
+    r->ep[i].fd = dup_fd(fds[i]);
+    if (r->ep[i].fd < 0) {
+      err = errno;
+      if (i == 1) close(r->ep[0].fd);
+      free_relay(r);
+      return throw_errno(env, CODE_PART, "relay cannot duplicate an fd", err);
+    }
+  }
+  return start_relay(env, r, argv[6], 0);
+}
+
+/*
+ * The address dial() connects to: family "inet" with a 4-byte Uint8Array and a port 1..65535, or "vsock"
+ * with a CID and a port (each 0..4294967295). Returns the sockaddr's length, 0 after throwing.
+ */
+static socklen_t get_target(napi_env env, napi_value family, napi_value address, napi_value port, struct sockaddr_storage *out) {
+  char name[8];
+  size_t length = 0;
+  double number;
+  memset(out, 0, sizeof(*out));
+  if (napi_get_value_string_utf8(env, family, name, sizeof(name), &length) != napi_ok) {
+    throw_bad_argument(env, &ARGUMENTS, false, "family", "\"inet\" or \"vsock\"", family);
+    return 0;
+  }
+  if (strcmp(name, "inet") == 0) {
+    struct sockaddr_in *in = (struct sockaddr_in *)out;
+    bool is_typedarray = false;
+    napi_typedarray_type type;
+    void *bytes = NULL;
+    size_t n = 0;
+    if (napi_is_typedarray(env, address, &is_typedarray) != napi_ok || !is_typedarray ||
+        napi_get_typedarray_info(env, address, &type, &n, &bytes, NULL, NULL) != napi_ok || type != napi_uint8_array || n != 4) {
+      throw_bad_argument(env, &ARGUMENTS, false, "address", "a Uint8Array of 4 bytes (IPv4)", address);
+      return 0;
+    }
+    if (!get_integer(env, &ARGUMENTS, port, "port", "an integer 1..65535", 1, 65535, &number)) return 0;
+    in->sin_family = AF_INET;
+    memcpy(&in->sin_addr, bytes, 4);
+    in->sin_port = htons((uint16_t)number);
+    return sizeof(*in);
+  }
+  if (strcmp(name, "vsock") == 0) {
+    struct sockaddr_vm *vm = (struct sockaddr_vm *)out;
+    double cid;
+    if (!get_integer(env, &ARGUMENTS, address, "cid", "an integer 0..4294967295", 0, 4294967295.0, &cid) ||
+        !get_integer(env, &ARGUMENTS, port, "port", "an integer 0..4294967295", 0, 4294967295.0, &number)) {
+      return 0;
+    }
+    vm->svm_family = AF_VSOCK;
+    vm->svm_cid = (unsigned int)cid;
+    vm->svm_port = (unsigned int)number;
+    return sizeof(*vm);
+  }
+  throw_bad_argument(env, &ARGUMENTS, true, "family", "\"inet\" or \"vsock\"", family);
+  return 0;
+}
+
+/*
+ * dial(fdA, family, address, port, connectTimeoutMs, bufferBytes, splice, prefixAToB, callback): handle.
+ * Duplicates fdA, makes b itself (a non-blocking TCP socket with TCP_NODELAY, or an AF_VSOCK one) and
+ * connects it to the target: what a bridge's plain dial did in JavaScript, one connection at a time. Once
+ * connected the relay runs as open()'s; a connect that fails or passes connectTimeoutMs ends it with that
+ * error and the callback's fourth argument false. A connect refused at once throws VSOCK_E<ERRNO> and
+ * leaves nothing behind.
+ */
+static napi_value relay_dial(napi_env env, napi_callback_info info) {
+  napi_value argv[9], prefixes[2];
+  uv_loop_t *loop = NULL;
+  struct sockaddr_storage target;
+  socklen_t target_length;
+  double buffer_bytes, timeout_ms;
+  bool use_splice = false;
+  int fd_a, err;
+  relay *r;
+
+  if (!get_args(env, info, 9, argv) || !get_fd(env, argv[0], "fdA", &fd_a)) return NULL;
+  target_length = get_target(env, argv[1], argv[2], argv[3], &target);
+  if (target_length == 0 ||
+      !get_integer(env, &ARGUMENTS, argv[4], "connectTimeoutMs", "an integer 1..2147483647", 1, MAX_CONNECT_TIMEOUT_MS, &timeout_ms) ||
+      !get_integer(env, &ARGUMENTS, argv[5], "bufferBytes", "an integer 4096..16777216", MIN_BUFFER_BYTES,
+                   MAX_BUFFER_BYTES, &buffer_bytes) ||
+      !get_splice(env, argv[6], &use_splice) || !get_callback(env, argv[8])) {
+    return NULL;
+  }
+  NAPI_CALL(env, napi_get_uv_event_loop(env, &loop));
+  prefixes[0] = argv[7];
+  prefixes[1] = NULL;
+  r = new_relay(env, loop, buffer_bytes, use_splice, prefixes);
+  if (r == NULL) return NULL;
+  r->ep[0].fd = dup_fd(fd_a);
+  if (r->ep[0].fd < 0) {
+    err = errno;
+    free_relay(r);
+    return throw_errno(env, CODE_PART, "relay cannot duplicate an fd", err);
+  }
+  r->ep[1].fd = socket(target.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (r->ep[1].fd >= 0 && target.ss_family == AF_INET) {
+    int on = 1;
+    /* As the bridges' Node sockets (noDelay): a small write goes out now, not after the peer's ACK. */
+    (void)setsockopt(r->ep[1].fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+  }
+  if (r->ep[1].fd < 0 || (connect(r->ep[1].fd, (struct sockaddr *)&target, target_length) != 0 && errno != EINPROGRESS && errno != EINTR)) {
+    err = errno;
+    close(r->ep[0].fd);
+    if (r->ep[1].fd >= 0) close(r->ep[1].fd);
+    free_relay(r);
+    return throw_errno(env, CODE_PART, "relay connect failed", err);
+  }
+  /* Connected at once or not, b is watched for WRITABLE first: SO_ERROR then says how it went. */
+  r->connecting = true;
+  r->connected = false;
+  return start_relay(env, r, argv[8], (uint64_t)timeout_ms);
 }
 
 static bool get_relay(napi_env env, napi_value value, relay **out) {
@@ -716,7 +963,7 @@ static bool get_relay(napi_env env, napi_value value, relay **out) {
   return true;
 }
 
-/* stats(handle): [bytesAToB, bytesBToA, idleMs]. Valid after close too (the counts stay). */
+/* stats(handle): [bytesAToB, bytesBToA, idleMs]. Valid after close too (the counts stay); idleMs 0 while a dial connects. */
 static napi_value relay_stats(napi_env env, napi_callback_info info) {
   napi_value argv[1], result, element;
   relay *r;
@@ -724,7 +971,8 @@ static napi_value relay_stats(napi_env env, napi_callback_info info) {
   double idle = 0;
   if (!get_args(env, info, 1, argv) || !get_relay(env, argv[0], &r)) return NULL;
   NAPI_CALL(env, napi_get_uv_event_loop(env, &loop));
-  if (!r->closing) idle = (double)(uv_now(loop) - r->last_activity_ms);
+  /* A dial's setup has its own deadline: no idle time while connecting. */
+  if (!r->closing && !r->connecting) idle = (double)(uv_now(loop) - r->last_activity_ms);
   NAPI_CALL(env, napi_create_array_with_length(env, 3, &result));
   NAPI_CALL(env, napi_create_double(env, r->dir[0].bytes, &element));
   NAPI_CALL(env, napi_set_element(env, result, 0, element));
@@ -747,6 +995,7 @@ static napi_value relay_close(napi_env env, napi_callback_info info) {
 napi_value relay_register(napi_env env, napi_value exports) {
   napi_property_descriptor properties[] = {
       {"open", NULL, relay_open, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"dial", NULL, relay_dial, NULL, NULL, NULL, napi_enumerable, NULL},
       {"stats", NULL, relay_stats, NULL, NULL, NULL, napi_enumerable, NULL},
       {"close", NULL, relay_close, NULL, NULL, NULL, napi_enumerable, NULL},
       {"MIN_BUFFER_BYTES", NULL, NULL, NULL, NULL, uint32_value(env, MIN_BUFFER_BYTES), napi_enumerable, NULL},

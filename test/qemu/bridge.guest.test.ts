@@ -46,7 +46,9 @@ function guestHasVsockLoopback(): boolean {
 const IN_GUEST = process.env.ENCLAVE_QEMU_GUEST === '1' && guestHasVsockLoopback();
 
 /** vsock ports (and, for the enclave ingress, the same TCP port numbers) from here; vsock.guest.test.ts uses 41_000+. */
-const PORT_BASE = 43_000;
+// Below Linux's ephemeral range (32768-60999): the TCP servers here listen on these ports while the bridges'
+// and clients' connections take ephemeral ones, and a port in that range was once taken first (EADDRINUSE).
+const PORT_BASE = 23_000;
 let nextPort = PORT_BASE;
 const freshPort = (): number => (nextPort += 1);
 
@@ -345,15 +347,20 @@ describe.skipIf(!IN_GUEST)('vsock bridges in the QEMU guest', () => {
       await closed(socket);
     }
     expect(host.stats()).toMatchObject({ accepted: 5, openFailures: 5, active: 0 });
-    // Let the collector and the JIT settle after the earlier transfers, then the process must be idle.
+    // Let the collector and the JIT settle after the earlier transfers, then the process must be idle. A
+    // busy loop would spin in every window; the collector or a compile after the earlier transfers (242 ms
+    // in one window once) does not: the quietest of three seconds must be idle.
     await sleep(1000);
-    const cpuBefore = process.cpuUsage();
-    await sleep(1000);
-    const cpu = process.cpuUsage(cpuBefore);
-    const cpuMs = (cpu.user + cpu.system) / 1000;
-    console.log(`refused vsock target: stats ${JSON.stringify(host.stats())}, ${cpuMs.toFixed(1)} ms CPU in the second after the next one`);
+    const windows: number[] = [];
+    for (let i = 0; i < 3; i += 1) {
+      const cpuBefore = process.cpuUsage();
+      await sleep(1000);
+      const cpu = process.cpuUsage(cpuBefore);
+      windows.push((cpu.user + cpu.system) / 1000);
+    }
+    console.log(`refused vsock target: stats ${JSON.stringify(host.stats())}, ${windows.map((ms) => ms.toFixed(1)).join(', ')} ms CPU in the three seconds after the next one`);
     expect(host.stats().accepted).toBe(5);
-    expect(cpuMs).toBeLessThan(50);
+    expect(Math.min(...windows)).toBeLessThan(50);
   });
 
   it('carries the egress chain over vsock: undici ProxyAgent -> CONNECT proxy -> vsock 1:E -> host bridge -> target', async () => {

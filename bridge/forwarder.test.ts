@@ -83,6 +83,18 @@ async function until(predicate: () => boolean, ms = 5_000): Promise<void> {
   }
 }
 
+/** `count` clients at once, each writing a few bytes: each is closed (or reset) without an answer. */
+async function expectRefused(port: number, count: number): Promise<void> {
+  const outcomes = await Promise.all(
+    Array.from({ length: count }, async () => {
+      const socket = await client(port);
+      socket.write('never forwarded');
+      return refusedOutcome(socket);
+    }),
+  );
+  for (const outcome of outcomes) expect(['end', 'ECONNRESET']).toContain(outcome);
+}
+
 /** A dialer that counts its calls. */
 function counting(dial: Dial): { dial: Dial; calls: () => number } {
   let calls = 0;
@@ -150,14 +162,7 @@ describe('startForwarder', () => {
   it('dials once per connection when the target refuses, and then does nothing (no busy loop)', async () => {
     const target = counting(tcpDialer({ host: '127.0.0.1', port: await freePort() }));
     const { forwarder: fwd, port } = await forwarder(target.dial);
-    const outcomes = await Promise.all(
-      Array.from({ length: 20 }, async () => {
-        const socket = await client(port);
-        socket.write('never forwarded');
-        return refusedOutcome(socket);
-      }),
-    );
-    for (const outcome of outcomes) expect(['end', 'ECONNRESET']).toContain(outcome);
+    await expectRefused(port, 20);
     await until(() => fwd.stats().openFailures === 20);
     expect(target.calls()).toBe(20);
     const cpuBefore = process.cpuUsage();
@@ -264,14 +269,7 @@ describe('startForwarder', () => {
   });
 
   it('logs constant messages with data in the object and never payload bytes', async () => {
-    const records: Array<Record<string, unknown>> = [];
-    const sink = new Writable({
-      write(chunk: Buffer, _encoding, callback) {
-        for (const line of chunk.toString('utf8').split('\n')) if (line !== '') records.push(JSON.parse(line) as Record<string, unknown>);
-        callback();
-      },
-    });
-    const logger = pino({ level: 'debug' }, sink);
+    const { logger, records } = recordingLogger();
     const echo = await echoServer();
     const { forwarder: fwd, port } = await forwarder(tcpDialer({ host: '127.0.0.1', port: echo.port }), { logger, maxConnections: 1 });
     const marker = `PAYLOAD-${randomBytes(8).toString('hex')}`;
@@ -352,14 +350,7 @@ describe('the native relay dials the target itself (joinNativeDial)', () => {
   it('refuses when the target refuses: the client is closed unanswered, BRIDGE_DIAL_FAILED with the errno, no busy loop', async () => {
     const { logger, records } = recordingLogger();
     const { forwarder: fwd, port } = await forwarder(tcpDialer({ host: '127.0.0.1', port: await freePort() }), { logger });
-    const outcomes = await Promise.all(
-      Array.from({ length: 20 }, async () => {
-        const socket = await client(port);
-        socket.write('never forwarded');
-        return refusedOutcome(socket);
-      }),
-    );
-    for (const outcome of outcomes) expect(['end', 'ECONNRESET']).toContain(outcome);
+    await expectRefused(port, 20);
     await until(() => fwd.stats().openFailures === 20);
     const cpuBefore = process.cpuUsage();
     await sleep(500);

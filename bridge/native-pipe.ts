@@ -150,86 +150,140 @@ class IdleWatch {
 
 const idleWatch = new IdleWatch();
 
-export function joinStreamsNative(a: Duplex, b: Duplex, options: NativeJoinOptions): Join {
-  const { idleTimeoutMs, bufferBytes = RELAY_BUFFER_BYTES, splice = false } = options;
-  if (!Number.isInteger(idleTimeoutMs) || idleTimeoutMs < 0) {
-    throw new BridgeError('BRIDGE_CONFIG_INVALID', `"idleTimeoutMs" expected an integer >= 0, got ${String(idleTimeoutMs)}`);
-  }
-  const startedMs = performance.now();
-  let relay: FdRelay | undefined;
-  let relayDone = false;
-  let bytesAToB = 0;
-  let bytesBToA = 0;
-  let end: JoinEnd | undefined;
-  let firstError: Error | undefined;
-  let closedCount = 0;
-  let settled = false;
-  let idleEntry: IdleEntry | undefined;
-  let settle!: (result: JoinResult) => void;
-  const done = new Promise<JoinResult>((resolve) => (settle = resolve));
+/**
+ * What both native joins share: the relay (once started), the streams it took over, the idle deadline, and
+ * one settlement once the relay has ended and every stream has closed. `idleBeforeRelay` is the idle time
+ * counted before the relay runs (joinStreamsNative: since the join began; a dial: none, its connect has a
+ * deadline of its own).
+ */
+class NativeJoinCore {
+  relay: FdRelay | undefined;
+  relayDone = false;
+  end: JoinEnd | undefined;
+  firstError: Error | undefined;
+  readonly done: Promise<JoinResult>;
+  #bytesAToB = 0;
+  #bytesBToA = 0;
+  #closed = 0;
+  #settled = false;
+  #idleEntry: IdleEntry | undefined;
+  #settle!: (result: JoinResult) => void;
+  readonly streams: readonly Duplex[];
 
-  const maybeSettle = (): void => {
-    if (settled || closedCount < 2 || (relay !== undefined && !relayDone)) return;
-    settled = true;
-    if (idleEntry !== undefined) idleWatch.delete(idleEntry);
-    const how = end ?? (firstError === undefined ? 'ended' : 'error');
-    settle({ bytesAToB, bytesBToA, end: how, ...(firstError !== undefined ? { error: firstError } : {}) });
-  };
+  constructor(streams: readonly Duplex[], idleTimeoutMs: number, idleBeforeRelay: (nowMs: number) => number) {
+    this.streams = streams;
+    if (!Number.isInteger(idleTimeoutMs) || idleTimeoutMs < 0) {
+      throw new BridgeError('BRIDGE_CONFIG_INVALID', `"idleTimeoutMs" expected an integer >= 0, got ${String(idleTimeoutMs)}`);
+    }
+    this.done = new Promise<JoinResult>((resolve) => (this.#settle = resolve));
+    if (idleTimeoutMs > 0) {
+      // The relay keeps the time of its last byte (and reports none while a dial connects).
+      this.#idleEntry = {
+        atMs: performance.now() + idleTimeoutMs,
+        due: (nowMs) => {
+          if (this.#settled || this.end !== undefined) return undefined;
+          const idleMs = this.relay !== undefined ? (this.relayDone ? 0 : this.relay.stats().idleMs) : idleBeforeRelay(nowMs);
+          if (idleMs < idleTimeoutMs) return nowMs + (idleTimeoutMs - idleMs);
+          this.finishWith('idle-timeout', new BridgeError('BRIDGE_IDLE_TIMEOUT', `no bytes either way for ${idleTimeoutMs} ms`));
+          return undefined;
+        },
+      };
+      idleWatch.add(this.#idleEntry);
+    }
+  }
 
   /** Ends the join: records the first end and error, stops the relay (or the handover) and the streams. */
-  const finishWith = (how: JoinEnd, error: Error | undefined): void => {
-    if (end === undefined) {
-      end = how;
-      firstError = error;
+  finishWith(how: JoinEnd, error: Error | undefined): void {
+    if (this.end === undefined) {
+      this.end = how;
+      this.firstError = error;
     }
-    if (relay !== undefined && !relayDone) {
-      const stats = relay.stats();
-      bytesAToB = stats.bytesAToB;
-      bytesBToA = stats.bytesBToA;
-      relay.close();
-      relayDone = true;
+    if (this.relay !== undefined && !this.relayDone) {
+      const stats = this.relay.stats();
+      this.#bytesAToB = stats.bytesAToB;
+      this.#bytesBToA = stats.bytesBToA;
+      this.relay.close();
+      this.relayDone = true;
     }
-    a.destroy();
-    b.destroy();
-    maybeSettle();
-  };
-
-  const onRelayEnd = (error: Error | null, aToB: number, bToA: number): void => {
-    bytesAToB = aToB;
-    bytesBToA = bToA;
-    relayDone = true;
-    if (error !== null) {
-      end ??= 'error';
-      firstError ??= error;
-    }
-    maybeSettle();
-  };
-
-  // Before the relay runs, a stream's error or close ends the join as in joinStreams; after, the streams
-  // were destroyed on purpose and only their close is counted.
-  const onError = (error: Error): void => {
-    if (relay !== undefined) return;
-    firstError ??= error;
-    finishWith('error', error);
-  };
-  const onClose = (): void => {
-    closedCount += 1;
-    if (relay === undefined && end === undefined) {
-      finishWith('error', firstError ?? new BridgeError('BRIDGE_PEER_CLOSED', 'a side closed before the relay started'));
-    }
-    maybeSettle();
-  };
-  for (const stream of [a, b]) {
-    stream.on('error', onError);
-    if (stream.closed) queueMicrotask(onClose);
-    else stream.once('close', onClose);
+    for (const stream of this.streams) stream.destroy();
+    this.maybeSettle();
   }
+
+  /** The relay ended by itself: its counts, and (if it failed) how and with what error. */
+  relayEnded(bytesAToB: number, bytesBToA: number, how?: JoinEnd, error?: Error): void {
+    this.#bytesAToB = bytesAToB;
+    this.#bytesBToA = bytesBToA;
+    this.relayDone = true;
+    if (how !== undefined) {
+      this.end ??= how;
+      this.firstError ??= error;
+    }
+    this.maybeSettle();
+  }
+
+  /**
+   * Watches the streams: before the relay runs, an error or close ends the join (a close with
+   * BRIDGE_PEER_CLOSED and `message`); after, they were destroyed on purpose and only their close counts.
+   */
+  watch(message: string): void {
+    const onError = (error: Error): void => {
+      if (this.relay !== undefined) return;
+      this.firstError ??= error;
+      this.finishWith('error', error);
+    };
+    const onClose = (): void => {
+      this.#closed += 1;
+      if (this.relay === undefined && this.end === undefined) this.finishWith('error', this.firstError ?? new BridgeError('BRIDGE_PEER_CLOSED', message));
+      this.maybeSettle();
+    };
+    for (const stream of this.streams) {
+      stream.on('error', onError);
+      if (stream.closed) queueMicrotask(onClose);
+      else stream.once('close', onClose);
+    }
+  }
+
+  maybeSettle(): void {
+    if (this.#settled || this.#closed < this.streams.length || (this.relay !== undefined && !this.relayDone)) return;
+    this.#settled = true;
+    if (this.#idleEntry !== undefined) idleWatch.delete(this.#idleEntry);
+    const how = this.end ?? (this.firstError === undefined ? 'ended' : 'error');
+    this.#settle({ bytesAToB: this.#bytesAToB, bytesBToA: this.#bytesBToA, end: how, ...(this.firstError !== undefined ? { error: this.firstError } : {}) });
+  }
+
+  /** The Join the caller hands out. */
+  join(): Join {
+    const live = (): FdRelay | undefined => (this.relay !== undefined && !this.relayDone ? this.relay : undefined);
+    const bytes = (): readonly [number, number] => [this.#bytesAToB, this.#bytesBToA];
+    return {
+      done: this.done,
+      get bytesAToB() {
+        return live()?.stats().bytesAToB ?? bytes()[0];
+      },
+      get bytesBToA() {
+        return live()?.stats().bytesBToA ?? bytes()[1];
+      },
+      destroy: (error?: Error) => {
+        if (this.#settled) return;
+        if (this.relayDone && this.relay !== undefined) return; // already ended; `done` is about to settle
+        this.finishWith('destroyed', error);
+      },
+    };
+  }
+}
+
+export function joinStreamsNative(a: Duplex, b: Duplex, options: NativeJoinOptions): Join {
+  const { idleTimeoutMs, bufferBytes = RELAY_BUFFER_BYTES, splice = false } = options;
+  const startedMs = performance.now();
+  // Before the relay runs, the join's start counts as the last byte.
+  const core = new NativeJoinCore([a, b], idleTimeoutMs, (nowMs) => nowMs - startedMs);
+  core.watch('a side closed before the relay started');
 
   /** Starts the relay once both streams have flushed their writes; see the file's comment for the order. */
   const handover = (): void => {
-    if (end !== undefined || relay !== undefined) return;
+    if (core.end !== undefined || core.relay !== undefined) return;
     if (a.destroyed || b.destroyed) {
-      finishWith('error', new BridgeError('BRIDGE_PEER_CLOSED', 'a side was closed before the join'));
+      core.finishWith('error', new BridgeError('BRIDGE_PEER_CLOSED', 'a side was closed before the join'));
       return;
     }
     for (const stream of [a, b]) {
@@ -243,57 +297,35 @@ export function joinStreamsNative(a: Duplex, b: Duplex, options: NativeJoinOptio
     const fdA = streamFd(a);
     const fdB = streamFd(b);
     if (fdA < 0 || fdB < 0) {
-      finishWith('error', new BridgeError('BRIDGE_RELAY_UNAVAILABLE', 'a stream has no socket fd for the native relay'));
+      core.finishWith('error', new BridgeError('BRIDGE_RELAY_UNAVAILABLE', 'a stream has no socket fd for the native relay'));
       return;
     }
     const prefixAToB = takeBuffered(a);
     const prefixBToA = takeBuffered(b);
     try {
-      relay = openFdRelay(fdA, fdB, { bufferBytes, splice, prefixAToB, prefixBToA }, onRelayEnd);
+      core.relay = openFdRelay(fdA, fdB, { bufferBytes, splice, prefixAToB, prefixBToA }, (error, aToB, bToA) =>
+        core.relayEnded(aToB, bToA, error === null ? undefined : 'error', error ?? undefined),
+      );
     } catch (cause) {
-      finishWith('error', new BridgeError('BRIDGE_RELAY_FAILED', 'the native relay did not start', { cause }));
+      core.finishWith('error', new BridgeError('BRIDGE_RELAY_FAILED', 'the native relay did not start', { cause }));
       return;
     }
     a.destroy();
     b.destroy();
   };
-
-  if (idleTimeoutMs > 0) {
-    // The relay keeps the time of its last byte; before it runs, the join's start counts as the last.
-    idleEntry = {
-      atMs: startedMs + idleTimeoutMs,
-      due(nowMs) {
-        if (settled || end !== undefined) return undefined;
-        const idleMs = relay !== undefined ? (relayDone ? 0 : relay.stats().idleMs) : nowMs - startedMs;
-        if (idleMs < idleTimeoutMs) return nowMs + (idleTimeoutMs - idleMs);
-        finishWith('idle-timeout', new BridgeError('BRIDGE_IDLE_TIMEOUT', `no bytes either way for ${idleTimeoutMs} ms`));
-        return undefined;
-      },
-    };
-    idleWatch.add(idleEntry);
-  }
   handover();
-
-  return {
-    done,
-    get bytesAToB() {
-      return relay !== undefined && !relayDone ? relay.stats().bytesAToB : bytesAToB;
-    },
-    get bytesBToA() {
-      return relay !== undefined && !relayDone ? relay.stats().bytesBToA : bytesBToA;
-    },
-    destroy(error?: Error) {
-      if (settled) return;
-      if (relayDone && relay !== undefined) return; // already ended; `done` is about to settle
-      finishWith('destroyed', error);
-    },
-  };
+  return core.join();
 }
 
 export interface NativeDialOptions extends NativeJoinOptions {
   /** The connect's deadline; past it the join ends 'dial-failed' with `timeoutError()`. */
   readonly connectTimeoutMs: number;
   readonly timeoutError: () => Error;
+}
+
+/** A connect that failed (`VSOCK_E<ERRNO>`, thrown at once or reported later) as the join's error. */
+function dialFailed(cause: unknown): Error {
+  return new BridgeError('BRIDGE_DIAL_FAILED', `connect failed: ${(cause as { code?: string } | null)?.code ?? 'error'}`, { cause });
 }
 
 /**
@@ -308,121 +340,32 @@ export interface NativeDialOptions extends NativeJoinOptions {
  */
 export function joinNativeDial(client: Duplex, target: DialTarget, options: NativeDialOptions): Join {
   const { idleTimeoutMs, bufferBytes = RELAY_BUFFER_BYTES, splice = false, connectTimeoutMs, timeoutError } = options;
-  if (!Number.isInteger(idleTimeoutMs) || idleTimeoutMs < 0) {
-    throw new BridgeError('BRIDGE_CONFIG_INVALID', `"idleTimeoutMs" expected an integer >= 0, got ${String(idleTimeoutMs)}`);
-  }
-  let relay: FdRelay | undefined;
-  let relayDone = false;
-  let clientClosed = false;
-  let bytesAToB = 0;
-  let bytesBToA = 0;
-  let end: JoinEnd | undefined;
-  let firstError: Error | undefined;
-  let settled = false;
-  let idleEntry: IdleEntry | undefined;
-  let settle!: (result: JoinResult) => void;
-  const done = new Promise<JoinResult>((resolve) => (settle = resolve));
-
-  const maybeSettle = (): void => {
-    if (settled || !clientClosed || (relay !== undefined && !relayDone)) return;
-    settled = true;
-    if (idleEntry !== undefined) idleWatch.delete(idleEntry);
-    const how = end ?? (firstError === undefined ? 'ended' : 'error');
-    settle({ bytesAToB, bytesBToA, end: how, ...(firstError !== undefined ? { error: firstError } : {}) });
-  };
-
-  const finishWith = (how: JoinEnd, error: Error | undefined): void => {
-    if (end === undefined) {
-      end = how;
-      firstError = error;
-    }
-    if (relay !== undefined && !relayDone) {
-      const stats = relay.stats();
-      bytesAToB = stats.bytesAToB;
-      bytesBToA = stats.bytesBToA;
-      relay.close();
-      relayDone = true;
-    }
-    client.destroy();
-    maybeSettle();
-  };
-
-  const onRelayEnd = (error: Error | null, aToB: number, bToA: number, connected: boolean): void => {
-    bytesAToB = aToB;
-    bytesBToA = bToA;
-    relayDone = true;
-    if (!connected) {
-      end ??= 'dial-failed';
-      firstError ??= (error as { code?: string } | null)?.code === 'VSOCK_ETIMEDOUT' ? timeoutError() : new BridgeError('BRIDGE_DIAL_FAILED', `connect failed: ${(error as { code?: string } | null)?.code ?? 'error'}`, { cause: error });
-    } else if (error !== null) {
-      end ??= 'error';
-      firstError ??= error;
-    }
-    maybeSettle();
-  };
-
-  client.on('error', (error: Error) => {
-    if (relay !== undefined) return; // destroyed on purpose once the relay has its fd
-    finishWith('error', error);
-  });
-  if (client.closed) queueMicrotask(() => onClientClose());
-  else client.once('close', () => onClientClose());
-  function onClientClose(): void {
-    clientClosed = true;
-    if (relay === undefined && end === undefined) finishWith('error', new BridgeError('BRIDGE_PEER_CLOSED', 'the client closed before the relay started'));
-    maybeSettle();
-  }
-
+  const core = new NativeJoinCore([client], idleTimeoutMs, () => 0);
+  core.watch('the client closed before the relay started');
   const start = (): void => {
     if (client.destroyed) {
-      finishWith('error', new BridgeError('BRIDGE_PEER_CLOSED', 'the client closed before the relay started'));
+      core.finishWith('error', new BridgeError('BRIDGE_PEER_CLOSED', 'the client closed before the relay started'));
       return;
     }
     const fd = streamFd(client);
     if (fd < 0) {
-      finishWith('error', new BridgeError('BRIDGE_RELAY_UNAVAILABLE', 'the client has no socket fd for the native relay'));
+      core.finishWith('error', new BridgeError('BRIDGE_RELAY_UNAVAILABLE', 'the client has no socket fd for the native relay'));
       return;
     }
     const prefixAToB = takeBuffered(client);
     try {
-      relay = openDialRelay(fd, target, { bufferBytes, splice, prefixAToB, connectTimeoutMs }, onRelayEnd);
+      core.relay = openDialRelay(fd, target, { bufferBytes, splice, prefixAToB, connectTimeoutMs }, (error, aToB, bToA, connected) => {
+        if (!connected) core.relayEnded(aToB, bToA, 'dial-failed', (error as { code?: string } | null)?.code === 'VSOCK_ETIMEDOUT' ? timeoutError() : dialFailed(error));
+        else core.relayEnded(aToB, bToA, error === null ? undefined : 'error', error ?? undefined);
+      });
     } catch (cause) {
       const code = (cause as { code?: string }).code;
-      const failed = code !== undefined && code.startsWith('VSOCK_E');
-      finishWith(failed ? 'dial-failed' : 'error', failed ? new BridgeError('BRIDGE_DIAL_FAILED', `connect failed: ${code}`, { cause }) : new BridgeError('BRIDGE_RELAY_FAILED', 'the native relay did not start', { cause }));
+      if (code !== undefined && code.startsWith('VSOCK_E')) core.finishWith('dial-failed', dialFailed(cause));
+      else core.finishWith('error', new BridgeError('BRIDGE_RELAY_FAILED', 'the native relay did not start', { cause }));
       return;
     }
     client.destroy();
   };
-
-  if (idleTimeoutMs > 0) {
-    // The relay reports no idle time while it connects (the connect has its own deadline).
-    idleEntry = {
-      atMs: performance.now() + idleTimeoutMs,
-      due(nowMs) {
-        if (settled || end !== undefined) return undefined;
-        const idleMs = relay !== undefined && !relayDone ? relay.stats().idleMs : 0;
-        if (idleMs < idleTimeoutMs) return nowMs + (idleTimeoutMs - idleMs);
-        finishWith('idle-timeout', new BridgeError('BRIDGE_IDLE_TIMEOUT', `no bytes either way for ${idleTimeoutMs} ms`));
-        return undefined;
-      },
-    };
-    idleWatch.add(idleEntry);
-  }
   start();
-
-  return {
-    done,
-    get bytesAToB() {
-      return relay !== undefined && !relayDone ? relay.stats().bytesAToB : bytesAToB;
-    },
-    get bytesBToA() {
-      return relay !== undefined && !relayDone ? relay.stats().bytesBToA : bytesBToA;
-    },
-    destroy(error?: Error) {
-      if (settled) return;
-      if (relayDone && relay !== undefined) return;
-      finishWith('destroyed', error);
-    },
-  };
+  return core.join();
 }

@@ -152,12 +152,13 @@ export function startForwarder(options: ForwarderOptions): Forwarder {
     joins.add(join);
     const result = await join.done;
     joins.delete(join);
-    if (result.end === 'dial-failed') {
-      counters.openFailures += 1;
-      warn('open', { code: errorCode(result.error), causeCode: errorCode((result.error as { cause?: unknown } | undefined)?.cause) }, 'bridge connection not opened');
-      return;
-    }
-    recordJoin(result);
+    if (result.end === 'dial-failed') openFailed(result.error);
+    else recordJoin(result);
+  };
+
+  const openFailed = (error: unknown): void => {
+    counters.openFailures += 1;
+    warn('open', { code: errorCode(error), causeCode: errorCode((error as { cause?: unknown } | undefined)?.cause) }, 'bridge connection not opened');
   };
 
   const recordJoin = (result: JoinResult): void => {
@@ -180,8 +181,7 @@ export function startForwarder(options: ForwarderOptions): Forwarder {
     try {
       target = await (plainDial === undefined ? open(client, controller.signal) : dialOwned(plainDial.dial, plainDialMs, controller, undefined, plainTimeoutError));
     } catch (error) {
-      counters.openFailures += 1;
-      warn('open', { code: errorCode(error), causeCode: errorCode((error as { cause?: unknown })?.cause) }, 'bridge connection not opened');
+      openFailed(error);
       if (client.writableEnded) {
         // The handler answered (a CONNECT status) and ended its side: read and drop whatever the client
         // still sends, so closing with unread bytes does not turn into a reset that loses the answer.

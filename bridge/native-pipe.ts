@@ -28,6 +28,7 @@ import type { Duplex } from 'node:stream';
 import { VsockSocket, fdRelayAvailable, openDialRelay, openFdRelay, type DialTarget, type FdRelay } from '../vsock/index.js';
 import { BridgeError } from './errors.js';
 import type { Join, JoinEnd, JoinOptions, JoinResult } from './pipe.js';
+import { dialFailedError } from './transports.js';
 
 /**
  * Bytes in flight per direction: 256 KiB, four of virtio-vsock's 64 KiB packets (and socat's `-b 65536`
@@ -170,7 +171,8 @@ class NativeJoinCore {
   #settle!: (result: JoinResult) => void;
   readonly streams: readonly Duplex[];
 
-  constructor(streams: readonly Duplex[], idleTimeoutMs: number, idleBeforeRelay: (nowMs: number) => number) {
+  /** `closedMessage`: BRIDGE_PEER_CLOSED's message for a stream that closes before the relay runs. */
+  constructor(streams: readonly Duplex[], idleTimeoutMs: number, idleBeforeRelay: (nowMs: number) => number, closedMessage: string) {
     this.streams = streams;
     if (!Number.isInteger(idleTimeoutMs) || idleTimeoutMs < 0) {
       throw new BridgeError('BRIDGE_CONFIG_INVALID', `"idleTimeoutMs" expected an integer >= 0, got ${String(idleTimeoutMs)}`);
@@ -190,6 +192,7 @@ class NativeJoinCore {
       };
       idleWatch.add(this.#idleEntry);
     }
+    this.#watch(closedMessage);
   }
 
   /** Ends the join: records the first end and error, stops the relay (or the handover) and the streams. */
@@ -225,7 +228,7 @@ class NativeJoinCore {
    * Watches the streams: before the relay runs, an error or close ends the join (a close with
    * BRIDGE_PEER_CLOSED and `message`); after, they were destroyed on purpose and only their close counts.
    */
-  watch(message: string): void {
+  #watch(message: string): void {
     const onError = (error: Error): void => {
       if (this.relay !== undefined) return;
       this.firstError ??= error;
@@ -276,8 +279,7 @@ export function joinStreamsNative(a: Duplex, b: Duplex, options: NativeJoinOptio
   const { idleTimeoutMs, bufferBytes = RELAY_BUFFER_BYTES, splice = false } = options;
   const startedMs = performance.now();
   // Before the relay runs, the join's start counts as the last byte.
-  const core = new NativeJoinCore([a, b], idleTimeoutMs, (nowMs) => nowMs - startedMs);
-  core.watch('a side closed before the relay started');
+  const core = new NativeJoinCore([a, b], idleTimeoutMs, (nowMs) => nowMs - startedMs, 'a side closed before the relay started');
 
   /** Starts the relay once both streams have flushed their writes; see the file's comment for the order. */
   const handover = (): void => {
@@ -323,11 +325,6 @@ export interface NativeDialOptions extends NativeJoinOptions {
   readonly timeoutError: () => Error;
 }
 
-/** A connect that failed (`VSOCK_E<ERRNO>`, thrown at once or reported later) as the join's error. */
-function dialFailed(cause: unknown): Error {
-  return new BridgeError('BRIDGE_DIAL_FAILED', `connect failed: ${(cause as { code?: string } | null)?.code ?? 'error'}`, { cause });
-}
-
 /**
  * A bridge's plain dial and its join in one step, both in C (vsock/relay.ts openDialRelay): the relay
  * connects `target` itself and relays between it and `client` once connected, so a connection costs no
@@ -340,8 +337,7 @@ function dialFailed(cause: unknown): Error {
  */
 export function joinNativeDial(client: Duplex, target: DialTarget, options: NativeDialOptions): Join {
   const { idleTimeoutMs, bufferBytes = RELAY_BUFFER_BYTES, splice = false, connectTimeoutMs, timeoutError } = options;
-  const core = new NativeJoinCore([client], idleTimeoutMs, () => 0);
-  core.watch('the client closed before the relay started');
+  const core = new NativeJoinCore([client], idleTimeoutMs, () => 0, 'the client closed before the relay started');
   const start = (): void => {
     if (client.destroyed) {
       core.finishWith('error', new BridgeError('BRIDGE_PEER_CLOSED', 'the client closed before the relay started'));
@@ -355,12 +351,12 @@ export function joinNativeDial(client: Duplex, target: DialTarget, options: Nati
     const prefixAToB = takeBuffered(client);
     try {
       core.relay = openDialRelay(fd, target, { bufferBytes, splice, prefixAToB, connectTimeoutMs }, (error, aToB, bToA, connected) => {
-        if (!connected) core.relayEnded(aToB, bToA, 'dial-failed', (error as { code?: string } | null)?.code === 'VSOCK_ETIMEDOUT' ? timeoutError() : dialFailed(error));
+        if (!connected) core.relayEnded(aToB, bToA, 'dial-failed', (error as { code?: string } | null)?.code === 'VSOCK_ETIMEDOUT' ? timeoutError() : dialFailedError(error));
         else core.relayEnded(aToB, bToA, error === null ? undefined : 'error', error ?? undefined);
       });
     } catch (cause) {
       const code = (cause as { code?: string }).code;
-      if (code !== undefined && code.startsWith('VSOCK_E')) core.finishWith('dial-failed', dialFailed(cause));
+      if (code !== undefined && code.startsWith('VSOCK_E')) core.finishWith('dial-failed', dialFailedError(cause));
       else core.finishWith('error', new BridgeError('BRIDGE_RELAY_FAILED', 'the native relay did not start', { cause }));
       return;
     }

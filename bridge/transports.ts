@@ -76,7 +76,8 @@ export async function listenTcp(options: { host: string; port: number }): Promis
 /** Dials TCP `host:port`. */
 export function tcpDialer(target: { host: string; port: number }): Dial {
   const dial = tcpDial(target);
-  return ipv4Bytes(target.host) === undefined ? dial : Object.assign(dial, { nativeTarget: { kind: 'tcp' as const, host: target.host, port: target.port } });
+  const address = ipv4Bytes(target.host);
+  return address === undefined ? dial : Object.assign(dial, { nativeTarget: { kind: 'tcp' as const, address, port: target.port } });
 }
 
 function tcpDial(target: { host: string; port: number }): Dial {
@@ -151,6 +152,9 @@ export function dialWithin(dial: Dial, timeoutMs: number, signal: AbortSignal): 
 /** The timeout's error is made when it fires: an Error's stack trace is a real cost per connection. */
 export const dialTimeoutError = (timeoutMs: number): Error => new BridgeError('BRIDGE_DIAL_TIMEOUT', `no connection within ${timeoutMs} ms`);
 
+/** A dial that failed (the dialer's error, or the native relay's VSOCK_E<ERRNO>) as BRIDGE_DIAL_FAILED with it as cause. */
+export const dialFailedError = (cause: unknown): Error => new BridgeError('BRIDGE_DIAL_FAILED', `connect failed: ${(cause as { code?: string } | null)?.code ?? 'error'}`, { cause });
+
 /**
  * dialWithin for a caller that owns `controller` (the forwarder's per-connection setup, which then needs
  * no controller or timer of its own): the dial gets `controller.signal`; the timeout aborts `controller`
@@ -189,7 +193,7 @@ export function dialOwned(dial: Dial, timeoutMs: number, controller: AbortContro
     const onFailed = (error: unknown): void => {
       if (settled) return;
       settle();
-      reject(new BridgeError('BRIDGE_DIAL_FAILED', `connect failed: ${(error as { code?: string })?.code ?? 'error'}`, { cause: error }));
+      reject(dialFailedError(error));
     };
     let dialing: Promise<Duplex>;
     try {

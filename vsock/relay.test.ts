@@ -1,7 +1,7 @@
 /**
  * openDialRelay's own checks, before any socket exists: the IPv4 parser that decides which dials the relay
  * may make (property tests against Node's own parser), and the refusals of bad targets and deadlines,
- * coded VSOCK_BAD_ARGUMENT. Its relaying and its connect failures and deadlines are tested through the
+ * coded VSOCK_BAD_ARGUMENT by relay.c. Its relaying and its connect failures and deadlines are tested through the
  * bridges (bridge/forwarder.test.ts, over TCP on 127.0.0.1; never vsock on this machine).
  */
 
@@ -42,14 +42,15 @@ describe('openDialRelay refuses bad arguments before it makes a socket', () => {
     throw new Error('no relay should start');
   };
   const options = { bufferBytes: 65_536, splice: false, connectTimeoutMs: 1000 };
+  const LOOPBACK = Uint8Array.of(127, 0, 0, 1);
 
   it.each([
-    ['a host name', { kind: 'tcp', host: 'localhost', port: 80 }, options],
-    ['port 0', { kind: 'tcp', host: '127.0.0.1', port: 0 }, options],
-    ['port 65536', { kind: 'tcp', host: '127.0.0.1', port: 65_536 }, options],
+    ['an address of 16 bytes', { kind: 'tcp', address: new Uint8Array(16), port: 80 }, options],
+    ['port 0', { kind: 'tcp', address: LOOPBACK, port: 0 }, options],
+    ['port 65536', { kind: 'tcp', address: LOOPBACK, port: 65_536 }, options],
     ['a CID over 32 bits', { kind: 'vsock', cid: 2 ** 32, port: 1 }, options],
-    ['a connect timeout of 0', { kind: 'tcp', host: '127.0.0.1', port: 80 }, { ...options, connectTimeoutMs: 0 }],
-    ['a buffer under a page', { kind: 'tcp', host: '127.0.0.1', port: 80 }, { ...options, bufferBytes: 1024 }],
+    ['a connect timeout of 0', { kind: 'tcp', address: LOOPBACK, port: 80 }, { ...options, connectTimeoutMs: 0 }],
+    ['a buffer under a page', { kind: 'tcp', address: LOOPBACK, port: 80 }, { ...options, bufferBytes: 1024 }],
   ] as const)('%s: VSOCK_BAD_ARGUMENT', (_name, target, opts) => {
     // fd 0 is never read: the arguments are checked first.
     expect(() => openDialRelay(0, target, opts, end)).toThrow(expect.objectContaining({ code: 'VSOCK_BAD_ARGUMENT' }));

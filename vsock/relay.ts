@@ -77,8 +77,8 @@ export interface FdRelay {
 /** `connected`: always true for openFdRelay; for openDialRelay, false when the connect failed or timed out. */
 export type FdRelayEnd = (error: VsockError | Error | null, bytesAToB: number, bytesBToA: number, connected: boolean) => void;
 
-/** Where openDialRelay connects: an IPv4 address in dotted form and a TCP port, or a vsock CID and port. */
-export type DialTarget = { readonly kind: 'tcp'; readonly host: string; readonly port: number } | { readonly kind: 'vsock'; readonly cid: number; readonly port: number };
+/** Where openDialRelay connects: an IPv4 address (its four bytes, `ipv4Bytes`) and a TCP port, or a vsock CID and port. */
+export type DialTarget = { readonly kind: 'tcp'; readonly address: Uint8Array; readonly port: number } | { readonly kind: 'vsock'; readonly cid: number; readonly port: number };
 
 export interface DialRelayOptions extends FdRelayOptions {
   /** The connect's deadline (1..2147483647 ms): past it the relay ends with VSOCK_ETIMEDOUT. */
@@ -152,24 +152,14 @@ export function ipv4Bytes(host: string): Uint8Array | undefined {
  * itself. `onEnd` runs once: at the end of the relay as for openFdRelay, or when the connect failed
  * (`VSOCK_E<ERRNO>`: ECONNREFUSED, ENETUNREACH, ...) or passed `connectTimeoutMs` (`VSOCK_ETIMEDOUT`),
  * with `connected` false. Nothing is read from `fdA` before the connect succeeded. Throws
- * `VSOCK_UNAVAILABLE`, `VSOCK_BAD_ARGUMENT` (a tcp host that is not a dotted IPv4 address among them) or
+ * `VSOCK_UNAVAILABLE`, `VSOCK_BAD_ARGUMENT` (a tcp address that is not 4 bytes among them) or
  * `VSOCK_E<ERRNO>` (a connect refused at once) and then holds nothing.
  */
 export function openDialRelay(fdA: number, target: DialTarget, options: DialRelayOptions, onEnd: FdRelayEnd): FdRelay {
   const native = loadRelayNative();
   let handle: RelayHandle;
-  let address: Uint8Array | number;
-  if (target.kind === 'tcp') {
-    const bytes = lastHost === target.host ? lastHostBytes : ipv4Bytes(target.host);
-    lastHost = target.host;
-    lastHostBytes = bytes;
-    if (bytes === undefined) throw new VsockError('VSOCK_BAD_ARGUMENT', `"host" expected a dotted IPv4 address, got ${JSON.stringify(target.host)}`);
-    address = bytes;
-  } else {
-    address = target.cid;
-  }
   try {
-    handle = native.dial(fdA, target.kind === 'tcp' ? 'inet' : 'vsock', address, target.port, options.connectTimeoutMs, options.bufferBytes, options.splice, options.prefixAToB ?? EMPTY, relayEnd(onEnd));
+    handle = native.dial(fdA, target.kind === 'tcp' ? 'inet' : 'vsock', target.kind === 'tcp' ? target.address : target.cid, target.port, options.connectTimeoutMs, options.bufferBytes, options.splice, options.prefixAToB ?? EMPTY, relayEnd(onEnd));
   } catch (error) {
     throw toVsockError(error);
   }
@@ -177,9 +167,6 @@ export function openDialRelay(fdA: number, target: DialTarget, options: DialRela
 }
 
 const EMPTY = new Uint8Array(0);
-/** The last tcp host parsed (a bridge dials one target again and again): parsed once, not per connection. */
-let lastHost: string | undefined;
-let lastHostBytes: Uint8Array | undefined;
 
 function relayEnd(onEnd: FdRelayEnd): (error: Error | null, aToB: number, bToA: number, connected: boolean) => void {
   return (error, aToB, bToA, connected) => onEnd(error === null ? null : (toVsockError(error) as Error), aToB, bToA, connected);

@@ -111,9 +111,8 @@ struct relay {
   bool orphaned; /* the JS wrapper was finalized */
   int handles_open;
   uint64_t last_activity_ms; /* uv_now at the last byte moved */
-  /* dial() only: b is the relay's own socket, connecting until `connected`; nothing moves before. */
+  /* dial() only: b is the relay's own socket, connecting until this turns false; nothing moves before. */
   bool connecting;
-  bool connected;
   bool has_timer; /* connect_timer initialised (and not yet uv_close'd) */
   uv_timer_t connect_timer;
 };
@@ -285,7 +284,7 @@ static void finish(relay *r, napi_value error) {
   else argv[0] = error;
   if (napi_create_double(env, r->dir[0].bytes, &argv[1]) == napi_ok &&
       napi_create_double(env, r->dir[1].bytes, &argv[2]) == napi_ok &&
-      napi_get_boolean(env, r->connected, &argv[3]) == napi_ok &&
+      napi_get_boolean(env, !r->connecting, &argv[3]) == napi_ok &&
       napi_get_reference_value(env, ref, &callback) == napi_ok && callback != NULL &&
       napi_get_global(env, &receiver) == napi_ok) {
     /* napi_make_callback, not napi_call_function: it runs nextTicks and microtasks afterwards. */
@@ -584,7 +583,6 @@ static void on_connect_poll(uv_poll_t *handle, int status, int events) {
     return;
   }
   r->connecting = false;
-  r->connected = true;
   uv_timer_stop(&r->connect_timer);
   /* update_polls restarts b with on_poll for whatever the two directions need. */
   uv_poll_stop(&ep->poll);
@@ -686,7 +684,6 @@ static relay *new_relay(napi_env env, uv_loop_t *loop, double buffer_bytes, bool
   r->env = env;
   r->loop = loop;
   r->use_splice = use_splice;
-  r->connected = true;
   for (int i = 0; i < 2; i++) {
     r->dir[i].from = i;
     r->dir[i].to = 1 - i;
@@ -945,7 +942,6 @@ static napi_value relay_dial(napi_env env, napi_callback_info info) {
   }
   /* Connected at once or not, b is watched for WRITABLE first: SO_ERROR then says how it went. */
   r->connecting = true;
-  r->connected = false;
   return start_relay(env, r, argv[8], (uint64_t)timeout_ms);
 }
 

@@ -18,7 +18,6 @@ import { createServer, request as httpRequest, type IncomingHttpHeaders, type In
 import { connect, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
 import { Agent as UndiciAgent, request, type Dispatcher } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -36,6 +35,7 @@ import {
   type Nsm,
   type VerifiedDocument,
 } from '../nsm/index.js';
+import { memoryLogger } from '../test/memory-logger.js';
 import { silentLogger } from '../test/mock-documents.js';
 import { testAgentConfig } from '../test/agent-config.js';
 import { startAgent, type AgentOptions, type RunningAgent } from './agent.js';
@@ -654,18 +654,6 @@ describe('/attestation: CORS', () => {
 describe('/attestation: operator metadata in user_data', () => {
   const TLS = { mode: 'tls', domain: 'app.example', certfp: 'ab'.repeat(32) };
 
-  /** A pino logger writing parsed records to an array. */
-  function memoryLogger() {
-    const records: Array<Record<string, unknown>> = [];
-    const stream = new Writable({
-      write(chunk: Buffer, _encoding, callback) {
-        for (const line of chunk.toString('utf8').split('\n')) if (line !== '') records.push(JSON.parse(line) as Record<string, unknown>);
-        callback();
-      },
-    });
-    return { logger: pino({ level: 'info' }, stream), records };
-  }
-
   async function documentUserData(started: Started): Promise<{ parsed: Record<string, unknown>; text: string }> {
     const nonce = nonceBytes();
     const verified = expectDocumentReply(await postNonce(started.base, bytesToBase64(nonce)), nonce, started.agent);
@@ -675,7 +663,7 @@ describe('/attestation: operator metadata in user_data', () => {
   it('metadata keys appear verbatim; a change at run time reaches new documents; a bad change is logged and ignored', async () => {
     const path = join(work, 'metadata-live.json');
     await writeFile(path, JSON.stringify({ tls: TLS }));
-    const { logger, records } = memoryLogger();
+    const { logger, records } = memoryLogger('info');
     const agent = await start({ config: { metadataPath: path }, logger });
 
     const first = await documentUserData(agent);

@@ -13,7 +13,7 @@ import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { createServer, connect, type AddressInfo, type Server, type Socket } from 'node:net';
-import { Writable, type Duplex } from 'node:stream';
+import type { Duplex } from 'node:stream';
 
 import { pino } from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -22,6 +22,7 @@ import { dialOpen } from './bridges.js';
 import { startForwarder } from './forwarder.js';
 import { listenTcp, tcpDialer, type Dial } from './transports.js';
 import { freePort } from '../test/free-port.js';
+import { memoryLogger } from '../test/memory-logger.js';
 
 const MiB = 1024 * 1024;
 const silent = pino({ level: 'silent' });
@@ -269,7 +270,7 @@ describe('startForwarder', () => {
   });
 
   it('logs constant messages with data in the object and never payload bytes', async () => {
-    const { logger, records } = recordingLogger();
+    const { logger, records } = memoryLogger('debug');
     const echo = await echoServer();
     const { forwarder: fwd, port } = await forwarder(tcpDialer({ host: '127.0.0.1', port: echo.port }), { logger, maxConnections: 1 });
     const marker = `PAYLOAD-${randomBytes(8).toString('hex')}`;
@@ -289,18 +290,6 @@ describe('startForwarder', () => {
     expect(JSON.stringify(records)).not.toContain(marker);
   });
 });
-
-/** Records pino lines as objects. */
-function recordingLogger(): { logger: typeof silent; records: Array<Record<string, unknown>> } {
-  const records: Array<Record<string, unknown>> = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, callback) {
-      for (const line of chunk.toString('utf8').split('\n')) if (line !== '') records.push(JSON.parse(line) as Record<string, unknown>);
-      callback();
-    },
-  });
-  return { logger: pino({ level: 'debug' }, sink), records };
-}
 
 /**
  * A TCP port on 127.0.0.1 whose connects never complete: a child process listens with a backlog of 1 and
@@ -348,7 +337,7 @@ describe('the native relay dials the target itself (joinNativeDial)', () => {
   });
 
   it('refuses when the target refuses: the client is closed unanswered, BRIDGE_DIAL_FAILED with the errno, no busy loop', async () => {
-    const { logger, records } = recordingLogger();
+    const { logger, records } = memoryLogger('debug');
     const { forwarder: fwd, port } = await forwarder(tcpDialer({ host: '127.0.0.1', port: await freePort() }), { logger });
     await expectRefused(port, 20);
     await until(() => fwd.stats().openFailures === 20);
@@ -363,13 +352,13 @@ describe('the native relay dials the target itself (joinNativeDial)', () => {
 
   it('gives up on a connect that never completes: BRIDGE_DIAL_TIMEOUT at the connect timeout, BRIDGE_SETUP_TIMEOUT at an earlier setup deadline', async () => {
     const target = await blackHolePort();
-    const dialFirst = recordingLogger();
+    const dialFirst = memoryLogger('debug');
     const first = await forwarder(tcpDialer({ host: '127.0.0.1', port: target }), { connectTimeoutMs: 150, openTimeoutMs: 5_000, logger: dialFirst.logger });
     const start = performance.now();
     expect(['end', 'ECONNRESET']).toContain(await refusedOutcome(await client(first.port)));
     expect(performance.now() - start).toBeGreaterThanOrEqual(140);
     await until(() => first.forwarder.stats().openFailures === 1);
-    const setupFirst = recordingLogger();
+    const setupFirst = memoryLogger('debug');
     const second = await forwarder(tcpDialer({ host: '127.0.0.1', port: target }), { connectTimeoutMs: 5_000, openTimeoutMs: 100, logger: setupFirst.logger });
     expect(['end', 'ECONNRESET']).toContain(await refusedOutcome(await client(second.port)));
     await until(() => second.forwarder.stats().openFailures === 1);

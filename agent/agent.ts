@@ -35,6 +35,7 @@ import { appState } from './app-state.js';
 import { createAttestationHandler } from './attestation.js';
 import { createBoundedQueue } from './bounded-queue.js';
 import type { AgentConfig, HostPort } from './config.js';
+import { loadNativeAesGcm } from './aes-gcm-native.js';
 import { AgentError } from './errors.js';
 import { parseRequestTarget, sendJson, type RequestTarget } from './http-util.js';
 import type { Logger } from './log.js';
@@ -181,6 +182,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   }
 
   const steve = createSteveServer({
+    aead: loadNativeAesGcm(),
     suite: config.keyExchange ?? 'X25519',
     maxSessions: config.maxSessions ?? DEFAULT_MAX_SESSIONS,
     upstream: config.upstream,

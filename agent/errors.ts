@@ -10,6 +10,8 @@ export type AgentErrorCode =
   | 'AGENT_MANIFEST'
   | 'AGENT_METADATA'
   | 'AGENT_BUSY'
+  /** The native addon, or its AES-256-GCM, cannot be loaded (agent/aes-gcm-native.ts): no fallback. */
+  | 'AGENT_NATIVE_UNAVAILABLE'
   | 'AGENT_VERIFY_FETCH'
   | 'AGENT_VERIFY_RESPONSE'
   | 'AGENT_VERIFY_MANIFEST'

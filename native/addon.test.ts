@@ -1,5 +1,5 @@
 /**
- * The addon loader nsm/, vsock/ and init/ share: one load, one object, all three halves in it, and the
+ * The addon loader nsm/, vsock/, init/ and agent/ share: one load, one object, every part in it, and the
  * package root found by its package.json name (as the image's bundle finds it). Never calls into a half.
  */
 
@@ -12,12 +12,14 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { NativeAddonError, PACKAGE_NAME, findPackageRoot, loadNativeAddon } from './index.js';
 
 describe('loadNativeAddon', () => {
-  it('loads the addon once and returns the same object, with the NSM calls and the vsock and init halves', () => {
+  it('loads the addon once and returns the same object, with the NSM calls and the vsock, relay, init and AES-GCM parts', () => {
     const addon = loadNativeAddon();
     expect(loadNativeAddon()).toBe(addon);
     expect(typeof addon.request).toBe('function');
     expect(typeof addon.vsock).toBe('object');
     expect(typeof addon.init).toBe('object');
+    expect(typeof addon.vsockRelay).toBe('object');
+    expect(typeof addon.aesGcm).toBe('object');
   });
 
   it('has a coded error for a missing addon', () => {

@@ -1,12 +1,13 @@
 /**
  * Finds and loads (once) the one native addon, `build/Release/enclave_native.node` (binding.gyp), whose
- * three halves are nsm/native/nsm.c (the top-level NSM calls), vsock/native/vsock.c (`exports.vsock`) and
- * init/native/init.c (`exports.init`). nsm/, vsock/ and init/ each import this loader and type their own
- * half; it lives here, beside the C helpers they share, so that none of the three imports another for it.
+ * parts are nsm/native/nsm.c (the top-level NSM calls), vsock/native/vsock.c (`exports.vsock`, with
+ * relay.c's `exports.vsockRelay`), init/native/init.c (`exports.init`) and agent/native/aes-gcm.c
+ * (`exports.aesGcm`). nsm/, vsock/, init/ and agent/ each import this loader and type their own part; it
+ * lives here, beside the C helpers they share, so that none imports another for it.
  *
- * It must not know any half's functions, run anything at import time, or fall back to anything: a missing
- * or unloadable addon is always `NATIVE_ADDON_UNAVAILABLE`, which each half turns into its own coded error
- * (`NSM_DEVICE_UNAVAILABLE`, `VSOCK_UNAVAILABLE`, `INIT_NATIVE_UNAVAILABLE`). It imports nothing of ours
+ * It must not know any part's functions, run anything at import time, or fall back to anything: a missing
+ * or unloadable addon is always `NATIVE_ADDON_UNAVAILABLE`, which each part turns into its own coded error
+ * (`NSM_DEVICE_UNAVAILABLE`, `VSOCK_UNAVAILABLE`, `INIT_NATIVE_UNAVAILABLE`, `AGENT_NATIVE_UNAVAILABLE`). It imports nothing of ours
  * (test/boundaries.test.ts).
  */
 

@@ -1,5 +1,5 @@
 /*
- * The helpers the three C files of enclave_native share: N-API failure handling, errors coded
+ * The helpers the C files of enclave_native share: N-API failure handling, errors coded
  * <PART>_E<ERRNO> with an `errno` property, and argument checks with one message pattern (common.h says
  * what each does).
  *

@@ -1,6 +1,6 @@
 /*
- * The helpers the three C files of enclave_native share (nsm/native/nsm.c, vsock/native/vsock.c,
- * init/native/init.c): making sure a failed N-API call leaves an exception, errors coded <PART>_E<ERRNO>
+ * The helpers the C files of enclave_native share (nsm/native/nsm.c, vsock/native/vsock.c,
+ * vsock/native/relay.c, init/native/init.c, agent/native/aes-gcm.c): making sure a failed N-API call leaves an exception, errors coded <PART>_E<ERRNO>
  * with an `errno` property, and argument checks with one message pattern,
  * `"fd" expected an integer 0..2147483647, got -1`.
  *

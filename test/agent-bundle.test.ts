@@ -13,13 +13,14 @@
 
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { createServer, get, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEMO_MANIFEST_JSON } from '../agent/demo/manifest.js';
+import { findPackageRoot } from '../native/index.js';
 // @ts-expect-error build-bundle.mjs is plain JavaScript (run as `node image/build-bundle.mjs OUTDIR`).
 import { buildAgentBundle } from '../image/build-bundle.mjs';
 import { runNode, type CliRun } from './run-cli.js';
@@ -107,8 +108,11 @@ describe('the agent bundle', () => {
       dir = await mkdtemp(join(tmpdir(), 'enclave-agent-bundle-'));
       await mkdir(join(dir, 'agent'));
       for (const { name, bytes } of built.outputs) await writeFile(join(dir, 'agent', name), bytes);
-      // The package root marker (the mock NSM needs no addon); the demo manifest without bootstrap hashes.
+      // The package root marker, and the addon where the image puts it (the agent seals STEVE's records
+      // with it, agent/aes-gcm-native.ts, whichever NSM it uses); the demo manifest without bootstrap hashes.
       await writeFile(join(dir, 'agent', 'package.json'), JSON.stringify({ name: 'enclave-agent', type: 'module' }));
+      await mkdir(join(dir, 'agent', 'build', 'Release'), { recursive: true });
+      await copyFile(join(findPackageRoot()!, 'build', 'Release', 'enclave_native.node'), join(dir, 'agent', 'build', 'Release', 'enclave_native.node'));
       await writeFile(join(dir, 'manifest.json'), DEMO_MANIFEST_JSON);
       app = createServer((req, res) => res.end(`app saw ${req.method} ${req.url}`));
       app.listen(0, '127.0.0.1');

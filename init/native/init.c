@@ -12,7 +12,7 @@
  * INIT_E<ERRNO> and `errno` (the errno name), as in nsm/native/nsm.c.
  *
  * Registration: nsm/native/nsm.c owns the module init and calls init_register() (init.h) after
- * vsock_register(), so all three halves live in one enclave_native.node.
+ * vsock_register(), so every part lives in one enclave_native.node.
  */
 #define _GNU_SOURCE
 #include "init.h"

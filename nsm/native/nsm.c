@@ -21,6 +21,7 @@
 
 #include "../../init/native/init.h"
 #include "../../native/common.h"
+#include "../../agent/native/aes-gcm.h"
 #include "../../vsock/native/relay.h"
 #include "../../vsock/native/vsock.h"
 
@@ -325,5 +326,6 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
    * (init/native/init.c): one addon, one init. */
   if (vsock_register(env, exports) == NULL) return NULL;
   if (relay_register(env, exports) == NULL) return NULL;
+  if (aes_gcm_register(env, exports) == NULL) return NULL;
   return init_register(env, exports);
 }

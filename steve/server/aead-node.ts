@@ -7,9 +7,11 @@
  * Besides `seal`/`open` it offers `sealParts`, which encrypts a plaintext given as several pieces and
  * returns the ciphertext as pieces plus the tag: the server seals `CBOR prefix || app body` without
  * first joining them, so a 32 MiB body is not copied to be encrypted (GCM is a stream mode, so the
- * pieces give the same bytes as one call). `open` never returns a partial plaintext: what `update`
- * produced is wiped when the tag does not verify. This file does not pick nonces (record.ts builds them
- * from the sequence; the session table makes each sequence unique).
+ * pieces give the same bytes as one call), and `sealPrefixedParts`, the server's `ServerAead` method for
+ * an answer's envelope. The agent gives the server its native AES-256-GCM instead
+ * (agent/aes-gcm-native.ts); this one is the server's default and the clients'. `open` never returns a
+ * partial plaintext: what `update` produced is wiped when the tag does not verify. This file does not
+ * pick nonces (record.ts builds them from the sequence; the session table makes each sequence unique).
  */
 
 import { createCipheriv, createDecipheriv } from 'node:crypto';
@@ -41,10 +43,25 @@ function assertBytes(value: unknown, name: string, length?: number, code: 'STEVE
   if (length !== undefined && value.length !== length) throw new SteveError(code, `"${name}" expected ${length} bytes, got ${value.length}`);
 }
 
-function assertArguments(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array): void {
+/** The checks every AES-256-GCM call here makes first, with the codes noble's gives (shared with agent/aes-gcm-native.ts). */
+export function assertAeadArguments(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array): void {
   assertBytes(key, 'key', KEY_BYTES, 'STEVE_KEY');
   assertBytes(nonce, 'nonce', RECORD_NONCE_BYTES);
   assertBytes(aad, 'aad');
+}
+
+/**
+ * What the STEVE server seals and opens with: the protocol's `Aead` with `sealPrefixed`, and an answer's
+ * envelope sealed from pieces. node:crypto's (`nodeAesGcm`, the default) or the agent's native one
+ * (agent/aes-gcm-native.ts), which the agent passes in.
+ */
+export interface ServerAead extends Aead {
+  sealPrefixed(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, plaintext: Uint8Array, prefix: Uint8Array): Uint8Array;
+  /**
+   * `prefix || AES-256-GCM(concat(pieces)) || tag` as buffers to write in order, without joining the
+   * pieces first (an answer's head and the app's body chunks, up to 32 MiB).
+   */
+  sealPrefixedParts(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, pieces: readonly Uint8Array[], prefix: Uint8Array): Uint8Array[];
 }
 
 /** The ciphertext pieces (one per plaintext piece, same lengths) and the 16-byte tag. */
@@ -55,7 +72,7 @@ export interface SealedParts {
 
 /** Encrypts `pieces` as one plaintext (their concatenation) without joining them. */
 export function sealParts(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, pieces: readonly Uint8Array[]): SealedParts {
-  assertArguments(key, nonce, aad);
+  assertAeadArguments(key, nonce, aad);
   const cipher = createCipheriv(ALGORITHM, key, outsideHeap(nonce, NONCE_SCRATCH), GCM_OPTIONS);
   if (aad.length > 0) cipher.setAAD(outsideHeap(aad, AAD_SCRATCH));
   const parts: Uint8Array[] = [];
@@ -87,7 +104,7 @@ function sealJoined(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, plainte
 }
 
 /** AES-256-GCM on node:crypto behind the protocol's `Aead` interface. */
-export const nodeAesGcm: Aead = Object.freeze({
+export const nodeAesGcm: ServerAead = Object.freeze({
   seal(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, plaintext: Uint8Array): Uint8Array {
     return sealJoined(key, nonce, aad, plaintext, EMPTY);
   },
@@ -101,8 +118,13 @@ export const nodeAesGcm: Aead = Object.freeze({
     assertBytes(prefix, 'prefix');
     return sealJoined(key, nonce, aad, plaintext, prefix);
   },
+  sealPrefixedParts(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, pieces: readonly Uint8Array[], prefix: Uint8Array): Uint8Array[] {
+    assertBytes(prefix, 'prefix');
+    const { parts, tag } = sealParts(key, nonce, aad, pieces);
+    return [prefix, ...parts, tag];
+  },
   open(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, sealed: Uint8Array): Uint8Array | null {
-    assertArguments(key, nonce, aad);
+    assertAeadArguments(key, nonce, aad);
     assertBytes(sealed, 'sealed');
     if (sealed.length < TAG_BYTES) return null;
     const split = sealed.length - TAG_BYTES;

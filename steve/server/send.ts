@@ -8,9 +8,9 @@
  * response closes (`holdUntilClosed`), so the budget covers what sockets hold, not only what is being
  * built.
  *
- * Progress is observed per piece: each piece is one write to the socket, and the next is written only
- * once the socket drained, so a large answer is never one write the kernel takes in a single step at the
- * end. Pieces are the app's body chunks (at most 64 KiB each off a socket) or one sealed buffer.
+ * Progress is observed per write of at most MAX_WRITE_BYTES: the next is written only once the socket
+ * drained, so a large answer is never one write the kernel takes in a single step at the end. Pieces are
+ * the app's body chunks (at most 64 KiB each off a socket) or one sealed buffer, which goes in slices.
  */
 
 import type { ServerResponse } from 'node:http';
@@ -19,6 +19,18 @@ import type { ServerResponse } from 'node:http';
 export const DEFAULT_SEND_TIMEOUT_MS = 30_000;
 
 export type Outcome = 'ready' | 'closed' | 'stalled';
+
+/** Ours: the most one write hands the socket before waiting for it to drain. */
+const MAX_WRITE_BYTES = 64 * 1024;
+
+/** `piece` as writes of at most MAX_WRITE_BYTES (views, not copies). */
+function* slices(piece: Uint8Array): Generator<Uint8Array> {
+  if (piece.length <= MAX_WRITE_BYTES) {
+    yield piece;
+    return;
+  }
+  for (let at = 0; at < piece.length; at += MAX_WRITE_BYTES) yield piece.subarray(at, at + MAX_WRITE_BYTES);
+}
 
 /**
  * Waits for `event` ('drain' or 'finish') or the response's close; destroys it after `timeoutMs` without
@@ -47,8 +59,8 @@ export function progress(res: ServerResponse, event: 'drain' | 'finish', timeout
  * byte is with the kernel; 'closed' when the connection went away first; 'stalled' when it made no progress
  * for `timeoutMs` (the response, and with it the socket, is then destroyed).
  *
- * One piece (a small answer: the hot path) is ended at once and resolves 'ended' without waiting; a
- * watchdog still destroys the response if its end is not flushed within `timeoutMs`.
+ * One piece of at most MAX_WRITE_BYTES (a small answer: the hot path) is ended at once and resolves
+ * 'ended' without waiting; a watchdog still destroys the response if its end is not flushed within `timeoutMs`.
  */
 export async function sendPieces(
   res: ServerResponse,
@@ -56,16 +68,18 @@ export async function sendPieces(
   timeoutMs: number,
 ): Promise<'sent' | 'ended' | 'closed' | 'stalled'> {
   if (res.destroyed) return 'closed';
-  if (Array.isArray(pieces) && pieces.length === 1) {
+  if (Array.isArray(pieces) && pieces.length === 1 && pieces[0]!.length <= MAX_WRITE_BYTES) {
     res.end(pieces[0]);
     if (!res.writableFinished) void progress(res, 'finish', timeoutMs);
     return 'ended';
   }
   for await (const piece of pieces) {
-    if (res.destroyed) return 'closed';
-    if (!res.write(piece)) {
-      const outcome = await progress(res, 'drain', timeoutMs);
-      if (outcome !== 'ready') return outcome;
+    for (const slice of slices(piece)) {
+      if (res.destroyed) return 'closed';
+      if (!res.write(slice)) {
+        const outcome = await progress(res, 'drain', timeoutMs);
+        if (outcome !== 'ready') return outcome;
+      }
     }
   }
   if (res.destroyed) return 'closed';

@@ -63,7 +63,7 @@ import {
   type Suite,
 } from '../protocol/index.js';
 import { SteveError } from '../errors.js';
-import { nodeAesGcm, sealParts } from './aead-node.js';
+import { nodeAesGcm, type ServerAead } from './aead-node.js';
 import { createMemoryBudget, readBody } from './body.js';
 import { nodeDeriveSessionKeys, nodeTranscriptHash } from './kdf-node.js';
 import { V1_CREATE_PATH, createLegacyV1, type LegacyV1 } from './legacy-v1.js';
@@ -124,6 +124,11 @@ export interface SteveServerOptions {
   now?: () => number;
   /** Fresh random bytes; injectable for tests. */
   random?: (length: number) => Uint8Array;
+  /**
+   * The AES-256-GCM every record is sealed and opened with: node:crypto's (`nodeAesGcm`) by default; the
+   * agent passes its native one (agent/aes-gcm-native.ts), which does a record in one call.
+   */
+  aead?: ServerAead;
   upstreamTimeoutMs?: number;
   maxBufferedBytes?: number;
   /** A socket that takes no answer bytes for this long is closed (send.ts); default 30 s. */
@@ -198,6 +203,7 @@ export function createSteveServer(options: SteveServerOptions): SteveServer {
   const maxBufferedBytes = options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES;
   const budget = createMemoryBudget(maxBufferedBytes);
   const sendTimeoutMs = options.sendTimeoutMs ?? DEFAULT_SEND_TIMEOUT_MS;
+  const aead = options.aead ?? nodeAesGcm;
   const upstream = createUpstream({
     url: options.upstream,
     forwardedProto: 'https',
@@ -215,6 +221,7 @@ export function createSteveServer(options: SteveServerOptions): SteveServer {
   const streams = createStreamEndpoint({
     table,
     budget,
+    aead,
     upstream,
     logger,
     sendTimeoutMs,
@@ -312,7 +319,7 @@ export function createSteveServer(options: SteveServerOptions): SteveServer {
       if (session.confirmed) throw new SteveError('STEVE_REPLAY', 'session already confirmed');
       // Sequence other than 0: STEVE_PROTOCOL, before any cryptography (record.ts).
       const plaintext = openRecord(
-        nodeAesGcm,
+        aead,
         session.keys,
         { type: MESSAGE_TYPE.CONFIRMATION, direction: DIRECTION.C2S, sessionId: session.id, sequence: envelope.sequence },
         envelope.ciphertext,
@@ -323,7 +330,7 @@ export function createSteveServer(options: SteveServerOptions): SteveServer {
       }
       table.confirm(session);
       const sealed = sealRecord(
-        nodeAesGcm,
+        aead,
         session.keys,
         { type: MESSAGE_TYPE.CONFIRMATION, direction: DIRECTION.S2C, sessionId: session.id, sequence: 0 },
         session.transcriptHash,
@@ -360,13 +367,11 @@ export function createSteveServer(options: SteveServerOptions): SteveServer {
     if (total > MAX_SERVER_RESPONSE_ENVELOPE_BYTES) return null;
     const nonce = recordNonce(session.keys.s2cIv, sequence);
     const aad = recordAad(MESSAGE_TYPE.APPLICATION, DIRECTION.S2C, session.id, sequence);
+    // Sealed from its pieces, so the body is never joined first. A small answer goes out as one buffer (one
+    // write: the native AEAD gives one already); a large one may go piece by piece (send.ts).
     const small = total <= SINGLE_WRITE_MAX_BYTES;
-    // A small answer is joined first (one cipher call, one output buffer, one write); a large one is
-    // sealed in its pieces, so its body is never copied, and written piece by piece (send.ts).
-    const plaintext = answer.body.length === 0 ? [head] : small ? [Buffer.concat([head, ...answer.body], plaintextLength)] : [head, ...answer.body];
-    const { parts, tag } = sealParts(session.keys.s2cKey, nonce, aad, plaintext);
-    if (small) return { pieces: [Buffer.concat([envelope, ...parts, tag], total)], total };
-    return { pieces: [envelope, ...parts, tag], total };
+    const pieces = aead.sealPrefixedParts(session.keys.s2cKey, nonce, aad, answer.body.length === 0 ? [head] : [head, ...answer.body], envelope);
+    return { pieces: small && pieces.length > 1 ? [Buffer.concat(pieces, total)] : pieces, total };
   }
 
   async function request(req: IncomingMessage, res: ServerResponse, headers: Record<string, string>, state: { bodyRead: boolean }): Promise<number> {
@@ -382,7 +387,7 @@ export function createSteveServer(options: SteveServerOptions): SteveServer {
       // §7: duplicate, too old, or 0 -> 409, decided on the public sequence before any cryptography.
       session.replay.check(sequence);
       const plaintext = openRecord(
-        nodeAesGcm,
+        aead,
         session.keys,
         { type: MESSAGE_TYPE.APPLICATION, direction: DIRECTION.C2S, sessionId: session.id, sequence },
         envelope.ciphertext,

@@ -57,7 +57,7 @@ import {
   type OpenedRecord,
 } from '../protocol/index.js';
 import { SteveError } from '../errors.js';
-import { nodeAesGcm } from './aead-node.js';
+import type { ServerAead } from './aead-node.js';
 import type { MemoryBudget } from './body.js';
 import { ReplyError, SERVER_REPLIES } from './replies.js';
 import { progress } from './send.js';
@@ -94,6 +94,8 @@ const CONTENT_LENGTH_RE = /^\d{1,16}$/;
 export interface StreamEndpointOptions {
   table: SessionTable;
   budget: MemoryBudget;
+  /** Seals and opens the records (server.ts's `aead`). */
+  aead: ServerAead;
   upstream: Upstream;
   logger: Logger;
   sendTimeoutMs: number;
@@ -271,8 +273,8 @@ export function createStreamEndpoint(options: StreamEndpointOptions): StreamEndp
 
   function exchange(req: IncomingMessage, res: ServerResponse, headers: Record<string, string>, source: ChunkSource, session: Session, sequence: number, rest: Buffer): Promise<number> {
     return new Promise<number>((resolve, reject) => {
-      const reader = createStreamReader(nodeAesGcm, session.keys.streamC2sKey, { direction: DIRECTION.C2S, sessionId: session.id, sequence });
-      const writer = createStreamWriter(nodeAesGcm, session.keys.streamS2cKey, { direction: DIRECTION.S2C, sessionId: session.id, sequence });
+      const reader = createStreamReader(options.aead, session.keys.streamC2sKey, { direction: DIRECTION.C2S, sessionId: session.id, sequence });
+      const writer = createStreamWriter(options.aead, session.keys.streamS2cKey, { direction: DIRECTION.S2C, sessionId: session.id, sequence });
       const parser = createFrameParser();
       const frames: Frame[] = [];
       /** The 200 went out: failures are ABORT records from now on. */

@@ -403,9 +403,16 @@ describe.skipIf(NGINX === undefined || !chromiumAvailable)('scale-out: the brows
       expect({ ok: after.ok, status: after.status }).toEqual({ ok: true, status: 200 });
       expect(JSON.parse(after.body.body)).toEqual({ message: 'after the restart' });
       expect(after.session).not.toBe(first.session);
-      const tail = readFileSync(join(browserWork, 'access.log'), 'utf8').split('\n').filter((line) => line.includes('/e2p/v2/')).slice(-4).map((line) => line.split(' ').slice(2).join(' '));
       // The worker sends the page's requests over a stream on a stream-1 session (steve/browser/README.md).
-      expect(tail).toEqual([`POST /e2p/v2/stream 401 ${served}`, `POST /e2p/v2/session 200 ${served}`, `POST /e2p/v2/confirm 200 ${served}`, `POST /e2p/v2/stream 200 ${served}`]);
+      const expected = [`POST /e2p/v2/stream 401 ${served}`, `POST /e2p/v2/session 200 ${served}`, `POST /e2p/v2/confirm 200 ${served}`, `POST /e2p/v2/stream 200 ${served}`];
+      // nginx logs a request once it has finalized it, which may be after the page has the whole answer:
+      // the log is read again for up to two seconds until its last line is the last request's.
+      let tail: string[] = [];
+      for (const started = Date.now(); Date.now() - started < 2000; await new Promise((resolve) => setTimeout(resolve, 20))) {
+        tail = readFileSync(join(browserWork, 'access.log'), 'utf8').split('\n').filter((line) => line.includes('/e2p/v2/')).slice(-4).map((line) => line.split(' ').slice(2).join(' '));
+        if (tail.at(-1) === expected.at(-1) && tail.length === expected.length) break;
+      }
+      expect(tail).toEqual(expected);
     } finally {
       await context.close();
     }

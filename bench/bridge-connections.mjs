@@ -48,7 +48,10 @@ async function runRole(role, relay, target, dist) {
   if (role === 'host') {
     forwarder = await bridge.startHostIngress({ listen: { host: '127.0.0.1', port: 0 }, vsockPort: 1, dial, logger, ...relayOptions });
   } else {
-    [forwarder] = await bridge.startEnclaveIngress({ ports: [1], listen: () => bridge.listenTcp({ host: '127.0.0.1', port: 0 }), dial: () => dial, logger, ...relayOptions });
+    // As the enclave's vsock listener does: accepted fds straight to the relay's dial where the build has
+    // it (listenTcpFds) and the relay is native; streams otherwise.
+    const listen = relay !== 'js' && bridge.listenTcpFds !== undefined ? bridge.listenTcpFds : bridge.listenTcp;
+    [forwarder] = await bridge.startEnclaveIngress({ ports: [1], listen: () => listen({ host: '127.0.0.1', port: 0 }), dial: () => dial, logger, ...relayOptions });
   }
   const port = Number(String(forwarder.description.tcp).split(':').pop());
   process.stdout.write(JSON.stringify({ ready: port }) + '\n');

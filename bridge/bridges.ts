@@ -15,9 +15,10 @@ import type { Allowlist } from './connect-head.js';
 import { CONNECT_TIMEOUT_MS, createEgressProxyOpen, createEgressUpstreamOpen } from './egress.js';
 import { BridgeError } from './errors.js';
 import { dialTarget, startForwarder, type Forwarder, type OpenTarget } from './forwarder.js';
-import { RELAY_SPLICE, type RelayKind } from './native-pipe.js';
+import { RELAY_SPLICE, resolveRelay, type RelayKind } from './native-pipe.js';
 import { hybridVsockDialer, hybridVsockListenPath, listenUnixStreams } from './hybrid-vsock.js';
-import { listenTcp, listenVsockStreams, tcpDialer, vsockDialer, type Dial, type StreamListener } from './transports.js';
+import { listenTcp, listenTcpFds, listenVsockFds, listenVsockStreams, tcpDialer, vsockDialer, type Dial, type StreamListener } from './transports.js';
+import { ipv4Bytes } from '../vsock/index.js';
 
 /** Connections each bridge holds at once (two fds each; Node raises its soft fd limit to the hard one). */
 export const DEFAULT_MAX_CONNECTIONS = 1024;
@@ -46,6 +47,14 @@ const DEFAULT_LIMITS = { maxConnections: DEFAULT_MAX_CONNECTIONS, idleTimeoutMs:
 /** The relay options a forwarder gets from a bridge's Partial<Limits>. */
 function relayOptions(options: Partial<Limits>): { relay?: RelayKind; relaySplice: boolean } {
   return { ...(options.relay !== undefined ? { relay: options.relay } : {}), relaySplice: options.relaySplice ?? RELAY_SPLICE };
+}
+
+/**
+ * Whether the forwarder will dial in C (the native relay, and a dial it can make itself): then the
+ * listener hands accepted connections over as raw fds and no stream is made for them (transports.ts).
+ */
+function dialsInC(options: Partial<Limits>, dial: Dial): boolean {
+  return dial.nativeTarget !== undefined && resolveRelay(options.relay) === 'native';
 }
 
 /** The plain bridge: every client gets one dial, bounded by `connectTimeoutMs`. */
@@ -82,7 +91,7 @@ function enclaveDialer(options: HostIngressOptions): Dial {
 /** TCP `listen` -> vsock `cid:vsockPort` (or the guest's `vsockPort` through `uds`). */
 export async function startHostIngress(options: HostIngressOptions): Promise<Forwarder> {
   const dial = enclaveDialer(options);
-  const listener = await listenTcp(options.listen);
+  const listener = dialsInC(options, dial) && ipv4Bytes(options.listen.host) !== undefined ? await listenTcpFds(options.listen) : await listenTcp(options.listen);
   return startForwarder({
     name: 'host-ingress',
     listener,
@@ -106,16 +115,18 @@ export interface EnclaveIngressOptions extends Partial<Limits> {
 
 /** vsock P -> TCP 127.0.0.1:P for every port; on a failure the ones already started are closed. */
 export async function startEnclaveIngress(options: EnclaveIngressOptions): Promise<Forwarder[]> {
-  const listen = options.listen ?? ((port: number) => listenVsockStreams({ port }));
   const dial = options.dial ?? ((port: number) => tcpDialer({ host: '127.0.0.1', port }));
   const forwarders: Forwarder[] = [];
   try {
     for (const port of options.ports) {
+      const portDial = dial(port);
+      // The enclave's side of every ingress connection: its fd goes to the relay's dial when it can.
+      const listener = options.listen !== undefined ? await options.listen(port) : dialsInC(options, portDial) ? await listenVsockFds({ port }) : await listenVsockStreams({ port });
       forwarders.push(
         startForwarder({
           name: 'enclave-ingress',
-          listener: await listen(port),
-          open: dialOpen(dial(port)),
+          listener,
+          open: dialOpen(portDial),
           maxConnections: options.maxConnections ?? DEFAULT_LIMITS.maxConnections,
           idleTimeoutMs: options.idleTimeoutMs ?? DEFAULT_LIMITS.idleTimeoutMs,
           openTimeoutMs: OPEN_TIMEOUT_MS,

@@ -20,7 +20,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 import { dialOpen } from './bridges.js';
 import { startForwarder } from './forwarder.js';
-import { listenTcp, tcpDialer, type Dial } from './transports.js';
+import { listenTcp, listenTcpFds, tcpDialer, type Dial } from './transports.js';
 import { freePort } from '../test/free-port.js';
 import { memoryLogger } from '../test/memory-logger.js';
 
@@ -45,8 +45,10 @@ async function echoServer(): Promise<{ port: number; server: Server }> {
 }
 
 
-async function forwarder(dial: Dial, options: { maxConnections?: number; idleTimeoutMs?: number; openTimeoutMs?: number; connectTimeoutMs?: number; logger?: typeof silent } = {}) {
-  const listener = await listenTcp({ host: '127.0.0.1', port: 0 });
+type Listen = typeof listenTcp;
+
+async function forwarder(dial: Dial, options: { maxConnections?: number; idleTimeoutMs?: number; openTimeoutMs?: number; connectTimeoutMs?: number; logger?: typeof silent; listen?: Listen } = {}) {
+  const listener = await (options.listen ?? listenTcp)({ host: '127.0.0.1', port: 0 });
   const started = startForwarder({
     name: 'test',
     listener,
@@ -322,10 +324,15 @@ function readProcStatus(pid: number): string {
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-describe('the native relay dials the target itself (joinNativeDial)', () => {
+describe.each([
+  ['streams (listenTcp, joinNativeDial)', listenTcp],
+  ['raw fds (listenTcpFds, joinNativeDialFd)', listenTcpFds],
+] as const)('the native relay dials the target itself, connections accepted as %s', (_kind, listen) => {
+  const forwarderOn = (dial: Dial, options: Parameters<typeof forwarder>[1] = {}): ReturnType<typeof forwarder> => forwarder(dial, { ...options, listen });
+
   it('carries early bytes and half-close to an IPv4 target, and counts the join', async () => {
     const echo = await echoServer();
-    const { forwarder: fwd, port } = await forwarder(tcpDialer({ host: '127.0.0.1', port: echo.port }));
+    const { forwarder: fwd, port } = await forwarderOn(tcpDialer({ host: '127.0.0.1', port: echo.port }));
     const socket = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
     const back = readAll(socket);
     // Written before the forwarder could have connected the target: the kernel holds it until the relay reads.
@@ -338,7 +345,9 @@ describe('the native relay dials the target itself (joinNativeDial)', () => {
 
   it('refuses when the target refuses: the client is closed unanswered, BRIDGE_DIAL_FAILED with the errno, no busy loop', async () => {
     const { logger, records } = memoryLogger('debug');
-    const { forwarder: fwd, port } = await forwarder(tcpDialer({ host: '127.0.0.1', port: await freePort() }), { logger });
+    // Above the 20 at once: a burst accepted in one turn has every dial still pending, and past the cap
+    // those would be refused at the cap instead (correctly: they are open connections then).
+    const { forwarder: fwd, port } = await forwarderOn(tcpDialer({ host: '127.0.0.1', port: await freePort() }), { logger, maxConnections: 64 });
     await expectRefused(port, 20);
     await until(() => fwd.stats().openFailures === 20);
     const cpuBefore = process.cpuUsage();
@@ -353,13 +362,13 @@ describe('the native relay dials the target itself (joinNativeDial)', () => {
   it('gives up on a connect that never completes: BRIDGE_DIAL_TIMEOUT at the connect timeout, BRIDGE_SETUP_TIMEOUT at an earlier setup deadline', async () => {
     const target = await blackHolePort();
     const dialFirst = memoryLogger('debug');
-    const first = await forwarder(tcpDialer({ host: '127.0.0.1', port: target }), { connectTimeoutMs: 150, openTimeoutMs: 5_000, logger: dialFirst.logger });
+    const first = await forwarderOn(tcpDialer({ host: '127.0.0.1', port: target }), { connectTimeoutMs: 150, openTimeoutMs: 5_000, logger: dialFirst.logger });
     const start = performance.now();
     expect(['end', 'ECONNRESET']).toContain(await refusedOutcome(await client(first.port)));
     expect(performance.now() - start).toBeGreaterThanOrEqual(140);
     await until(() => first.forwarder.stats().openFailures === 1);
     const setupFirst = memoryLogger('debug');
-    const second = await forwarder(tcpDialer({ host: '127.0.0.1', port: target }), { connectTimeoutMs: 5_000, openTimeoutMs: 100, logger: setupFirst.logger });
+    const second = await forwarderOn(tcpDialer({ host: '127.0.0.1', port: target }), { connectTimeoutMs: 5_000, openTimeoutMs: 100, logger: setupFirst.logger });
     expect(['end', 'ECONNRESET']).toContain(await refusedOutcome(await client(second.port)));
     await until(() => second.forwarder.stats().openFailures === 1);
     const warning = (records: Array<Record<string, unknown>>): unknown => records.find((record) => record.msg === 'bridge connection not opened');
@@ -369,12 +378,70 @@ describe('the native relay dials the target itself (joinNativeDial)', () => {
 
   it('close() during a pending connect ends it: nothing stays active, the client is closed', async () => {
     const target = await blackHolePort();
-    const { forwarder: fwd, port } = await forwarder(tcpDialer({ host: '127.0.0.1', port: target }), { connectTimeoutMs: 10_000 });
+    const { forwarder: fwd, port } = await forwarderOn(tcpDialer({ host: '127.0.0.1', port: target }), { connectTimeoutMs: 10_000 });
     const waiting = await client(port);
     waiting.on('error', () => {});
     await until(() => fwd.stats().active === 1);
     expect((await fwd.close()).active).toBe(0);
     await closed(waiting);
     expect(fwd.stats()).toMatchObject({ openFailures: 0, completed: 1 });
+  });
+
+  it('closes connections beyond maxConnections at once and counts them; cuts idle ones; close() cuts the rest', async () => {
+    const echo = await echoServer();
+    const { forwarder: fwd, port } = await forwarderOn(tcpDialer({ host: '127.0.0.1', port: echo.port }), { maxConnections: 2 });
+    const held = [await client(port), await client(port)];
+    for (const socket of held) {
+      socket.on('error', () => {});
+      const echoed = once(socket, 'data');
+      socket.write('hold');
+      expect(String((await echoed)[0])).toBe('hold');
+    }
+    expect(['end', 'ECONNRESET']).toContain(await refusedOutcome(await client(port)));
+    expect(fwd.stats()).toMatchObject({ active: 2, accepted: 3, refused: 1 });
+    expect((await fwd.close()).active).toBe(0);
+    await Promise.all(held.map((socket) => closed(socket)));
+    expect(fwd.stats()).toMatchObject({ accepted: 3, refused: 1, completed: 2 });
+
+    const idle = await forwarderOn(tcpDialer({ host: '127.0.0.1', port: echo.port }), { idleTimeoutMs: 150 });
+    const socket = await client(idle.port);
+    socket.on('error', () => {});
+    const echoed = once(socket, 'data');
+    socket.write('x');
+    await echoed;
+    await closed(socket);
+    await until(() => idle.forwarder.stats().idleTimeouts === 1);
+    expect(idle.forwarder.stats()).toMatchObject({ active: 0, completed: 1, bytesIn: 1, bytesOut: 1 });
+  });
+});
+
+describe('a listener that hands over raw fds (listenTcpFds)', () => {
+  it('is refused with a dial the relay cannot make itself (BRIDGE_CONFIG_INVALID), and its port is closed again', async () => {
+    const listener = await listenTcpFds({ host: '127.0.0.1', port: 0 });
+    const jsDial = counting(tcpDialer({ host: '127.0.0.1', port: 1 })).dial;
+    let code: string | undefined;
+    try {
+      startForwarder({ name: 'test', listener, open: dialOpen(jsDial), maxConnections: 1, idleTimeoutMs: 0, openTimeoutMs: 1000, logger: silent });
+    } catch (error) {
+      code = (error as { code?: string }).code;
+    }
+    expect(code).toBe('BRIDGE_CONFIG_INVALID');
+    const socket = connect({ port: listener.port, host: '127.0.0.1' });
+    const [error] = (await once(socket, 'error')) as [NodeJS.ErrnoException];
+    expect(error.code).toBe('ECONNREFUSED');
+  });
+
+  it('takes IPv4 addresses only, and reports a port in use as BRIDGE_LISTEN_FAILED', async () => {
+    const taken = await listenTcpFds({ host: '127.0.0.1', port: 0 });
+    cleanups.push(() => taken.close());
+    for (const options of [{ host: 'localhost', port: 0 }, { host: '::1', port: 0 }, { host: '127.0.0.1', port: taken.port }]) {
+      let code: string | undefined;
+      try {
+        await listenTcpFds(options);
+      } catch (error) {
+        code = (error as { code?: string }).code;
+      }
+      expect(code, options.host).toBe('BRIDGE_LISTEN_FAILED');
+    }
   });
 });

@@ -8,7 +8,9 @@
  *   count and log (the listeners themselves back off: vsock/server.ts pauses, libuv's EMFILE reserve fd);
  * - `close()`: stop accepting, let open connections finish for a grace period, then destroy the rest;
  * - the relay: joinStreamsNative (bytes moved in C) by default where the addon loads, pipe.ts's
- *   joinStreams when `relay: 'js'` is chosen; `relay: 'native'` without the addon refuses to start.
+ *   joinStreams when `relay: 'js'` is chosen; `relay: 'native'` without the addon refuses to start;
+ * - a listener that hands over raw fds (`handsOverFds`, the ingress bridges): each goes to the relay's
+ *   own dial (joinNativeDialFd) under the same cap and counters, with no stream or promise per connection.
  * Logs are pino records with constant messages; per-connection records are debug level, repeated warnings
  * are rate limited, and no payload byte is ever logged.
  */
@@ -18,8 +20,8 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 
 import { BridgeError, errorCode } from './errors.js';
-import type { DialTarget } from '../vsock/index.js';
-import { joinNativeDial, joinStreamsNative, resolveRelay, type RelayKind } from './native-pipe.js';
+import { closeFd, type DialTarget } from '../vsock/index.js';
+import { joinNativeDial, joinNativeDialFd, joinStreamsNative, resolveRelay, type RelayKind } from './native-pipe.js';
 import { joinStreams, type Join, type JoinResult } from './pipe.js';
 import { dialOwned, dialTimeoutError, dialWithin, type Dial, type StreamListener } from './transports.js';
 
@@ -147,14 +149,35 @@ export function startForwarder(options: ForwarderOptions): Forwarder {
   /** A plain dial the native relay can make itself: dial and join in C (native-pipe.ts joinNativeDial). */
   const nativeTarget = relay === 'native' ? plainDial?.dial.nativeTarget : undefined;
   const nativeTimeoutError = plainTimeoutError ?? (() => dialTimeoutError(plainDialMs));
-  const handleNativeDial = async (client: Duplex, target: DialTarget): Promise<void> => {
-    const join = joinNativeDial(client, target, { idleTimeoutMs, splice: relaySplice, connectTimeoutMs: plainDialMs, timeoutError: nativeTimeoutError });
-    joins.add(join);
-    const result = await join.done;
-    joins.delete(join);
+  const nativeDialOptions = { idleTimeoutMs, splice: relaySplice, connectTimeoutMs: plainDialMs, timeoutError: nativeTimeoutError };
+  const nativeDialEnded = (result: JoinResult): void => {
     if (result.end === 'dial-failed') openFailed(result.error);
     else recordJoin(result);
   };
+  const handleNativeDial = async (client: Duplex, target: DialTarget): Promise<void> => {
+    const join = joinNativeDial(client, target, nativeDialOptions);
+    joins.add(join);
+    const result = await join.done;
+    joins.delete(join);
+    nativeDialEnded(result);
+  };
+  /** An accepted fd (a listener with `handsOverFds`): counted, joined and released with no promise in between. */
+  const handleFd = (fd: number, target: DialTarget): void => {
+    // The join may end before joinNativeDialFd returns (a dial refused at once): then it is never added.
+    let join: Join | undefined;
+    let ended = false;
+    join = joinNativeDialFd(fd, target, nativeDialOptions, (result) => {
+      ended = true;
+      if (join !== undefined) joins.delete(join);
+      nativeDialEnded(result);
+      release();
+    });
+    if (!ended) joins.add(join);
+  };
+  if (listener.handsOverFds === true && nativeTarget === undefined) {
+    void listener.close();
+    throw new BridgeError('BRIDGE_CONFIG_INVALID', 'a listener that hands over fds needs the native relay and a plain dial it can make itself (tcpDialer to an IPv4 address, vsockDialer)');
+  }
 
   const openFailed = (error: unknown): void => {
     counters.openFailures += 1;
@@ -207,21 +230,36 @@ export function startForwarder(options: ForwarderOptions): Forwarder {
     recordJoin(result);
   };
 
-  listener.events.on('connection', (client: Duplex) => {
+  /** Counts an accepted connection; false (and counted as refused) at the cap or while closing. */
+  const admit = (): boolean => {
     counters.accepted += 1;
-    client.on('error', ignoreError); // errors surface through open() or the join; never as an uncaught 'error'
     if (closing || counters.active >= maxConnections) {
       counters.refused += 1;
-      client.destroy();
       if (!closing) warn('cap', { maxConnections, refused: counters.refused }, 'bridge connection refused at the cap');
-      return;
+      return false;
     }
     counters.active += 1;
+    return true;
+  };
+  listener.events.on('connection', (client: Duplex) => {
+    client.on('error', ignoreError); // errors surface through open() or the join; never as an uncaught 'error'
+    if (!admit()) {
+      client.destroy();
+      return;
+    }
     handle(client).then(release, (error: unknown) => {
       logger.error({ err: error }, 'bridge connection handler failed');
       client.destroy();
       release();
     });
+  });
+  // A listener with `handsOverFds`: the raw fd goes to the relay's dial (which owns it from then on), or is closed.
+  listener.events.on('fd', (fd: number) => {
+    if (!admit()) {
+      closeFd(fd);
+      return;
+    }
+    handleFd(fd, nativeTarget!);
   });
   listener.events.on('error', (error: Error) => {
     counters.acceptErrors += 1;

@@ -12,6 +12,8 @@ export { LINGER_MS, WARN_INTERVAL_MS, startForwarder, type Forwarder, type Forwa
 export {
   dialWithin,
   listenTcp,
+  listenTcpFds,
+  listenVsockFds,
   listenVsockStreams,
   tcpDialer,
   vsockDialer,

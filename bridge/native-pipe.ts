@@ -15,8 +15,9 @@
  * and closes it; the socket lives on through the relay's duplicate, which the relay closes when it ends.
  * So each fd has one owner and is closed once, and Node cannot read or write the socket after the join.
  * Taking the fd over in place (readStop and keep Node's handle) would leave two owners of one fd and
- * libuv's epoll entry on it; accepting TCP in C would duplicate the listeners, caps and error handling that
- * transports.ts already has. The fd of a net.Socket is its libuv handle's (`_handle.fd`, Unix only), of a
+ * libuv's epoll entry on it. The two ingress bridges skip the client stream altogether: their listeners
+ * accept in C and hand over raw fds (vsock/fd-listener.ts), while the cap, the counters and the error
+ * handling stay in the forwarder (joinNativeDialFd). The fd of a net.Socket is its libuv handle's (`_handle.fd`, Unix only), of a
  * VsockSocket its `fd`; a stream with neither is BRIDGE_RELAY_UNAVAILABLE (no silent fallback to the JS
  * relay: the caller chose native).
  * It never reads payload bytes beyond counting them and never logs.
@@ -25,7 +26,7 @@
 import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 
-import { VsockSocket, fdRelayAvailable, openDialRelay, openFdRelay, type DialTarget, type FdRelay } from '../vsock/index.js';
+import { VsockSocket, closeFd, fdRelayAvailable, openDialRelay, openFdRelay, type DialTarget, type FdRelay, type FdRelayEnd } from '../vsock/index.js';
 import { BridgeError } from './errors.js';
 import type { Join, JoinEnd, JoinOptions, JoinResult } from './pipe.js';
 import { dialFailedError } from './transports.js';
@@ -170,6 +171,8 @@ class NativeJoinCore {
   #idleEntry: IdleEntry | undefined;
   #settle!: (result: JoinResult) => void;
   readonly streams: readonly Duplex[];
+  /** Told the result synchronously as the join settles, before `done` resolves (joinNativeDialFd). */
+  onSettle: ((result: JoinResult) => void) | undefined;
 
   /** `closedMessage`: BRIDGE_PEER_CLOSED's message for a stream that closes before the relay runs. */
   constructor(streams: readonly Duplex[], idleTimeoutMs: number, idleBeforeRelay: (nowMs: number) => number, closedMessage: string) {
@@ -251,7 +254,9 @@ class NativeJoinCore {
     this.#settled = true;
     if (this.#idleEntry !== undefined) idleWatch.delete(this.#idleEntry);
     const how = this.end ?? (this.firstError === undefined ? 'ended' : 'error');
-    this.#settle({ bytesAToB: this.#bytesAToB, bytesBToA: this.#bytesBToA, end: how, ...(this.firstError !== undefined ? { error: this.firstError } : {}) });
+    const result: JoinResult = { bytesAToB: this.#bytesAToB, bytesBToA: this.#bytesBToA, end: how, ...(this.firstError !== undefined ? { error: this.firstError } : {}) };
+    this.onSettle?.(result);
+    this.#settle(result);
   }
 
   /** The Join the caller hands out. */
@@ -350,14 +355,9 @@ export function joinNativeDial(client: Duplex, target: DialTarget, options: Nati
     }
     const prefixAToB = takeBuffered(client);
     try {
-      core.relay = openDialRelay(fd, target, { bufferBytes, splice, prefixAToB, connectTimeoutMs }, (error, aToB, bToA, connected) => {
-        if (!connected) core.relayEnded(aToB, bToA, 'dial-failed', (error as { code?: string } | null)?.code === 'VSOCK_ETIMEDOUT' ? timeoutError() : dialFailedError(error));
-        else core.relayEnded(aToB, bToA, error === null ? undefined : 'error', error ?? undefined);
-      });
+      core.relay = openDialRelay(fd, target, { bufferBytes, splice, prefixAToB, connectTimeoutMs }, dialEnded(core, timeoutError));
     } catch (cause) {
-      const code = (cause as { code?: string }).code;
-      if (code !== undefined && code.startsWith('VSOCK_E')) core.finishWith('dial-failed', dialFailedError(cause));
-      else core.finishWith('error', new BridgeError('BRIDGE_RELAY_FAILED', 'the native relay did not start', { cause }));
+      dialNotStarted(core, cause);
       return;
     }
     client.destroy();
@@ -365,3 +365,41 @@ export function joinNativeDial(client: Duplex, target: DialTarget, options: Nati
   start();
   return core.join();
 }
+
+/** The relay's end of a dial: not connected is `dial-failed` (BRIDGE_DIAL_TIMEOUT or BRIDGE_DIAL_FAILED). */
+function dialEnded(core: NativeJoinCore, timeoutError: () => Error): FdRelayEnd {
+  return (error, aToB, bToA, connected) => {
+    if (!connected) core.relayEnded(aToB, bToA, 'dial-failed', (error as { code?: string } | null)?.code === 'VSOCK_ETIMEDOUT' ? timeoutError() : dialFailedError(error));
+    else core.relayEnded(aToB, bToA, error === null ? undefined : 'error', error ?? undefined);
+  };
+}
+
+/** A dial refused before the relay ran: `dial-failed` for the kernel's errno, BRIDGE_RELAY_FAILED otherwise. */
+function dialNotStarted(core: NativeJoinCore, cause: unknown): void {
+  const code = (cause as { code?: string }).code;
+  if (code !== undefined && code.startsWith('VSOCK_E')) core.finishWith('dial-failed', dialFailedError(cause));
+  else core.finishWith('error', new BridgeError('BRIDGE_RELAY_FAILED', 'the native relay did not start', { cause }));
+}
+
+/**
+ * joinNativeDial for a connection accepted as a raw fd (vsock/fd-listener.ts, a StreamListener with
+ * `handsOverFds`): no stream was ever made for it, so none is waited for or destroyed. The join owns `fd`
+ * from the call on: the relay takes a duplicate and `fd` itself is closed here, whatever happens.
+ * `onSettle` is told the result synchronously when the join ends, which may be before this returns (a
+ * dial refused at once): a listener hands over a burst of fds in one turn, and a caller counting open
+ * connections must see that one end before the next fd, as it would between two streams' events.
+ */
+export function joinNativeDialFd(fd: number, target: DialTarget, options: NativeDialOptions, onSettle: (result: JoinResult) => void): Join {
+  const { idleTimeoutMs, bufferBytes = RELAY_BUFFER_BYTES, splice = false, connectTimeoutMs, timeoutError } = options;
+  const core = new NativeJoinCore([], idleTimeoutMs, () => 0, 'the client closed before the relay started');
+  core.onSettle = onSettle;
+  try {
+    core.relay = openDialRelay(fd, target, { bufferBytes, splice, connectTimeoutMs }, dialEnded(core, timeoutError));
+  } catch (cause) {
+    dialNotStarted(core, cause);
+  } finally {
+    closeFd(fd);
+  }
+  return core.join();
+}
+

@@ -1,7 +1,8 @@
 /**
  * The two transports a bridge joins, behind one small interface each, so the forwarder and the CONNECT
  * handlers run the same over TCP and vsock (host tests use TCP on loopback only; the QEMU guest uses both):
- * - a StreamListener hands out accepted streams (`listenTcp`, `listenVsockStreams`);
+ * - a StreamListener hands out accepted streams (`listenTcp`, `listenVsockStreams`), or their raw fds
+ *   for the native relay's own dial (`listenTcpFds`, `listenVsockFds`: the two ingress bridges);
  * - a Dial opens one stream to a fixed target (`tcpDialer`, `vsockDialer`); `dialWithin` bounds any Dial
  *   in time and turns its failures into BRIDGE_DIAL_FAILED / BRIDGE_DIAL_TIMEOUT.
  * Every stream is half-open capable (allowHalfOpen: true); TCP sockets have Nagle off, since a bridge
@@ -13,7 +14,7 @@ import { EventEmitter } from 'node:events';
 import { createServer, connect as connectTcp, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 
-import { connectVsock, ipv4Bytes, listenVsock, type DialTarget, type VsockServer } from '../vsock/index.js';
+import { connectVsock, ipv4Bytes, listenFds, listenVsock, type DialTarget, type FdListener, type VsockServer } from '../vsock/index.js';
 import { BridgeError } from './errors.js';
 
 /**
@@ -26,8 +27,16 @@ export type Dial = ((signal: AbortSignal) => Promise<Duplex>) & { readonly nativ
 export interface StreamListener {
   /** Where it listens, for logs: `{ tcp: '127.0.0.1:8080' }` or `{ vsockPort: 8080 }`. */
   readonly description: Readonly<Record<string, string | number>>;
-  /** 'connection' with each accepted Duplex; 'error' for an accept failure, after which it keeps listening. */
+  /**
+   * 'connection' with each accepted Duplex, or 'fd' with each accepted connection's raw fd when
+   * `handsOverFds`; 'error' for an accept failure, after which it keeps listening.
+   */
   readonly events: EventEmitter;
+  /**
+   * Accepted connections come as raw fds (vsock/fd-listener.ts), which only the native relay's own dial
+   * can take (the forwarder refuses any other pairing): no stream object is made per connection.
+   */
+  readonly handsOverFds?: true;
   /** Stops accepting; connections already handed out are not touched. */
   close(): Promise<void>;
 }
@@ -71,6 +80,40 @@ export async function listenTcp(options: { host: string; port: number }): Promis
       return Promise.resolve();
     },
   };
+}
+
+/**
+ * Listens on TCP `host:port` (a dotted IPv4 address) and hands accepted connections over as raw fds
+ * (`handsOverFds`), with TCP_NODELAY as listenTcp's. BRIDGE_LISTEN_FAILED as listenTcp, and for a host
+ * that is not an IPv4 address (listenTcp takes names and IPv6).
+ */
+export async function listenTcpFds(options: { host: string; port: number }): Promise<TcpListener> {
+  const address = ipv4Bytes(options.host);
+  if (address === undefined) throw new BridgeError('BRIDGE_LISTEN_FAILED', `cannot listen on ${options.host}:${options.port} for fds: not an IPv4 address`);
+  let listener: FdListener;
+  try {
+    listener = listenFds({ kind: 'tcp', address, port: options.port, backlog: TCP_BACKLOG });
+  } catch (cause) {
+    throw new BridgeError('BRIDGE_LISTEN_FAILED', `cannot listen on ${options.host}:${options.port}: ${listenCode(cause)}`, { cause });
+  }
+  return { description: { tcp: `${options.host}:${listener.port}` }, port: listener.port, events: listener, handsOverFds: true, close: () => listener.close() };
+}
+
+/** Listens on vsock `port` and hands accepted connections over as raw fds (`handsOverFds`). */
+export async function listenVsockFds(options: { port: number; cid?: number }): Promise<StreamListener> {
+  let listener: FdListener;
+  try {
+    listener = listenFds({ kind: 'vsock', port: options.port, ...(options.cid !== undefined ? { cid: options.cid } : {}) });
+  } catch (cause) {
+    throw new BridgeError('BRIDGE_LISTEN_FAILED', `cannot listen on vsock port ${options.port}: ${(cause as { code?: string }).code ?? 'error'}`, { cause });
+  }
+  return { description: { vsockPort: listener.port }, events: listener, handsOverFds: true, close: () => listener.close() };
+}
+
+/** `EADDRINUSE` from VSOCK_EADDRINUSE, as listenTcp's message (Node's code) has it. */
+function listenCode(cause: unknown): string {
+  const code = (cause as { code?: string }).code;
+  return code?.startsWith('VSOCK_E') === true ? code.slice('VSOCK_'.length) : (code ?? 'error');
 }
 
 /** Dials TCP `host:port`. */

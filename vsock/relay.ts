@@ -45,6 +45,11 @@ interface RelayNative {
   /** [bytesAToB, bytesBToA, idleMs] */
   stats(handle: RelayHandle): readonly [number, number, number];
   close(handle: RelayHandle): void;
+  /** [fd, bound port] of a listening TCP socket. */
+  listenTcp(address: Uint8Array, port: number, backlog: number): readonly [number, number];
+  /** An accepted connection's fd, or -1 when none waits. */
+  acceptTcp(fd: number): number;
+  closeFd(fd: number): void;
   readonly MIN_BUFFER_BYTES: number;
   readonly MAX_BUFFER_BYTES: number;
   readonly MAX_PREFIX_BYTES: number;
@@ -164,6 +169,35 @@ export function openDialRelay(fdA: number, target: DialTarget, options: DialRela
     throw toVsockError(error);
   }
   return relayFor(native, handle);
+}
+
+/**
+ * A listening TCP socket on a 4-byte IPv4 address whose connections are accepted with `acceptTcpFd`, for
+ * the bridges that hand accepted fds straight to openDialRelay (vsock/fd-listener.ts). Throws
+ * `VSOCK_UNAVAILABLE`, `VSOCK_BAD_ARGUMENT` or `VSOCK_E<ERRNO>` (EADDRINUSE, EACCES) and then holds nothing.
+ */
+export function listenTcpFd(address: Uint8Array, port: number, backlog: number): { fd: number; port: number } {
+  const native = loadRelayNative();
+  try {
+    const [fd, bound] = native.listenTcp(address, port, backlog);
+    return { fd, port: bound };
+  } catch (error) {
+    throw toVsockError(error);
+  }
+}
+
+/** The next waiting connection's fd (non-blocking, TCP_NODELAY), or -1; throws `VSOCK_E<ERRNO>` (EMFILE, ...). */
+export function acceptTcpFd(fd: number): number {
+  try {
+    return loadRelayNative().acceptTcp(fd);
+  } catch (error) {
+    throw toVsockError(error);
+  }
+}
+
+/** Closes an accepted fd that no relay took. */
+export function closeFd(fd: number): void {
+  loadRelayNative().closeFd(fd);
 }
 
 const EMPTY = new Uint8Array(0);

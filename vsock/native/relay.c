@@ -988,12 +988,102 @@ static napi_value relay_close(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * listenTcp(address, port, backlog): [fd, port]. A listening TCP socket on a 4-byte IPv4 address
+ * (non-blocking, close-on-exec, SO_REUSEADDR as Node's listeners have), for a bridge whose accepted
+ * connections go straight to dial(): no net.Socket is made for them (bridge/transports.ts listenTcpFds).
+ * `port` 0 lets the kernel choose; the bound port comes back. VSOCK_E<ERRNO> on failure, nothing left open.
+ */
+static napi_value relay_listen_tcp(napi_env env, napi_callback_info info) {
+  napi_value argv[3], result, element;
+  struct sockaddr_in address;
+  socklen_t length = sizeof(address);
+  bool is_typedarray = false;
+  napi_typedarray_type type;
+  void *bytes = NULL;
+  size_t n = 0;
+  double port, backlog;
+  int fd, one = 1;
+
+  if (!get_args(env, info, 3, argv)) return NULL;
+  if (napi_is_typedarray(env, argv[0], &is_typedarray) != napi_ok || !is_typedarray ||
+      napi_get_typedarray_info(env, argv[0], &type, &n, &bytes, NULL, NULL) != napi_ok || type != napi_uint8_array || n != 4) {
+    return throw_bad_argument(env, &ARGUMENTS, false, "address", "a Uint8Array of 4 bytes (IPv4)", argv[0]);
+  }
+  if (!get_integer(env, &ARGUMENTS, argv[1], "port", "an integer 0..65535", 0, 65535, &port) ||
+      !get_integer(env, &ARGUMENTS, argv[2], "backlog", "an integer 1..65535", 1, 65535, &backlog)) {
+    return NULL;
+  }
+  memset(&address, 0, sizeof(address));
+  address.sin_family = AF_INET;
+  memcpy(&address.sin_addr, bytes, 4);
+  address.sin_port = htons((uint16_t)port);
+  fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return throw_errno(env, CODE_PART, "TCP socket() failed", errno);
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+      bind(fd, (struct sockaddr *)&address, sizeof(address)) != 0 || listen(fd, (int)backlog) != 0 ||
+      getsockname(fd, (struct sockaddr *)&address, &length) != 0) {
+    int err = errno;
+    close(fd);
+    return throw_errno(env, CODE_PART, "TCP listen failed", err);
+  }
+  if (napi_create_array_with_length(env, 2, &result) != napi_ok || napi_create_int32(env, fd, &element) != napi_ok ||
+      napi_set_element(env, result, 0, element) != napi_ok ||
+      napi_create_uint32(env, ntohs(address.sin_port), &element) != napi_ok ||
+      napi_set_element(env, result, 1, element) != napi_ok) {
+    close(fd);
+    throw_napi_failure(env);
+    return NULL;
+  }
+  return result;
+}
+
+/*
+ * acceptTcp(fd): the accepted connection's fd (non-blocking, close-on-exec, TCP_NODELAY), or -1 when none
+ * is waiting. A peer that gave up while queued (ECONNABORTED) is skipped; other errors (EMFILE, ENFILE,
+ * ENOBUFS) throw VSOCK_E<ERRNO> and the caller backs off (vsock/fd-listener.ts).
+ */
+static napi_value relay_accept_tcp(napi_env env, napi_callback_info info) {
+  napi_value argv[1], result;
+  int fd, peer, one = 1;
+  if (!get_args(env, info, 1, argv) || !get_fd(env, argv[0], "fd", &fd)) return NULL;
+  do {
+    peer = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  } while (peer < 0 && (errno == EINTR || errno == ECONNABORTED));
+  if (peer < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) peer = -1;
+    else return throw_errno(env, CODE_PART, "TCP accept4() failed", errno);
+  } else {
+    /* As Node's bridge listener had (noDelay): a relay's small writes go out at once. */
+    (void)setsockopt(peer, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  }
+  if (napi_create_int32(env, peer, &result) != napi_ok) {
+    if (peer >= 0) close(peer);
+    throw_napi_failure(env);
+    return NULL;
+  }
+  return result;
+}
+
+/* closeFd(fd): closes an fd handed out by acceptTcp or vsock's accept that nothing else owns. */
+static napi_value relay_close_fd(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  int fd;
+  if (!get_args(env, info, 1, argv) || !get_fd(env, argv[0], "fd", &fd)) return NULL;
+  /* Linux releases the fd even when close() reports EINTR; retrying could close someone else's. */
+  (void)close(fd);
+  return NULL;
+}
+
 napi_value relay_register(napi_env env, napi_value exports) {
   napi_property_descriptor properties[] = {
       {"open", NULL, relay_open, NULL, NULL, NULL, napi_enumerable, NULL},
       {"dial", NULL, relay_dial, NULL, NULL, NULL, napi_enumerable, NULL},
       {"stats", NULL, relay_stats, NULL, NULL, NULL, napi_enumerable, NULL},
       {"close", NULL, relay_close, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"listenTcp", NULL, relay_listen_tcp, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"acceptTcp", NULL, relay_accept_tcp, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"closeFd", NULL, relay_close_fd, NULL, NULL, NULL, napi_enumerable, NULL},
       {"MIN_BUFFER_BYTES", NULL, NULL, NULL, NULL, uint32_value(env, MIN_BUFFER_BYTES), napi_enumerable, NULL},
       {"MAX_BUFFER_BYTES", NULL, NULL, NULL, NULL, uint32_value(env, MAX_BUFFER_BYTES), napi_enumerable, NULL},
       {"MAX_PREFIX_BYTES", NULL, NULL, NULL, NULL, uint32_value(env, MAX_PREFIX_BYTES), napi_enumerable, NULL},

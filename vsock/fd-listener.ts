@@ -19,7 +19,7 @@ import { VMADDR_CID_ANY, assertBacklog, assertCid, assertPort } from './address.
 import { type VsockError, toVsockError } from './errors.js';
 import { PolledFd, loadVsockNative, openPolledSocket } from './native.js';
 import { acceptTcpFd, listenTcpFd } from './relay.js';
-import { ACCEPT_RETRY_MS, DEFAULT_BACKLOG } from './server.js';
+import { DEFAULT_BACKLOG, pauseAccepting } from './server.js';
 
 /** Accepts per readable wakeup before the loop gets a turn (the rest wait in the kernel's queue). */
 const ACCEPTS_PER_WAKEUP = 64;
@@ -81,11 +81,7 @@ class PolledFdListener extends EventEmitter implements FdListener {
   }
 
   #pause(error: VsockError): void {
-    this.#pfd.setEvents(0);
-    this.#retryTimer = setTimeout(() => {
-      this.#retryTimer = undefined;
-      if (!this.#closed) this.#pfd.setEvents(this.#pfd.native.READABLE);
-    }, ACCEPT_RETRY_MS);
+    this.#retryTimer = pauseAccepting(this.#pfd, () => this.#closed);
     this.emit('error', error);
   }
 }

@@ -117,13 +117,20 @@ export class VsockServer extends EventEmitter {
 
   /** Reports the error and stops accepting for ACCEPT_RETRY_MS (the queue stays readable meanwhile). */
   #pause(error: VsockError): void {
-    this.#pfd.setEvents(0);
-    this.#retryTimer = setTimeout(() => {
-      this.#retryTimer = undefined;
-      if (!this.#closed) this.#pfd.setEvents(this.#pfd.native.READABLE);
-    }, ACCEPT_RETRY_MS);
+    this.#retryTimer = pauseAccepting(this.#pfd, () => this.#closed);
     this.emit('error', error);
   }
+}
+
+/**
+ * After an accept error on a listening fd: stop polling it, and poll for READABLE again after
+ * ACCEPT_RETRY_MS unless `closed()` by then (VsockServer, fd-listener.ts). Returns the timer, for close().
+ */
+export function pauseAccepting(pfd: PolledFd, closed: () => boolean): NodeJS.Timeout {
+  pfd.setEvents(0);
+  return setTimeout(() => {
+    if (!closed()) pfd.setEvents(pfd.native.READABLE);
+  }, ACCEPT_RETRY_MS);
 }
 
 /**

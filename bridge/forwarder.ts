@@ -166,12 +166,19 @@ export function startForwarder(options: ForwarderOptions): Forwarder {
     // The join may end before joinNativeDialFd returns (a dial refused at once): then it is never added.
     let join: Join | undefined;
     let ended = false;
-    join = joinNativeDialFd(fd, target, nativeDialOptions, (result) => {
-      ended = true;
-      if (join !== undefined) joins.delete(join);
-      nativeDialEnded(result);
-      release();
-    });
+    try {
+      join = joinNativeDialFd(fd, target, nativeDialOptions, (result) => {
+        ended = true;
+        if (join !== undefined) joins.delete(join);
+        nativeDialEnded(result);
+        release();
+      });
+    } catch (error) {
+      // Not expected (joinNativeDialFd turns every failure into its result); the count must not leak.
+      logger.error({ err: error }, 'bridge connection handler failed');
+      if (!ended) release();
+      return;
+    }
     if (!ended) joins.add(join);
   };
   if (listener.handsOverFds === true && nativeTarget === undefined) {

@@ -15,11 +15,11 @@
 
 import { EventEmitter } from 'node:events';
 
-import { VMADDR_CID_ANY, assertBacklog, assertCid, assertPort } from './address.js';
+import { VMADDR_CID_ANY } from './address.js';
 import { type VsockError, toVsockError } from './errors.js';
-import { PolledFd, loadVsockNative, openPolledSocket } from './native.js';
+import { PolledFd, loadVsockNative } from './native.js';
 import { acceptTcpFd, listenTcpFd } from './relay.js';
-import { DEFAULT_BACKLOG, pauseAccepting } from './server.js';
+import { DEFAULT_BACKLOG, openListeningSocket, pauseAccepting } from './server.js';
 
 /** Accepts per readable wakeup before the loop gets a turn (the rest wait in the kernel's queue). */
 const ACCEPTS_PER_WAKEUP = 64;
@@ -94,22 +94,18 @@ export function listenFds(options: FdListenOptions): FdListener {
     const { fd, port } = listenTcpFd(options.address, options.port, backlog);
     return new PolledFdListener(new PolledFd(native, fd), port, acceptTcpFd);
   }
-  const cid = options.cid ?? VMADDR_CID_ANY;
-  assertCid(cid);
-  assertPort(options.port);
-  assertBacklog(backlog);
-  const pfd = openPolledSocket(native);
-  let port: number;
-  try {
-    pfd.native.bind(pfd.fd, cid, options.port);
-    pfd.native.listen(pfd.fd, backlog);
-    port = pfd.native.localAddress(pfd.fd).port;
-  } catch (error) {
-    pfd.close();
-    throw toVsockError(error);
-  }
-  return new PolledFdListener(pfd, port, (fd) => {
+  const { pfd, address } = openListeningSocket(options.cid ?? VMADDR_CID_ANY, options.port, backlog);
+  return new PolledFdListener(pfd, address.port, (fd) => {
     const accepted = native.accept(fd);
     return accepted === native.WOULD_BLOCK ? -1 : accepted[0];
   });
+}
+
+/** Closes an accepted fd that nothing took (vsock's `close`, which serves any fd no poll handle owns). */
+export function closeFd(fd: number): void {
+  try {
+    loadVsockNative().close(fd);
+  } catch (error) {
+    throw toVsockError(error);
+  }
 }

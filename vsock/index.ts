@@ -15,5 +15,5 @@ export {
 export { VsockError, type VsockErrorCode } from './errors.js';
 export { READ_CHUNK_BYTES, VsockSocket, connectVsock, type ConnectVsockOptions, type VsockSocketOptions } from './socket.js';
 export { ACCEPT_RETRY_MS, DEFAULT_BACKLOG, VsockServer, listenVsock, type ListenVsockOptions } from './server.js';
-export { type FdListener, type FdListenOptions, listenFds } from './fd-listener.js';
-export { closeFd, fdRelayAvailable, ipv4Bytes, openDialRelay, openFdRelay, type DialRelayOptions, type DialTarget, type FdRelay, type FdRelayEnd, type FdRelayOptions, type FdRelayStats } from './relay.js';
+export { type FdListener, type FdListenOptions, closeFd, listenFds } from './fd-listener.js';
+export { fdRelayAvailable, ipv4Bytes, openDialRelay, openFdRelay, type DialRelayOptions, type DialTarget, type FdRelay, type FdRelayEnd, type FdRelayOptions, type FdRelayStats } from './relay.js';

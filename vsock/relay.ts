@@ -49,7 +49,6 @@ interface RelayNative {
   listenTcp(address: Uint8Array, port: number, backlog: number): readonly [number, number];
   /** An accepted connection's fd, or -1 when none waits. */
   acceptTcp(fd: number): number;
-  closeFd(fd: number): void;
   readonly MIN_BUFFER_BYTES: number;
   readonly MAX_BUFFER_BYTES: number;
   readonly MAX_PREFIX_BYTES: number;
@@ -193,11 +192,6 @@ export function acceptTcpFd(fd: number): number {
   } catch (error) {
     throw toVsockError(error);
   }
-}
-
-/** Closes an accepted fd that no relay took. */
-export function closeFd(fd: number): void {
-  loadRelayNative().closeFd(fd);
 }
 
 const EMPTY = new Uint8Array(0);

@@ -141,20 +141,26 @@ export function pauseAccepting(pfd: PolledFd, closed: () => boolean): NodeJS.Tim
 export async function listenVsock(options: ListenVsockOptions): Promise<VsockServer> {
   assertOptions(options);
   const { cid = VMADDR_CID_ANY, port, backlog = DEFAULT_BACKLOG, allowHalfOpen } = options;
+  assertOptionalBoolean(allowHalfOpen, 'allowHalfOpen');
+  const { pfd, address } = openListeningSocket(cid, port, backlog);
+  return new VsockServer(pfd, address, allowHalfOpen === undefined ? {} : { allowHalfOpen });
+}
+
+/**
+ * A bound, listening AF_VSOCK socket and its address (listenVsock, fd-listener.ts). `VSOCK_BAD_ARGUMENT`
+ * before any native call for a bad cid, port or backlog; the kernel's `VSOCK_E<ERRNO>` with nothing left open.
+ */
+export function openListeningSocket(cid: number, port: number, backlog: number): { pfd: PolledFd; address: VsockAddress } {
   assertCid(cid);
   assertPort(port);
   assertBacklog(backlog);
-  assertOptionalBoolean(allowHalfOpen, 'allowHalfOpen');
-
   const pfd = openPolledSocket(loadVsockNative());
-  let address: VsockAddress;
   try {
     pfd.native.bind(pfd.fd, cid, port);
     pfd.native.listen(pfd.fd, backlog);
-    address = pfd.native.localAddress(pfd.fd);
+    return { pfd, address: pfd.native.localAddress(pfd.fd) };
   } catch (error) {
     pfd.close();
     throw toVsockError(error);
   }
-  return new VsockServer(pfd, address, allowHalfOpen === undefined ? {} : { allowHalfOpen });
 }

@@ -1065,16 +1065,6 @@ static napi_value relay_accept_tcp(napi_env env, napi_callback_info info) {
   return result;
 }
 
-/* closeFd(fd): closes an fd handed out by acceptTcp or vsock's accept that nothing else owns. */
-static napi_value relay_close_fd(napi_env env, napi_callback_info info) {
-  napi_value argv[1];
-  int fd;
-  if (!get_args(env, info, 1, argv) || !get_fd(env, argv[0], "fd", &fd)) return NULL;
-  /* Linux releases the fd even when close() reports EINTR; retrying could close someone else's. */
-  (void)close(fd);
-  return NULL;
-}
-
 napi_value relay_register(napi_env env, napi_value exports) {
   napi_property_descriptor properties[] = {
       {"open", NULL, relay_open, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -1083,7 +1073,6 @@ napi_value relay_register(napi_env env, napi_value exports) {
       {"close", NULL, relay_close, NULL, NULL, NULL, napi_enumerable, NULL},
       {"listenTcp", NULL, relay_listen_tcp, NULL, NULL, NULL, napi_enumerable, NULL},
       {"acceptTcp", NULL, relay_accept_tcp, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"closeFd", NULL, relay_close_fd, NULL, NULL, NULL, napi_enumerable, NULL},
       {"MIN_BUFFER_BYTES", NULL, NULL, NULL, NULL, uint32_value(env, MIN_BUFFER_BYTES), napi_enumerable, NULL},
       {"MAX_BUFFER_BYTES", NULL, NULL, NULL, NULL, uint32_value(env, MAX_BUFFER_BYTES), napi_enumerable, NULL},
       {"MAX_PREFIX_BYTES", NULL, NULL, NULL, NULL, uint32_value(env, MAX_PREFIX_BYTES), napi_enumerable, NULL},

@@ -15,7 +15,7 @@
 
 import { loadNativeAddon } from '../native/index.js';
 // steve/server only (not steve/index.js, which would load the client at start-up: steve/server/index.ts).
-import { SteveError, assertAeadArguments, type ServerAead } from '../steve/server/index.js';
+import { assertAeadArguments, assertBytes, outsideHeap, type ServerAead } from '../steve/server/index.js';
 import { AgentError } from './errors.js';
 
 /** AES-256-GCM's tag (specs/steve.md §1); the addon reports its own, and they must agree. */
@@ -29,24 +29,18 @@ interface AesGcmNative {
 }
 
 /**
- * A small Uint8Array made in JS (the protocol's nonce and AAD) keeps its bytes inside V8's heap, and native
- * code reaching them first moves them out (about 1.5 us each, aead-node.ts). They are copied into these,
- * which live outside the heap, and handed over instead; each call fills and is done with them before it returns.
+ * The nonce and AAD are copied into these, outside V8's heap, before the native call (aead-node.ts's
+ * outsideHeap says why); each call fills and is done with them before it returns.
  */
 const NONCE_SCRATCH = Buffer.alloc(12);
 /** Room for the protocol's AADs (v2 records 39 bytes, stream records 46); a longer one is passed as it is. */
 const AAD_SCRATCH = Buffer.alloc(64);
 
-function outsideHeap(bytes: Uint8Array, scratch: Buffer): Uint8Array {
-  if (bytes.length > scratch.length) return bytes;
-  scratch.set(bytes);
-  return bytes.length === scratch.length ? scratch : scratch.subarray(0, bytes.length);
-}
-
-function plaintextPieces(pieces: readonly Uint8Array[]): number {
+/** The total length of the pieces, each checked to be a Uint8Array. */
+function piecesLength(pieces: readonly Uint8Array[]): number {
   let total = 0;
   for (const piece of pieces) {
-    if (!(piece instanceof Uint8Array)) throw new SteveError('STEVE_BAD_ARGUMENT', `"plaintext" expected Uint8Array pieces, got ${piece === null ? 'null' : typeof piece}`);
+    assertBytes(piece, 'plaintext');
     total += piece.length;
   }
   return total;
@@ -74,7 +68,7 @@ export function loadNativeAesGcm(): ServerAead {
    */
   function sealInto(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, plaintext: Uint8Array | readonly Uint8Array[], length: number, prefix: Uint8Array): Uint8Array {
     assertAeadArguments(key, nonce, aad);
-    if (!(prefix instanceof Uint8Array)) throw new SteveError('STEVE_BAD_ARGUMENT', '"prefix" expected Uint8Array');
+    assertBytes(prefix, 'prefix');
     // Every byte is written (prefix here, the rest by the seal), so it need not be zeroed first.
     const out = Buffer.allocUnsafe(prefix.length + length + TAG_BYTES);
     out.set(prefix, 0);
@@ -82,8 +76,9 @@ export function loadNativeAesGcm(): ServerAead {
     return new Uint8Array(out.buffer, out.byteOffset, out.length);
   }
 
+  /** A single plaintext's length, checked to be a Uint8Array. */
   function single(plaintext: Uint8Array): number {
-    if (!(plaintext instanceof Uint8Array)) throw new SteveError('STEVE_BAD_ARGUMENT', `"plaintext" expected Uint8Array, got ${plaintext === null ? 'null' : typeof plaintext}`);
+    assertBytes(plaintext, 'plaintext');
     return plaintext.length;
   }
 
@@ -96,11 +91,11 @@ export function loadNativeAesGcm(): ServerAead {
       return sealInto(key, nonce, aad, plaintext, single(plaintext), prefix);
     },
     sealPrefixedParts(key, nonce, aad, pieces, prefix) {
-      return [sealInto(key, nonce, aad, pieces, plaintextPieces(pieces), prefix)];
+      return [sealInto(key, nonce, aad, pieces, piecesLength(pieces), prefix)];
     },
     open(key, nonce, aad, sealed) {
       assertAeadArguments(key, nonce, aad);
-      if (!(sealed instanceof Uint8Array)) throw new SteveError('STEVE_BAD_ARGUMENT', `"sealed" expected Uint8Array, got ${sealed === null ? 'null' : typeof sealed}`);
+      assertBytes(sealed, 'sealed');
       if (sealed.length < TAG_BYTES) return null;
       const out = Buffer.allocUnsafe(sealed.length - TAG_BYTES);
       // On a wrong tag the native call has zeroed `out` already; it is dropped here.

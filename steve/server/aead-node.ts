@@ -31,14 +31,18 @@ const GCM_OPTIONS = Object.freeze({ authTagLength: TAG_BYTES });
 const NONCE_SCRATCH = Buffer.alloc(RECORD_NONCE_BYTES);
 const AAD_SCRATCH = Buffer.alloc(AAD_BYTES);
 
-/** `bytes` copied into `scratch` when it fits exactly; otherwise `bytes` itself. */
-function outsideHeap(bytes: Uint8Array, scratch: Buffer): Uint8Array {
-  if (bytes.length !== scratch.length) return bytes;
+/**
+ * `bytes` copied into `scratch` when it fits (the scratch itself, or its first bytes); otherwise `bytes`
+ * itself. Also agent/aes-gcm-native.ts's, with its own scratch buffers.
+ */
+export function outsideHeap(bytes: Uint8Array, scratch: Buffer): Uint8Array {
+  if (bytes.length > scratch.length) return bytes;
   scratch.set(bytes);
-  return scratch;
+  return bytes.length === scratch.length ? scratch : scratch.subarray(0, bytes.length);
 }
 
-function assertBytes(value: unknown, name: string, length?: number, code: 'STEVE_KEY' | 'STEVE_BAD_ARGUMENT' = 'STEVE_BAD_ARGUMENT'): asserts value is Uint8Array {
+/** A Uint8Array argument (of `length` bytes if given), or `code` (also agent/aes-gcm-native.ts's check). */
+export function assertBytes(value: unknown, name: string, length?: number, code: 'STEVE_KEY' | 'STEVE_BAD_ARGUMENT' = 'STEVE_BAD_ARGUMENT'): asserts value is Uint8Array {
   if (!(value instanceof Uint8Array)) throw new SteveError(code, `"${name}" expected Uint8Array, got ${value === null ? 'null' : typeof value}`);
   if (length !== undefined && value.length !== length) throw new SteveError(code, `"${name}" expected ${length} bytes, got ${value.length}`);
 }

@@ -9,7 +9,7 @@
 // start-up does not load the client and the key exchanges it does not run (issue 16, image/build-bundle.mjs).
 export { SteveError, type SteveErrorCode } from '../errors.js';
 export { createSteveServer, CONFIRM_PATH, REQUEST_PATH, SESSION_PATH, DEFAULT_MAX_BUFFERED_BYTES, type SteveRoute, type SteveServer, type SteveServerOptions } from './server.js';
-export { assertAeadArguments, nodeAesGcm, sealParts, type SealedParts, type ServerAead } from './aead-node.js';
+export { assertAeadArguments, assertBytes, nodeAesGcm, outsideHeap, sealParts, type SealedParts, type ServerAead } from './aead-node.js';
 export { nodeX25519Exchange, x25519PrivateKey, x25519PublicBytes, x25519SharedSecret } from './x25519-node.js';
 export { nodeXwingExchange } from './xwing-node.js';
 export { nodeDeriveSessionKeys, nodeHkdfSha256, nodeTranscriptHash } from './kdf-node.js';

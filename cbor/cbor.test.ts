@@ -768,6 +768,35 @@ describe('properties', () => {
     );
   });
 
+  // The encoder writes pure-ASCII text in place (encode.ts Writer.ascii) and the rest through TextEncoder:
+  // for any string, ASCII or not, around the heads' size steps, the bytes must be the head of its UTF-8
+  // length and TextEncoder's bytes, and a lone surrogate must still be refused.
+  it('(f) text strings encode as their UTF-8 length and TextEncoder bytes, ASCII or not', () => {
+    const reference = new TextEncoder();
+    const textArbitrary = fc.oneof(
+      fc.string({ unit: fc.integer({ min: 0, max: 0x7f }).map((c) => String.fromCharCode(c)), maxLength: 300 }),
+      fc.string({ unit: 'grapheme', maxLength: 40 }),
+      fc.string({ unit: 'binary', maxLength: 40 }),
+      fc.tuple(fc.string({ maxLength: 30 }), fc.integer({ min: 0x80, max: 0xffff }), fc.string({ maxLength: 30 })).map(([a, c, b]) => a + String.fromCharCode(c) + b),
+    );
+    fc.assert(
+      fc.property(textArbitrary, (text) => {
+        const lone = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/.test(text);
+        if (lone) {
+          expect(codeOf(() => encodeCbor(text))).toBe('CBOR_ENCODE');
+          return;
+        }
+        const content = reference.encode(text);
+        const n = content.length;
+        const head = n < 24 ? [0x60 | n] : n <= 0xff ? [0x78, n] : [0x79, n >> 8, n & 0xff];
+        expect(toHex(encodeCbor(text))).toBe(toHex(Uint8Array.from([...head, ...content])));
+        expect(toHex(encodeCbor([text, 1]))).toBe(toHex(Uint8Array.from([0x82, ...head, ...content, 0x01])));
+        expect(decodeCbor(encodeCbor(text))).toBe(text);
+      }),
+      { seed: 42, numRuns: 3000 },
+    );
+  });
+
   it('(d) inputs up to 64 KiB finish decoding', () => {
     const KIB_64 = 64 * 1024;
     // Large well-formed items (long strings, wide arrays and maps, deep-ish indefinite nesting), then

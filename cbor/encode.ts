@@ -41,6 +41,23 @@ class Writer {
     this.buffer[this.length++] = value;
   }
 
+  /**
+   * A text string that is pure ASCII (header names and values, paths, STEVE's map keys), written in place:
+   * one byte per UTF-16 unit, with no TextEncoder call and no intermediate array, whose per-call cost
+   * dominates at these sizes. False, with nothing written, when the text holds any unit >= 0x80.
+   */
+  ascii(value: string): boolean {
+    const length = value.length;
+    for (let i = 0; i < length; i++) if (value.charCodeAt(i) >= 0x80) return false;
+    this.head(3, length);
+    this.reserve(length);
+    const buffer = this.buffer;
+    let at = this.length;
+    for (let i = 0; i < length; i++) buffer[at++] = value.charCodeAt(i);
+    this.length = at;
+    return true;
+  }
+
   bytes(value: Uint8Array): void {
     this.reserve(value.length);
     this.buffer.set(value, this.length);
@@ -97,6 +114,8 @@ function write(writer: Writer, value: unknown, depth: number): void {
     return value >= 0 ? writer.head(0, value) : writer.head(1, -1 - value);
   }
   if (typeof value === 'string') {
+    // ASCII holds no surrogate, and its UTF-8 is itself.
+    if (writer.ascii(value)) return;
     // TextEncoder would turn a lone surrogate into U+FFFD: refuse instead of changing the value.
     if (LONE_SURROGATE.test(value)) throw new CborError('CBOR_ENCODE', 'text with a lone surrogate');
     const encoded = utf8.encode(value);

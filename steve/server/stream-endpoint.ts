@@ -444,6 +444,11 @@ export function createStreamEndpoint(options: StreamEndpointOptions): StreamEndp
             return;
           }
           start();
+          // The HEAD waits for the end of this tick: an app's first body chunk usually arrives in the
+          // same read as its head (undici calls onData at once), and then both leave in one write, so the
+          // client wakes once for its first byte rather than twice.
+          res.cork();
+          process.nextTick(() => res.uncork());
           send(writer.head(head));
         },
         onData(chunk) {

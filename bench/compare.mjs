@@ -246,6 +246,22 @@ async function main() {
       handshakes[key].nsmCpuMs = await path.server.nsmCpuMs();
       handshakes[key].ownCpuMs = handshakes[key].cpuMs.proxy - handshakes[key].nsmCpuMs;
     }
+    // The goal's figure measured directly: an X25519 agent whose NSM answers as QEMU's does, unsigned
+    // (bench/lib/unsigned-nsm.mjs), so nothing is signed in its process. Subtracting the mock's replayed
+    // signing from a signing agent's total (above) leaves the difference of two figures taken in different
+    // states of the caches, which moved by tenths of a millisecond between runs.
+    {
+      const unsigned = await group.forkRole('agent', { upstream, suite: 'X25519', nsm: 'unsigned' });
+      const client = await createSteveClient({ suite: 'X25519', rootDer: unsigned.rootDer });
+      const pool = poolFor(`http://${unsigned.address}`, HANDSHAKE_CLIENTS);
+      const run = () => client.establish(pool);
+      await load({ run, clients: HANDSHAKE_CLIENTS, durationMs: Math.min(1000, HANDSHAKE_MS / 2), maxRequests: 1000 });
+      const h = summarise([await load({ run, clients: HANDSHAKE_CLIENTS, durationMs: HANDSHAKE_MS, maxRequests: MAX_HANDSHAKES, cpu: { proxy: unsigned.cpuMs } })]);
+      h.nsmCpuMs = await unsigned.nsmCpuMs();
+      h.ownCpuMs = h.cpuMs.proxy - h.nsmCpuMs;
+      handshakes.x25519Unsigned = h;
+      unsigned.child.kill();
+    }
     process.stderr.write(`${NAME}: handshakes done (${((performance.now() - started) / 1000).toFixed(0)} s)\n`);
 
     const startup = await measureStartup({ dir, appAddress: app.address, poolFor });
@@ -447,6 +463,7 @@ function printReport(report) {
   for (const [key, suite] of [
     ['x25519', 'X25519'],
     ['xwing', 'XWING-DRAFT10'],
+    ['x25519Unsigned', 'X25519 unsigned'],
   ]) {
     const h = handshakes[key];
     const row = [suite, h.reqPerS.toFixed(0), fmt.ms(h.p50, 1), fmt.ms(h.p99, 1), `${h.cpuMs.proxy.toFixed(3)} ms`, `${h.nsmCpuMs.toFixed(3)} ms`, `${h.ownCpuMs.toFixed(3)} ms`, `${h.clientCpuMs.toFixed(3)} ms`, h.errors > 0 ? `${h.errors} ${JSON.stringify(h.errorKinds)}` : '0'];
@@ -454,6 +471,7 @@ function printReport(report) {
     md.push(`| ${row.join(' | ')} |`);
   }
   out('"of it mock NSM": the mock\'s CPU per attestation (CBOR, the document, its ES384 signature), replayed apart in the agent; on hardware the NSM does that work.');
+  out('"X25519 unsigned": a third agent whose NSM answers as QEMU\'s does, unsigned (bench/lib/unsigned-nsm.mjs): nothing is signed in its process, and "of it" is only the answer\'s CBOR.');
 
   out('');
   const startupLine = `Agent start-up (dist/agent/cli.js run --nsm mock, spawn to /healthz 200; the image's bundle on the device path: bench/startup.mjs): median ${startup.medianReadyMs.toFixed(0)} ms over ${startup.readyMs.length} run(s) (${startup.readyMs.map((v) => v.toFixed(0)).join(', ')} ms)`;
@@ -479,8 +497,10 @@ function printReport(report) {
     targetLines.push(`target: STEVE X25519 proxy CPU/request <= ${TARGET_CPU_RATIO_VS_CADDY} x Caddy's at 1 KiB, ${main.clients} clients: ${fmt.ratio(c)} ${verdict(c, c <= TARGET_CPU_RATIO_VS_CADDY)}${more(cpuRatio)}`);
   }
   const pass = (ok) => (ok ? 'PASS' : 'MISS');
-  const own = handshakes.x25519.ownCpuMs;
-  targetLines.push(`goal: the agent's own CPU per X25519 handshake (mock NSM apart) < ${GOAL_HANDSHAKE_OWN_CPU_MS} ms: ${own.toFixed(3)} ms ${pass(own < GOAL_HANDSHAKE_OWN_CPU_MS)}`);
+  const own = handshakes.x25519Unsigned.ownCpuMs;
+  targetLines.push(
+    `goal: the agent's own CPU per X25519 handshake (unsigned NSM, nothing signed in its process) < ${GOAL_HANDSHAKE_OWN_CPU_MS} ms: ${own.toFixed(3)} ms ${pass(own < GOAL_HANDSHAKE_OWN_CPU_MS)} (with the mock, its replayed signing subtracted: ${handshakes.x25519.ownCpuMs.toFixed(3)} ms)`,
+  );
   const tail = cells.find((c) => c.size === 65536 && c.clients === 1);
   if (tail === undefined) targetLines.push('goal: 64 KiB one-client p99: not measured (--sizes must include 65536 and --clients 1)');
   else {

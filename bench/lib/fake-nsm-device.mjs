@@ -7,10 +7,8 @@
  *
  * The fake device: the real native addon is loaded (so its cost is measured), then its NSM half (open,
  * request, close; nsm/device.ts NativeBinding) is replaced by one that answers the CBOR protocol of
- * specs/nsm.md §2 in process, like QEMU's emulated NSM (§4): unsigned documents (protected header {1: -1},
- * zero certificate, cabundle and signature), so nothing can mistake them for a real enclave's. The codec
- * is the project's own over the build (dist/nsm/), imported on the first request, so the fake costs nothing
- * at start-up. It announces itself on stderr: "FAKE NSM DEVICE".
+ * specs/nsm.md §2 in process, like QEMU's emulated NSM (§4), with unsigned documents (unsigned-nsm.mjs).
+ * It announces itself on stderr: "FAKE NSM DEVICE".
  *
  * The timeline: performance.now() (ms since the process started) at the end of Node's bootstrap, the end of
  * this preload, the first parseArgs (the CLI's modules are evaluated), the addon load, the device open, the
@@ -20,39 +18,12 @@
 
 import { createRequire, syncBuiltinESMExports } from 'node:module';
 import { writeSync } from 'node:fs';
+import { unsignedNsmAnswer } from './unsigned-nsm.mjs';
 
 const require = createRequire(import.meta.url);
 const marks = [['node bootstrap', performance.nodeTiming.bootstrapComplete]];
 const mark = (name) => marks.push([name, performance.now()]);
 const markOnce = (name) => marks.some(([n]) => n === name) || mark(name);
-
-/** The NSM answers QEMU gives (specs/nsm.md §4), built with the project's codec on first use. */
-let codec;
-async function answer(requestBytes) {
-  codec ??= await Promise.all([import('../../dist/nsm/codec.js'), import('../../dist/nsm/document.js'), import('../../dist/cbor/index.js')]);
-  const [{ decodeNsmRequest, encodeNsmResponse }, { encodeAttestationDocument, encodeDocumentPayload }, { encodeCbor }] = codec;
-  let request;
-  try {
-    request = decodeNsmRequest(requestBytes);
-  } catch {
-    return encodeNsmResponse({ type: 'Error', error: 'InvalidOperation' });
-  }
-  const zeros = (n) => new Uint8Array(n);
-  switch (request.type) {
-    case 'DescribeNSM':
-      return encodeNsmResponse({ type: 'DescribeNSM', description: { versionMajor: 1, versionMinor: 0, versionPatch: 0, moduleId: 'i-00000000000000000-enc0000000000000000', maxPcrs: 32, lockedPcrs: [], digest: 'SHA384' } });
-    case 'GetRandom':
-      return encodeNsmResponse({ type: 'GetRandom', random: crypto.getRandomValues(zeros(256)) });
-    case 'DescribePCR':
-      return encodeNsmResponse({ type: 'DescribePCR', pcr: { lock: request.index < 16, data: zeros(48) } });
-    case 'Attestation': {
-      const payload = encodeDocumentPayload({ moduleId: 'i-00000000000000000-enc0000000000000000', timestamp: Date.now(), pcrs: new Map(), certificate: zeros(64), cabundle: [zeros(64)], publicKey: request.publicKey, userData: request.userData, nonce: request.nonce });
-      return encodeNsmResponse({ type: 'Attestation', document: encodeAttestationDocument(encodeCbor(new Map([[1, -1]])), payload, zeros(64)) });
-    }
-    default:
-      return encodeNsmResponse({ type: 'Error', error: 'InvalidOperation' });
-  }
-}
 
 const fakeNsm = {
   open(path) {
@@ -62,7 +33,7 @@ const fakeNsm = {
   },
   async request(fd, requestBytes) {
     if (fd !== 1_000_000) throw Object.assign(new Error('bad fd'), { code: 'NSM_EBADF', errno: 'EBADF' });
-    return Buffer.from(await answer(requestBytes));
+    return Buffer.from(await unsignedNsmAnswer(requestBytes));
   },
   close() {},
 };

@@ -12,6 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { unsignedNsmAnswer } from './unsigned-nsm.mjs';
 
 export const SMALL_BYTES = 1024;
 /**
@@ -231,16 +232,20 @@ function measuredMockNsm(createNsm, transport) {
 
 /**
  * The real agent (startAgent, mock NSM, fresh mock PKI) in front of the app; reports the mock root, and
- * on request the mock NSM's CPU per call, measured apart (measuredMockNsm).
+ * on request the mock NSM's CPU per call, measured apart (measuredMockNsm). With `nsm: 'unsigned'` its
+ * NSM answers as QEMU's does (unsigned-nsm.mjs): no signing in the agent's process, so its CPU per
+ * handshake is its own plus the answer's CBOR; its documents verify nowhere (clients must not verify).
  */
-async function runAgent({ upstream, suite }) {
+async function runAgent({ upstream, suite, nsm: nsmKind = 'mock' }) {
+  if (nsmKind !== 'mock' && nsmKind !== 'unsigned') throw new Error(`bench agent: --nsm is mock or unsigned, not ${JSON.stringify(nsmKind)}`);
   const { pino } = await import('pino');
   const { startAgent } = await import('../../dist/agent/agent.js');
   const { parseManifest } = await import('../../dist/agent/manifest.js');
   const { DEMO_MANIFEST_JSON } = await import('../../dist/agent/demo/manifest.js');
   const { createMockPki, createMockTransport, createNsm } = await import('../../dist/nsm/index.js');
   const pki = createMockPki();
-  const { nsm, cpuMsPerRequest } = measuredMockNsm(createNsm, createMockTransport({ pki, logger: { warn() {} } }));
+  const transport = nsmKind === 'mock' ? createMockTransport({ pki, logger: { warn() {} } }) : { kind: 'mock', request: unsignedNsmAnswer, close() {} };
+  const { nsm, cpuMsPerRequest } = measuredMockNsm(createNsm, transport);
   const agent = await startAgent({
     config: {
       listen: { host: '127.0.0.1', port: 0 },
@@ -267,16 +272,16 @@ async function runAgent({ upstream, suite }) {
   serveRole(agent.addresses.public, { rootDer: Buffer.from(pki.root.der).toString('base64') }, cpuMsPerRequest);
 }
 
-/** Becomes the role: app, proxy or buffered-proxy (options.upstream), or agent (options.upstream, options.suite). */
+/** Becomes the role: app, proxy or buffered-proxy (options.upstream), or agent (options.upstream, options.suite, options.nsm). */
 export async function runRole(role, options = {}) {
   if (role === 'app') await runApp();
   else if (role === 'proxy') await runProxy(options);
   else if (role === 'buffered-proxy') await runBufferedProxy(options);
-  else if (role === 'agent') await runAgent({ upstream: options.upstream, suite: options.suite ?? 'X25519' });
+  else if (role === 'agent') await runAgent({ upstream: options.upstream, suite: options.suite ?? 'X25519', nsm: options.nsm });
   else throw new Error(`unknown role ${JSON.stringify(role)}`);
 }
 
 if (process.argv[1] === ROLE_SCRIPT) {
-  const { values } = parseArgs({ options: { role: { type: 'string' }, upstream: { type: 'string' }, suite: { type: 'string' } }, strict: true });
-  await runRole(values.role, { upstream: values.upstream, suite: values.suite });
+  const { values } = parseArgs({ options: { role: { type: 'string' }, upstream: { type: 'string' }, suite: { type: 'string' }, nsm: { type: 'string' } }, strict: true });
+  await runRole(values.role, { upstream: values.upstream, suite: values.suite, nsm: values.nsm });
 }

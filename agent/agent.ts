@@ -11,7 +11,7 @@
  * then cut what is left.
  */
 
-import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { generateKeyPairSync, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { once } from 'node:events';
 import type { Duplex } from 'node:stream';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -75,11 +75,16 @@ function responseHeaders(headers: Record<string, string | string[] | undefined>)
   return out;
 }
 
+/**
+ * `generateKeyPairSync` with only the public half encoded, as JWK by the generation itself: exporting a
+ * generated KeyObject as JWK can deadlock Node 20 (steve/server/x25519-node.ts). @types/node has no such overload.
+ */
+const generateWithPublicJwk = generateKeyPairSync as unknown as (type: 'ed25519', options: { publicKeyEncoding: { format: 'jwk' } }) => { publicKey: JsonWebKey; privateKey: KeyObject };
+
 /** The enclave's Ed25519 identity (v1, §8): a fresh key pair per start. */
-function identityKey(): { privateKey: KeyObject; verifyingKey: Uint8Array } {
-  const { publicKey, privateKey } = generateKeyPairSync('ed25519');
-  const jwk = publicKey.export({ format: 'jwk' });
-  return { privateKey, verifyingKey: new Uint8Array(Buffer.from(jwk.x!, 'base64url')) };
+export function identityKey(): { privateKey: KeyObject; verifyingKey: Uint8Array } {
+  const { publicKey, privateKey } = generateWithPublicJwk('ed25519', { publicKeyEncoding: { format: 'jwk' } });
+  return { privateKey, verifyingKey: new Uint8Array(Buffer.from(publicKey.x!, 'base64url')) };
 }
 
 /**

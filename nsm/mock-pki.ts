@@ -8,7 +8,7 @@
  */
 
 import { certificateToPem } from './encoding.js';
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign, X509Certificate, type KeyObject } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign, X509Certificate, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { mkdir, open, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AsnConvert, OctetString } from '@peculiar/asn1-schema';
@@ -346,8 +346,16 @@ function instanceName(commonName: string): Name {
   return buildName([['C', 'US'], ['ST', 'Washington'], ['L', 'Seattle'], ['O', MOCK_ORGANIZATION], ['OU', 'AWS'], ['CN', commonName]]);
 }
 
+/**
+ * `generateKeyPairSync` with only the public half encoded, as JWK by the generation itself: exporting a
+ * generated KeyObject as JWK can deadlock Node 20 (steve/server/x25519-node.ts). @types/node has no such overload.
+ */
+const generateWithPublicJwk = generateKeyPairSync as unknown as (type: 'ec', options: { namedCurve: 'P-384'; publicKeyEncoding: { format: 'jwk' } }) => { publicKey: JsonWebKey; privateKey: KeyObject };
+
+/** A fresh P-384 pair; the public KeyObject is imported from the generation's JWK, so exporting it is safe. */
 function generateP384(): { privateKey: KeyObject; publicKey: KeyObject } {
-  return generateKeyPairSync('ec', { namedCurve: 'P-384' });
+  const { publicKey, privateKey } = generateWithPublicJwk('ec', { namedCurve: 'P-384', publicKeyEncoding: { format: 'jwk' } });
+  return { privateKey, publicKey: createPublicKey({ key: publicKey, format: 'jwk' }) };
 }
 
 /** 0x04 || x || y (SEC 1 §2.3.3), the subjectPublicKey BIT STRING content of an EC key (RFC 5480 §2.2). */

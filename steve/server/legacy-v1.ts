@@ -45,7 +45,7 @@ import { drawSecret } from './secret-bytes.js';
 import { holdUntilClosed, sendPieces } from './send.js';
 import { madeAnswer, type Upstream, type UpstreamAnswer } from './upstream.js';
 import { appResponseHead } from './wire.js';
-import { ephemeralPrivateKey, x25519PublicBytes, x25519SharedSecret } from './x25519-node.js';
+import { ephemeralKeyPair, x25519SharedSecret } from './x25519-node.js';
 
 export const V1_CREATE_PATH = '/e2p/v1/create_shared_key';
 /** Ours: a create_shared_key body is about 250 bytes of JSON; 4 KiB as for the v2 session request. */
@@ -225,8 +225,7 @@ export function createLegacyV1(options: LegacyV1Options): LegacyV1 {
       state.bodyRead = true;
       try {
         const { publicKey, nonce } = parseCreateRequest(body);
-        const privateKey = ephemeralPrivateKey(random);
-        const serverPublic = x25519PublicBytes(privateKey);
+        const { privateKey, publicBytes: serverPublic } = ephemeralKeyPair(random);
         const shared = x25519SharedSecret(privateKey, publicKey);
         // Not hkdfSync: it keeps a copy of the secret in a KeyObject until GC (kdf-node.ts).
         const key = nodeHkdfSha256(shared, EMPTY_SALT, KEY_INFO, KEY_BYTES);

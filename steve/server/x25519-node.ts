@@ -13,11 +13,21 @@
  * it must come from the caller's `random` (fixed test randomness, vectors) goes in as PKCS#8, since JWK
  * would hold it in a JavaScript string that nothing can wipe. With the system's generator
  * (`nodeRandomBytes`, the server's default) the server's ephemeral key is generated inside OpenSSL
- * instead (`ephemeralPrivateKey`): the same distribution, never in JavaScript memory, and 0.4 ms less per
+ * instead (`ephemeralKeyPair`): the same distribution, never in JavaScript memory, and 0.4 ms less per
  * handshake.
+ *
+ * A generated key's public half is never exported from its KeyObject, only by the generation itself
+ * (`publicKeyEncoding`). Node 20 exports a key as JWK holding the key's mutex while it allocates the
+ * JavaScript strings; when that allocation starts a garbage collection which frees the finished
+ * generation job (`generateKeyPairSync`'s, garbage as soon as it returned), the job's destructor takes the
+ * same mutex and the thread waits for itself forever, at 0 % CPU. Seen as an agent that stopped answering
+ * (gdb: `ExportJWKEdKey` -> V8 allocation -> GC -> `~KeyGenJob` -> `uv_mutex_lock`); under
+ * `node --gc-interval=20` a loop of `serverRespond` stopped within seconds. test/keygen-gc.test.ts runs
+ * every key generation of the project under that flag. Keys imported from bytes have no job and may be
+ * exported (`x25519PublicBytes`).
  */
 
-import { createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { CLIENT_KEY_MATERIAL_BYTES, SERVER_KEY_MATERIAL_BYTES, type ClientKeyPair, type KeyExchange, type RandomBytes, type ServerResponse } from '../protocol/index.js';
 import { SteveError } from '../errors.js';
 import { drawSecret, nodeRandomBytes } from './secret-bytes.js';
@@ -42,23 +52,38 @@ export function x25519PrivateKey(scalar: Uint8Array): KeyObject {
   }
 }
 
-/** The 32-byte public u-coordinate of a private KeyObject (as JWK: only the public half is exported). */
-export function x25519PublicBytes(privateKey: KeyObject): Uint8Array {
-  const { x } = createPublicKey(privateKey).export({ format: 'jwk' });
+/** `generateKeyPairSync` with only the public half encoded, as JWK (Node takes it; @types/node has no such overload). */
+const generateWithPublicJwk = generateKeyPairSync as unknown as (type: 'x25519', options: { publicKeyEncoding: { format: 'jwk' } }) => { publicKey: JsonWebKey; privateKey: KeyObject };
+
+/** The u-coordinate of a JWK's `x`, 32 bytes. */
+function jwkBytes(x: string | undefined): Uint8Array {
   const bytes = Buffer.from(x ?? '', 'base64url');
   if (bytes.length !== KEY_BYTES) throw new SteveError('STEVE_KEY', 'X25519 public key export failed');
   return new Uint8Array(bytes);
 }
 
 /**
- * A fresh private key for one exchange: generated inside OpenSSL when `random` is the system's generator
- * (`nodeRandomBytes`), else from `random(32)`, which is then zeroed.
+ * The 32-byte public u-coordinate of a private KeyObject imported from bytes (as JWK: only the public half
+ * is exported). Never of a generated key (the module's comment): `ephemeralKeyPair` gives its public bytes.
  */
-export function ephemeralPrivateKey(random: RandomBytes): KeyObject {
-  if (random === nodeRandomBytes) return generateKeyPairSync('x25519').privateKey;
+export function x25519PublicBytes(privateKey: KeyObject): Uint8Array {
+  return jwkBytes(createPublicKey(privateKey).export({ format: 'jwk' }).x);
+}
+
+/**
+ * A fresh key pair for one exchange, the private key and its public u-coordinate: generated inside
+ * OpenSSL when `random` is the system's generator (`nodeRandomBytes`), its public half encoded by the
+ * generation; else from `random(32)`, which is then zeroed.
+ */
+export function ephemeralKeyPair(random: RandomBytes): { privateKey: KeyObject; publicBytes: Uint8Array } {
+  if (random === nodeRandomBytes) {
+    const { publicKey, privateKey } = generateWithPublicJwk('x25519', { publicKeyEncoding: { format: 'jwk' } });
+    return { privateKey, publicBytes: jwkBytes(publicKey.x) };
+  }
   const scalar = drawSecret(random, KEY_BYTES);
   try {
-    return x25519PrivateKey(scalar);
+    const privateKey = x25519PrivateKey(scalar);
+    return { privateKey, publicBytes: x25519PublicBytes(privateKey) };
   } finally {
     scalar.fill(0);
   }
@@ -107,9 +132,9 @@ export const nodeX25519Exchange: KeyExchange = Object.freeze({
   },
   serverRespond(clientMaterial: Uint8Array, random: RandomBytes): ServerResponse {
     assertKey(clientMaterial, 'clientMaterial');
-    const key = ephemeralPrivateKey(random);
-    const sharedSecret = x25519SharedSecret(key, clientMaterial);
-    return { serverMaterial: x25519PublicBytes(key), sharedSecret };
+    const { privateKey, publicBytes } = ephemeralKeyPair(random);
+    const sharedSecret = x25519SharedSecret(privateKey, clientMaterial);
+    return { serverMaterial: publicBytes, sharedSecret };
   },
   clientFinish(secret: Uint8Array, serverMaterial: Uint8Array): Uint8Array {
     assertKey(secret, 'secret');

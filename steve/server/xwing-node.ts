@@ -19,12 +19,13 @@
  * check) or a low-order X25519 component (all-zero ss_X, §1) is STEVE_KEY.
  */
 
+import type { KeyObject } from 'node:crypto';
 import { sha3_256 } from '@noble/hashes/sha3.js';
 import { ml_kem768 } from '@noble/post-quantum/ml-kem.js';
 import { CLIENT_KEY_MATERIAL_BYTES, SERVER_KEY_MATERIAL_BYTES, SHARED_SECRET_BYTES, xwingExchange, type KeyExchange, type RandomBytes, type ServerResponse } from '../protocol/index.js';
 import { SteveError } from '../errors.js';
 import { drawSecret, nodeRandomBytes } from './secret-bytes.js';
-import { ephemeralPrivateKey, x25519PrivateKey, x25519PublicBytes, x25519SharedSecret } from './x25519-node.js';
+import { ephemeralKeyPair, x25519PrivateKey, x25519PublicBytes, x25519SharedSecret } from './x25519-node.js';
 
 /** draft-10 §"Combiner": XWingLabel = "\.//^\" (6 bytes). */
 const LABEL = Buffer.from('5c2e2f2f5e5c', 'hex');
@@ -61,7 +62,7 @@ export const nodeXwingExchange: KeyExchange = Object.freeze({
     const publicM = clientMaterial.subarray(0, ML_KEM_PUBLIC_BYTES);
     const publicX = clientMaterial.subarray(ML_KEM_PUBLIC_BYTES);
     // With the system's generator the X25519 half of eseed is generated inside OpenSSL
-    // (x25519-node.ts `ephemeralPrivateKey`): only ML-KEM's m is drawn.
+    // (x25519-node.ts `ephemeralKeyPair`): only ML-KEM's m is drawn.
     const system = random === nodeRandomBytes;
     const eseed = drawSecret(random, system ? ML_KEM_SEED_BYTES : ESEED_BYTES);
     let sharedM: Uint8Array | undefined;
@@ -70,8 +71,13 @@ export const nodeXwingExchange: KeyExchange = Object.freeze({
     try {
       const encapsulated = mlKemEncapsulate(publicM, eseed.subarray(0, ML_KEM_SEED_BYTES));
       sharedM = encapsulated.sharedSecret;
-      const key = system ? ephemeralPrivateKey(random) : x25519PrivateKey(eseed.subarray(ML_KEM_SEED_BYTES));
-      const cipherX = x25519PublicBytes(key);
+      let key: KeyObject;
+      let cipherX: Uint8Array;
+      if (system) ({ privateKey: key, publicBytes: cipherX } = ephemeralKeyPair(random));
+      else {
+        key = x25519PrivateKey(eseed.subarray(ML_KEM_SEED_BYTES));
+        cipherX = x25519PublicBytes(key);
+      }
       // STEVE_KEY when pk_X is a low-order point (all-zero output).
       sharedX = x25519SharedSecret(key, publicX);
       let at = 0;

@@ -3,8 +3,8 @@
  * made from it. Node 20 exports JWK holding the key's mutex while it allocates; when a garbage collection
  * there frees the finished generation job, the job's destructor takes the same mutex and the thread waits
  * for itself forever (steve/server/x25519-node.ts). Seen as an agent at 0 % CPU that answered nothing;
- * under `node --gc-interval=20` a loop of the old serverRespond stopped after 40,000 to 200,000 handshakes.
- * That is too rare to fail a test reliably, so this test checks the rule instead: node:crypto is wrapped so
+ * under `node --gc-interval=N` a loop of the old serverRespond stopped in five of nine runs of 15 to 20 s,
+ * after 45,000 to 160,000 handshakes. That is too rare to fail a test reliably, so this test checks the rule instead: node:crypto is wrapped so
  * that every KeyObject from generateKeyPairSync (and every public key createPublicKey makes from one) is
  * marked, and a JWK export of a marked key throws; then every key generation of the project runs.
  */

@@ -195,6 +195,18 @@ napi_value uint32_value(napi_env env, uint32_t n) {
   return value;
 }
 
+napi_value number_array(napi_env env, const double *values, uint32_t count) {
+  napi_value result, element;
+  if (napi_create_array_with_length(env, count, &result) != napi_ok) goto failed;
+  for (uint32_t i = 0; i < count; i++) {
+    if (napi_create_double(env, values[i], &element) != napi_ok || napi_set_element(env, result, i, element) != napi_ok) goto failed;
+  }
+  return result;
+failed:
+  throw_napi_failure(env);
+  return NULL;
+}
+
 napi_value export_frozen_object(napi_env env, napi_value exports, const char *name,
                                 const napi_property_descriptor *properties, size_t count) {
   napi_value object;

@@ -103,6 +103,9 @@ napi_value boolean_value(napi_env env, bool b);
 /* A JS number for a constant in a property list; NULL (an undefined property) if N-API failed. */
 napi_value uint32_value(napi_env env, uint32_t n);
 
+/* A JS array of `count` numbers (fds, ports, byte counts); NULL with an exception pending if N-API failed. */
+napi_value number_array(napi_env env, const double *values, uint32_t count);
+
 /* Sets exports[name] to a new frozen object with `properties`. Returns exports, or NULL with an exception pending. */
 napi_value export_frozen_object(napi_env env, napi_value exports, const char *name,
                                 const napi_property_descriptor *properties, size_t count);

@@ -961,7 +961,7 @@ static bool get_relay(napi_env env, napi_value value, relay **out) {
 
 /* stats(handle): [bytesAToB, bytesBToA, idleMs]. Valid after close too (the counts stay); idleMs 0 while a dial connects. */
 static napi_value relay_stats(napi_env env, napi_callback_info info) {
-  napi_value argv[1], result, element;
+  napi_value argv[1];
   relay *r;
   uv_loop_t *loop = NULL;
   double idle = 0;
@@ -969,14 +969,7 @@ static napi_value relay_stats(napi_env env, napi_callback_info info) {
   NAPI_CALL(env, napi_get_uv_event_loop(env, &loop));
   /* A dial's setup has its own deadline: no idle time while connecting. */
   if (!r->closing && !r->connecting) idle = (double)(uv_now(loop) - r->last_activity_ms);
-  NAPI_CALL(env, napi_create_array_with_length(env, 3, &result));
-  NAPI_CALL(env, napi_create_double(env, r->dir[0].bytes, &element));
-  NAPI_CALL(env, napi_set_element(env, result, 0, element));
-  NAPI_CALL(env, napi_create_double(env, r->dir[1].bytes, &element));
-  NAPI_CALL(env, napi_set_element(env, result, 1, element));
-  NAPI_CALL(env, napi_create_double(env, idle, &element));
-  NAPI_CALL(env, napi_set_element(env, result, 2, element));
-  return result;
+  return number_array(env, (double[]){r->dir[0].bytes, r->dir[1].bytes, idle}, 3);
 }
 
 /* close(handle): undefined. Stops relaying and closes both fds; the callback is not called. Idempotent. */
@@ -995,7 +988,7 @@ static napi_value relay_close(napi_env env, napi_callback_info info) {
  * `port` 0 lets the kernel choose; the bound port comes back. VSOCK_E<ERRNO> on failure, nothing left open.
  */
 static napi_value relay_listen_tcp(napi_env env, napi_callback_info info) {
-  napi_value argv[3], result, element;
+  napi_value argv[3], result;
   struct sockaddr_in address;
   socklen_t length = sizeof(address);
   bool is_typedarray = false;
@@ -1027,14 +1020,8 @@ static napi_value relay_listen_tcp(napi_env env, napi_callback_info info) {
     close(fd);
     return throw_errno(env, CODE_PART, "TCP listen failed", err);
   }
-  if (napi_create_array_with_length(env, 2, &result) != napi_ok || napi_create_int32(env, fd, &element) != napi_ok ||
-      napi_set_element(env, result, 0, element) != napi_ok ||
-      napi_create_uint32(env, ntohs(address.sin_port), &element) != napi_ok ||
-      napi_set_element(env, result, 1, element) != napi_ok) {
-    close(fd);
-    throw_napi_failure(env);
-    return NULL;
-  }
+  result = number_array(env, (double[]){fd, ntohs(address.sin_port)}, 2);
+  if (result == NULL) close(fd);
   return result;
 }
 

@@ -150,7 +150,7 @@ static napi_value vsock_listen(napi_env env, napi_callback_info info) {
 
 /* accept(fd): [fd, cid, port] | -1 (would block). The new fd is non-blocking and close-on-exec. */
 static napi_value vsock_accept(napi_env env, napi_callback_info info) {
-  napi_value argv[1], result, element;
+  napi_value argv[1], result;
   struct sockaddr_vm address;
   socklen_t length;
   int fd, peer;
@@ -164,16 +164,8 @@ static napi_value vsock_accept(napi_env env, napi_callback_info info) {
     if (errno == EAGAIN || errno == EWOULDBLOCK) return make_int(env, WOULD_BLOCK);
     return throw_errno(env, CODE_PART, "vsock accept4() failed", errno);
   }
-  if (napi_create_array_with_length(env, 3, &result) != napi_ok ||
-      napi_create_int32(env, peer, &element) != napi_ok || napi_set_element(env, result, 0, element) != napi_ok ||
-      napi_create_uint32(env, address.svm_cid, &element) != napi_ok ||
-      napi_set_element(env, result, 1, element) != napi_ok ||
-      napi_create_uint32(env, address.svm_port, &element) != napi_ok ||
-      napi_set_element(env, result, 2, element) != napi_ok) {
-    close(peer);
-    throw_napi_failure(env);
-    return NULL;
-  }
+  result = number_array(env, (double[]){peer, address.svm_cid, address.svm_port}, 3);
+  if (result == NULL) close(peer);
   return result;
 }
 

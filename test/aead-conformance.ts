@@ -1,11 +1,12 @@
 /**
  * The checks every AES-256-GCM behind the protocol's `Aead` must pass, as `it` blocks for the caller's
  * describe: McGrew-Viega's AES-256 vectors, every single-bit change of ciphertext, tag, nonce and AAD
- * refused with null, offset views and empty plaintexts as noble gives them, and wrong argument types and
+ * refused with null, arbitrary bytes from the wire opened to null (fast-check), offset views and empty plaintexts as noble gives them, and wrong argument types and
  * lengths refused with the codes noble's gives. steve/server/aead-node.test.ts (node:crypto) and
  * agent/aes-gcm-native.test.ts (the addon) run it.
  */
 
+import fc from 'fast-check';
 import { expect, it } from 'vitest';
 import { nobleAesGcm, type Aead } from '../steve/protocol/index.js';
 import { code } from './steve-codes.js';
@@ -54,6 +55,15 @@ export function aeadConformance(aead: Aead): void {
     const empty = aead.seal(key, nonce, new Uint8Array(0), new Uint8Array(0));
     expect(empty.length).toBe(16);
     expect(aead.open(key, nonce, new Uint8Array(0), empty)!.length).toBe(0);
+  });
+
+  it('opens arbitrary bytes from the wire to null, never a throw or a partial plaintext (fast-check)', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 32, maxLength: 32 }), fc.uint8Array({ minLength: 12, maxLength: 12 }), fc.uint8Array({ maxLength: 64 }), fc.uint8Array({ maxLength: 600 }), (key, nonce, aad, sealed) => {
+        expect(aead.open(key, nonce, aad, sealed)).toBeNull();
+      }),
+      { seed: 20_261_207, numRuns: 500 },
+    );
   });
 
   it('refuses wrong argument types and lengths with coded errors', () => {

@@ -90,7 +90,7 @@ export {
   type AppResponse,
   type JsonValue,
 } from './application.js';
-export { deriveSessionKeys, hkdfSha256, transcript, transcriptHash, wipeSessionKeys, type SessionKeys, type TranscriptInput } from './kdf.js';
+export { SESSION_KEY_SCHEDULE, deriveSessionKeys, hkdfSha256, transcript, transcriptHash, wipeSessionKeys, type SessionKeys, type TranscriptInput } from './kdf.js';
 export {
   assertRecordSequence,
   nobleAesGcm,

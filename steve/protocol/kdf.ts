@@ -108,9 +108,33 @@ function ownBuffer(bytes: Uint8Array): Uint8Array {
   return out;
 }
 
+/** One output of the session key schedule. */
+export interface ScheduleOutput {
+  readonly name: keyof SessionKeys;
+  readonly label: string;
+  readonly length: number;
+}
+
 /**
- * Each output = HKDF-SHA256(ikm = shared_secret, salt = transcript_hash, info = label, length) (§4).
- * Zeroes `sharedSecret` in place before returning (also when it throws after the length check).
+ * The schedule's outputs in order: each is HKDF-SHA256(ikm = shared_secret, salt = transcript_hash,
+ * info = label, length) (§4, and stream.md §2 for the last two). Every implementation of the schedule
+ * (this file, steve/server/kdf-node.ts, agent/handshake-native.ts) derives from this one table.
+ */
+export const SESSION_KEY_SCHEDULE: readonly ScheduleOutput[] = Object.freeze(
+  ([
+    { name: 'c2sKey', label: LABEL_C2S_KEY, length: KEY_BYTES },
+    { name: 's2cKey', label: LABEL_S2C_KEY, length: KEY_BYTES },
+    { name: 'c2sIv', label: LABEL_C2S_IV, length: IV_PREFIX_BYTES },
+    { name: 's2cIv', label: LABEL_S2C_IV, length: IV_PREFIX_BYTES },
+    { name: 'binder', label: LABEL_BINDER, length: BINDER_BYTES },
+    { name: 'streamC2sKey', label: LABEL_STREAM_C2S_KEY, length: KEY_BYTES },
+    { name: 'streamS2cKey', label: LABEL_STREAM_S2C_KEY, length: KEY_BYTES },
+  ] satisfies ScheduleOutput[]).map((output) => Object.freeze(output)),
+);
+
+/**
+ * Each output of SESSION_KEY_SCHEDULE, from one extract (§4). Zeroes `sharedSecret` in place before
+ * returning (also when it throws after the length check).
  */
 export function deriveSessionKeys(sharedSecret: Uint8Array, transcriptHashBytes: Uint8Array): SessionKeys {
   assertBytes(sharedSecret, 'sharedSecret', SHARED_SECRET_BYTES, 'STEVE_KEY');
@@ -118,15 +142,9 @@ export function deriveSessionKeys(sharedSecret: Uint8Array, transcriptHashBytes:
     assertBytes(transcriptHashBytes, 'transcriptHash', TRANSCRIPT_HASH_BYTES);
     const prk = extract(sha256, sharedSecret, transcriptHashBytes);
     try {
-      return {
-        c2sKey: ownBuffer(expand(sha256, prk, utf8(LABEL_C2S_KEY), KEY_BYTES)),
-        s2cKey: ownBuffer(expand(sha256, prk, utf8(LABEL_S2C_KEY), KEY_BYTES)),
-        c2sIv: ownBuffer(expand(sha256, prk, utf8(LABEL_C2S_IV), IV_PREFIX_BYTES)),
-        s2cIv: ownBuffer(expand(sha256, prk, utf8(LABEL_S2C_IV), IV_PREFIX_BYTES)),
-        binder: ownBuffer(expand(sha256, prk, utf8(LABEL_BINDER), BINDER_BYTES)),
-        streamC2sKey: ownBuffer(expand(sha256, prk, utf8(LABEL_STREAM_C2S_KEY), KEY_BYTES)),
-        streamS2cKey: ownBuffer(expand(sha256, prk, utf8(LABEL_STREAM_S2C_KEY), KEY_BYTES)),
-      };
+      const keys: Partial<Record<keyof SessionKeys, Uint8Array>> = {};
+      for (const { name, label, length } of SESSION_KEY_SCHEDULE) keys[name] = ownBuffer(expand(sha256, prk, utf8(label), length));
+      return keys as SessionKeys;
     } finally {
       wipe(prk);
     }

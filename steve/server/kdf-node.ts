@@ -24,16 +24,7 @@
 
 import { createHash, createHmac } from 'node:crypto';
 import {
-  BINDER_BYTES,
-  IV_PREFIX_BYTES,
-  KEY_BYTES,
-  LABEL_BINDER,
-  LABEL_C2S_IV,
-  LABEL_C2S_KEY,
-  LABEL_S2C_IV,
-  LABEL_S2C_KEY,
-  LABEL_STREAM_C2S_KEY,
-  LABEL_STREAM_S2C_KEY,
+  SESSION_KEY_SCHEDULE,
   SHARED_SECRET_BYTES,
   TRANSCRIPT_HASH_BYTES,
   transcript,
@@ -56,15 +47,8 @@ const MAX_OUTPUT_BYTES = 255 * HASH_BYTES;
 const SECRET_SCRATCH = new Uint8Array(new ArrayBuffer(SHARED_SECRET_BYTES));
 const SALT_SCRATCH = new Uint8Array(new ArrayBuffer(TRANSCRIPT_HASH_BYTES));
 
-const OUTPUTS = [
-  ['c2sKey', Buffer.from(LABEL_C2S_KEY, 'latin1'), KEY_BYTES],
-  ['s2cKey', Buffer.from(LABEL_S2C_KEY, 'latin1'), KEY_BYTES],
-  ['c2sIv', Buffer.from(LABEL_C2S_IV, 'latin1'), IV_PREFIX_BYTES],
-  ['s2cIv', Buffer.from(LABEL_S2C_IV, 'latin1'), IV_PREFIX_BYTES],
-  ['binder', Buffer.from(LABEL_BINDER, 'latin1'), BINDER_BYTES],
-  ['streamC2sKey', Buffer.from(LABEL_STREAM_C2S_KEY, 'latin1'), KEY_BYTES],
-  ['streamS2cKey', Buffer.from(LABEL_STREAM_S2C_KEY, 'latin1'), KEY_BYTES],
-] as const;
+/** SESSION_KEY_SCHEDULE with each label as bytes, made once. */
+const OUTPUTS = SESSION_KEY_SCHEDULE.map(({ name, label, length }) => [name, Buffer.from(label, 'latin1'), length] as const);
 
 function assertBytes(value: unknown, name: string, length?: number, code: 'STEVE_KEY' | 'STEVE_BAD_ARGUMENT' = 'STEVE_BAD_ARGUMENT'): asserts value is Uint8Array {
   if (!(value instanceof Uint8Array)) throw new SteveError(code, `"${name}" expected Uint8Array, got ${value === null ? 'null' : typeof value}`);

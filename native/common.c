@@ -170,6 +170,29 @@ bool get_integer(napi_env env, const argument_style *style, napi_value value, co
   return true;
 }
 
+bool get_uint8_array(napi_env env, const argument_style *style, napi_value value, const char *name, size_t exact,
+                     size_t max, uint8_t **data, size_t *len) {
+  napi_typedarray_type type;
+  size_t n = 0;
+  void *bytes = NULL;
+  bool typed = false;
+  if (napi_is_typedarray(env, value, &typed) != napi_ok || !typed ||
+      napi_get_typedarray_info(env, value, &type, &n, &bytes, NULL, NULL) != napi_ok || type != napi_uint8_array) {
+    throw_bad_argument(env, style, false, name, "Uint8Array", value);
+    return false;
+  }
+  if (exact != 0 ? n != exact : n > max) {
+    char expected[48];
+    if (exact != 0) snprintf(expected, sizeof expected, "%zu bytes", exact);
+    else snprintf(expected, sizeof expected, "at most %zu bytes", max);
+    throw_bad_argument(env, style, true, name, expected, value);
+    return false;
+  }
+  *data = n == 0 ? NULL : bytes;
+  *len = n;
+  return true;
+}
+
 bool get_args(napi_env env, napi_callback_info info, size_t count, napi_value *argv) {
   size_t argc = count;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) {

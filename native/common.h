@@ -1,6 +1,6 @@
 /*
  * The helpers the C files of enclave_native share (nsm/native/nsm.c, vsock/native/vsock.c,
- * vsock/native/relay.c, init/native/init.c, agent/native/aes-gcm.c): making sure a failed N-API call leaves an exception, errors coded <PART>_E<ERRNO>
+ * vsock/native/relay.c, init/native/init.c, agent/native/aes-gcm.c, agent/native/handshake.c): making sure a failed N-API call leaves an exception, errors coded <PART>_E<ERRNO>
  * with an `errno` property, and argument checks with one message pattern,
  * `"fd" expected an integer 0..2147483647, got -1`.
  *
@@ -90,6 +90,14 @@ napi_value throw_bad_argument(napi_env env, const argument_style *style, bool ra
 /* An integer number in [min, max]; throws and returns false otherwise. */
 bool get_integer(napi_env env, const argument_style *style, napi_value value, const char *name,
                  const char *expected, double min, double max, double *out);
+
+/*
+ * A Uint8Array's bytes: exactly `exact` of them, or (exact 0) at most `max`. Another type throws a
+ * TypeError, another length `"<name>" expected <n> bytes` (a RangeError if the style has them); both return
+ * false. `*data` is NULL for an empty array.
+ */
+bool get_uint8_array(napi_env env, const argument_style *style, napi_value value, const char *name, size_t exact,
+                     size_t max, uint8_t **data, size_t *len);
 
 /* Fills argv[0..count) with the call's arguments, undefined where missing; throws and returns false if N-API fails. */
 bool get_args(napi_env env, napi_callback_info info, size_t count, napi_value *argv);

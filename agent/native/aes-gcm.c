@@ -17,7 +17,6 @@
  * the key schedule: no key material stays here between calls. Each env (main thread, worker) has its own
  * context, in the addon's instance data, which this file owns.
  */
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,25 +52,7 @@ static void free_state(napi_env env, void *data, void *hint) {
 
 /* A Uint8Array's bytes; `exact` 0 means any length up to MAX_BYTES. Throws and returns false otherwise. */
 static bool get_bytes(napi_env env, napi_value value, const char *name, size_t exact, uint8_t **data, size_t *len) {
-  napi_typedarray_type type;
-  size_t n = 0;
-  void *bytes = NULL;
-  bool typed = false;
-  if (napi_is_typedarray(env, value, &typed) != napi_ok || !typed ||
-      napi_get_typedarray_info(env, value, &type, &n, &bytes, NULL, NULL) != napi_ok || type != napi_uint8_array) {
-    throw_bad_argument(env, &STYLE, false, name, "Uint8Array", value);
-    return false;
-  }
-  if ((exact != 0 && n != exact) || n > MAX_BYTES) {
-    char expected[48];
-    if (exact != 0) snprintf(expected, sizeof expected, "%zu bytes", exact);
-    else snprintf(expected, sizeof expected, "at most %u bytes", MAX_BYTES);
-    throw_bad_argument(env, &STYLE, true, name, expected, value);
-    return false;
-  }
-  *data = n == 0 ? NULL : bytes;
-  *len = n;
-  return true;
+  return get_uint8_array(env, &STYLE, value, name, exact, MAX_BYTES, data, len);
 }
 
 /* Any OpenSSL failure is an exception, and the context is reset: fail closed, never partial output. */

@@ -13,10 +13,9 @@
  * start (the addon is built by `npm ci`, and the image carries it).
  */
 
-import { loadNativeAddon } from '../native/index.js';
 // steve/server only (not steve/index.js, which would load the client at start-up: steve/server/index.ts).
 import { assertAeadArguments, assertBytes, outsideHeap, type ServerAead } from '../steve/server/index.js';
-import { AgentError } from './errors.js';
+import { agentNativePart } from './native-part.js';
 
 /** AES-256-GCM's tag (specs/steve.md §1); the addon reports its own, and they must agree. */
 const TAG_BYTES = 16;
@@ -51,16 +50,7 @@ let cached: ServerAead | undefined;
 /** The native AES-256-GCM, loaded once; AGENT_NATIVE_UNAVAILABLE when the addon is missing or lacks it. */
 export function loadNativeAesGcm(): ServerAead {
   if (cached !== undefined) return cached;
-  let native: AesGcmNative | undefined;
-  try {
-    native = (loadNativeAddon() as { aesGcm?: AesGcmNative }).aesGcm;
-  } catch (cause) {
-    throw new AgentError('AGENT_NATIVE_UNAVAILABLE', 'cannot load the native addon for AES-256-GCM', { cause });
-  }
-  if (native === undefined || native.TAG_BYTES !== TAG_BYTES) {
-    throw new AgentError('AGENT_NATIVE_UNAVAILABLE', 'the native addon was built without agent/native/aes-gcm.c: rebuild it (`npm run install`)');
-  }
-  const aes = native;
+  const aes = agentNativePart<AesGcmNative>('aesGcm', 'agent/native/aes-gcm.c', 'AES-256-GCM', (part) => part.TAG_BYTES === TAG_BYTES);
 
   /**
    * prefix || ciphertext || tag of `plaintext` (one piece or several) in one new buffer, a plain

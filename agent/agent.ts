@@ -36,6 +36,7 @@ import { createAttestationHandler } from './attestation.js';
 import { createBoundedQueue } from './bounded-queue.js';
 import type { AgentConfig, HostPort } from './config.js';
 import { loadNativeAesGcm } from './aes-gcm-native.js';
+import { loadNativeHandshake } from './handshake-native.js';
 import { AgentError } from './errors.js';
 import { parseRequestTarget, sendJson, type RequestTarget } from './http-util.js';
 import type { Logger } from './log.js';
@@ -188,6 +189,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
 
   const steve = createSteveServer({
     aead: loadNativeAesGcm(),
+    handshake: loadNativeHandshake(),
     suite: config.keyExchange ?? 'X25519',
     maxSessions: config.maxSessions ?? DEFAULT_MAX_SESSIONS,
     upstream: config.upstream,

@@ -14,6 +14,7 @@ import { loadNativeAesGcm } from '../dist/agent/aes-gcm-native.js';
 import { nodeAesGcm } from '../dist/steve/server/aead-node.js';
 import { positiveArg } from './lib/args.mjs';
 import { machineLine, quantile } from './lib/load.mjs';
+import { timeRound as timeRoundOf } from './lib/micro.mjs';
 
 const { values: args } = parseArgs({
   options: { rounds: { type: 'string', default: '7' }, ms: { type: 'string', default: '200' } },
@@ -26,18 +27,7 @@ const loadAtStart = loadavg()[0];
 const native = loadNativeAesGcm();
 const key = new Uint8Array(32).fill(7);
 const prefix = new Uint8Array(5);
-
-/** Microseconds per call of `run` over about ROUND_MS. */
-function timeRound(run) {
-  let calls = 0;
-  const started = performance.now();
-  let elapsed = 0;
-  while (elapsed < ROUND_MS) {
-    for (let i = 0; i < 100; i++) run(calls++);
-    elapsed = performance.now() - started;
-  }
-  return (elapsed * 1000) / calls;
-}
+const timeRound = (run) => timeRoundOf(run, ROUND_MS);
 
 /** A nonce and AAD made per record, as the protocol makes them (small JS arrays). */
 function inputs(i) {

@@ -1,8 +1,8 @@
 /**
  * Finds and loads (once) the one native addon, `build/Release/enclave_native.node` (binding.gyp), whose
  * parts are nsm/native/nsm.c (the top-level NSM calls), vsock/native/vsock.c (`exports.vsock`, with
- * relay.c's `exports.vsockRelay`), init/native/init.c (`exports.init`) and agent/native/aes-gcm.c
- * (`exports.aesGcm`). nsm/, vsock/, init/ and agent/ each import this loader and type their own part; it
+ * relay.c's `exports.vsockRelay`), init/native/init.c (`exports.init`), agent/native/aes-gcm.c
+ * (`exports.aesGcm`) and agent/native/handshake.c (`exports.handshake`). nsm/, vsock/, init/ and agent/ each import this loader and type their own part; it
  * lives here, beside the C helpers they share, so that none imports another for it.
  *
  * It must not know any part's functions, run anything at import time, or fall back to anything: a missing

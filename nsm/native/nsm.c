@@ -22,6 +22,7 @@
 #include "../../init/native/init.h"
 #include "../../native/common.h"
 #include "../../agent/native/aes-gcm.h"
+#include "../../agent/native/handshake.h"
 #include "../../vsock/native/relay.h"
 #include "../../vsock/native/vsock.h"
 
@@ -322,10 +323,11 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
        napi_enumerable, NULL},
   };
   NAPI_CALL(env, napi_define_properties(env, exports, sizeof(properties) / sizeof(properties[0]), properties));
-  /* exports.vsock (vsock/native/vsock.c), exports.vsockRelay (vsock/native/relay.c) and exports.init
-   * (init/native/init.c): one addon, one init. */
+  /* exports.vsock (vsock/native/vsock.c), exports.vsockRelay (vsock/native/relay.c), exports.aesGcm and
+   * exports.handshake (agent/native/) and exports.init (init/native/init.c): one addon, one init. */
   if (vsock_register(env, exports) == NULL) return NULL;
   if (relay_register(env, exports) == NULL) return NULL;
   if (aes_gcm_register(env, exports) == NULL) return NULL;
+  if (handshake_register(env, exports) == NULL) return NULL;
   return init_register(env, exports);
 }

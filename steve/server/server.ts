@@ -60,6 +60,7 @@ import {
   wipeSessionKeys,
   type KeyExchange,
   type SessionKeys,
+  type TranscriptInput,
   type Suite,
 } from '../protocol/index.js';
 import { SteveError } from '../errors.js';
@@ -129,6 +130,12 @@ export interface SteveServerOptions {
    * agent passes its native one (agent/aes-gcm-native.ts), which does a record in one call.
    */
   aead?: ServerAead;
+  /**
+   * The handshake's X25519, transcript hash and key schedule: node:crypto's (`nodeHandshake`) by default;
+   * the agent passes its native one (agent/handshake-native.ts). X-Wing's exchange is always
+   * `nodeXwingExchange`.
+   */
+  handshake?: ServerHandshake;
   upstreamTimeoutMs?: number;
   maxBufferedBytes?: number;
   /** A socket that takes no answer bytes for this long is closed (send.ts); default 30 s. */
@@ -145,6 +152,23 @@ export interface SteveServerOptions {
   /** A stream on which no record moved either way for this long is ended (stream.md §5); default 60 s. */
   streamIdleTimeoutMs?: number;
 }
+
+/** What a handshake computes (§4-§5), besides X-Wing's exchange and the attestation. */
+export interface ServerHandshake {
+  /** The X25519 suite's exchange (its `serverRespond` is what the server calls). */
+  x25519: KeyExchange;
+  /** transcript_hash (§4), as the protocol's `transcriptHash`. */
+  transcriptHash(input: TranscriptInput): Uint8Array;
+  /** The session keys (§4), as the protocol's `deriveSessionKeys`; zeroes `sharedSecret`. */
+  deriveSessionKeys(sharedSecret: Uint8Array, transcriptHash: Uint8Array): SessionKeys;
+}
+
+/** The handshake on node:crypto. */
+export const nodeHandshake: ServerHandshake = Object.freeze({
+  x25519: nodeX25519Exchange,
+  transcriptHash: nodeTranscriptHash,
+  deriveSessionKeys: nodeDeriveSessionKeys,
+});
 
 export interface SteveServer {
   /** True for what STEVE answers: every `/e2p/` path, and any request carrying a v1 `X-E2P-Key`. */
@@ -192,7 +216,8 @@ export function createSteveServer(options: SteveServerOptions): SteveServer {
   const logger = options.logger;
   const now = options.now ?? Date.now;
   const random = options.random ?? nodeRandomBytes;
-  const exchange: KeyExchange = suite === 'X25519' ? nodeX25519Exchange : nodeXwingExchange;
+  const handshake = options.handshake ?? nodeHandshake;
+  const exchange: KeyExchange = suite === 'X25519' ? handshake.x25519 : nodeXwingExchange;
   if (exchange.suite !== suite) throw new SteveError('STEVE_SUITE', `unknown suite ${String(suite)}`);
   const corsOrigins = options.corsOrigins ?? [];
   const table = createSessionTable({
@@ -265,7 +290,7 @@ export function createSteveServer(options: SteveServerOptions): SteveServer {
         while (table.has(sessionId)) sessionId = random(SESSION_ID_BYTES);
         sessionId = Uint8Array.from(sessionId);
         const { serverMaterial, sharedSecret } = exchange.serverRespond(request.clientKeyMaterial, random);
-        const hash = nodeTranscriptHash({
+        const hash = handshake.transcriptHash({
           suite,
           clientNonce: request.clientNonce,
           clientKeyMaterial: request.clientKeyMaterial,
@@ -274,7 +299,7 @@ export function createSteveServer(options: SteveServerOptions): SteveServer {
           contextHash: request.contextHash,
         });
         // Wipes the shared secret (§4), leaving no copy of it (kdf-node.ts).
-        keys = nodeDeriveSessionKeys(sharedSecret, hash);
+        keys = handshake.deriveSessionKeys(sharedSecret, hash);
         const userData = encodeBindingUserData({ suite, sessionId, transcriptHash: hash, binder: keys.binder, ...(extensions !== undefined ? { extensions } : {}) });
         // The binder is only for the document; the server has no other use for it.
         keys.binder.fill(0);

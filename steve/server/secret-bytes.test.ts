@@ -1,14 +1,15 @@
 /**
  * secret-bytes.ts: a drawn secret is a copy in an ArrayBuffer of its own and the bytes `random` returned
  * are zeroed, in the server's two exchanges as well; nodeRandomBytes gives bytes in an ArrayBuffer of
- * their own; broken `random` functions are STEVE_BAD_ARGUMENT.
+ * their own; broken `random` functions are STEVE_BAD_ARGUMENT; publicRandomBytes gives fresh, distinct
+ * values across refills of its pool, each a copy the caller may keep.
  */
 
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { code } from '../../test/steve-codes.js';
 import { x25519Exchange, xwingExchange } from '../protocol/index.js';
-import { drawSecret, nodeRandomBytes, ownCopy } from './secret-bytes.js';
+import { drawSecret, nodeRandomBytes, ownCopy, publicRandomBytes } from './secret-bytes.js';
 import { nodeX25519Exchange } from './x25519-node.js';
 import { nodeXwingExchange } from './xwing-node.js';
 
@@ -58,5 +59,31 @@ describe('ownCopy and nodeRandomBytes', () => {
       expect(ownsItsBuffer(bytes)).toBe(true);
     }
     expect(Buffer.from(nodeRandomBytes(32)).toString('hex')).not.toBe(Buffer.from(nodeRandomBytes(32)).toString('hex'));
+  });
+});
+
+describe('publicRandomBytes (session ids)', () => {
+  it('gives distinct values of the length asked, across several refills of its 4 KiB pool', () => {
+    const seen = new Set<string>();
+    for (let i = 0; i < 1000; i++) {
+      const id = publicRandomBytes(16);
+      expect(id.length).toBe(16);
+      seen.add(Buffer.from(id).toString('hex'));
+    }
+    expect(seen.size).toBe(1000);
+    expect(publicRandomBytes(0).length).toBe(0);
+    expect(publicRandomBytes(4096).length).toBe(4096);
+  });
+
+  it('each value is a copy: changing one changes no later value', () => {
+    const first = publicRandomBytes(32);
+    first.fill(0);
+    const next = publicRandomBytes(32);
+    expect(next.some((b) => b !== 0)).toBe(true);
+    expect(first.buffer).not.toBe(next.buffer);
+  });
+
+  it('refuses lengths outside 0..4096 with STEVE_BAD_ARGUMENT', () => {
+    for (const length of [-1, 4097, 1.5, Number.NaN]) expect(code(() => publicRandomBytes(length)), String(length)).toBe('STEVE_BAD_ARGUMENT');
   });
 });

@@ -40,3 +40,25 @@ export function drawSecret(random: RandomBytes, length: number): Uint8Array {
 export function nodeRandomBytes(length: number): Uint8Array {
   return randomFillSync(new Uint8Array(new ArrayBuffer(length)));
 }
+
+/** Bytes of public randomness drawn from the system at a time (`publicRandomBytes`). */
+const PUBLIC_POOL_BYTES = 4096;
+let publicPool = new Uint8Array(0);
+let publicAt = 0;
+
+/**
+ * `length` random bytes for values that are public once made (session ids), from a pool the system's
+ * CSPRNG fills 4 KiB at a time: one `randomFillSync` costs the server about as much for 16 bytes as for
+ * 4 KiB (a job object per call), and a handshake draws a session id. Never for secrets: the pool holds
+ * values before they are used, and nothing wipes them.
+ */
+export function publicRandomBytes(length: number): Uint8Array {
+  if (!Number.isSafeInteger(length) || length < 0 || length > PUBLIC_POOL_BYTES) throw new SteveError('STEVE_BAD_ARGUMENT', `"length" expected 0..${PUBLIC_POOL_BYTES}`);
+  if (publicAt + length > publicPool.length) {
+    publicPool = randomFillSync(new Uint8Array(PUBLIC_POOL_BYTES));
+    publicAt = 0;
+  }
+  const out = publicPool.slice(publicAt, publicAt + length);
+  publicAt += length;
+  return out;
+}

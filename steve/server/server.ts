@@ -69,7 +69,7 @@ import { createMemoryBudget, readBody } from './body.js';
 import { nodeDeriveSessionKeys, nodeTranscriptHash } from './kdf-node.js';
 import { V1_CREATE_PATH, createLegacyV1, type LegacyV1 } from './legacy-v1.js';
 import { ReplyError, SERVER_REPLIES, replyFor, sendReply } from './replies.js';
-import { nodeRandomBytes } from './secret-bytes.js';
+import { nodeRandomBytes, publicRandomBytes } from './secret-bytes.js';
 import { holdUntilClosed, sendPieces, DEFAULT_SEND_TIMEOUT_MS } from './send.js';
 import { DEFAULT_MAX_SESSIONS, PENDING_TTL_SECONDS, createSessionTable, type Session } from './session-table.js';
 import { DEFAULT_STREAM_IDLE_TIMEOUT_MS, createStreamEndpoint } from './stream-endpoint.js';
@@ -216,6 +216,8 @@ export function createSteveServer(options: SteveServerOptions): SteveServer {
   const logger = options.logger;
   const now = options.now ?? Date.now;
   const random = options.random ?? nodeRandomBytes;
+  /** Session ids are public: by default from the pooled generator (secret-bytes.ts), else the injected one. */
+  const randomId = options.random ?? publicRandomBytes;
   const handshake = options.handshake ?? nodeHandshake;
   const exchange: KeyExchange = suite === 'X25519' ? handshake.x25519 : nodeXwingExchange;
   if (exchange.suite !== suite) throw new SteveError('STEVE_SUITE', `unknown suite ${String(suite)}`);
@@ -286,8 +288,8 @@ export function createSteveServer(options: SteveServerOptions): SteveServer {
       let keys: SessionKeys | undefined;
       let inserted = false;
       try {
-        let sessionId = random(SESSION_ID_BYTES);
-        while (table.has(sessionId)) sessionId = random(SESSION_ID_BYTES);
+        let sessionId = randomId(SESSION_ID_BYTES);
+        while (table.has(sessionId)) sessionId = randomId(SESSION_ID_BYTES);
         sessionId = Uint8Array.from(sessionId);
         const { serverMaterial, sharedSecret } = exchange.serverRespond(request.clientKeyMaterial, random);
         const hash = handshake.transcriptHash({

@@ -13,8 +13,12 @@
  *     §5). Throws STEVE_KEY when the result would be all zero (a low-order client key), with sharedOut
  *     zeroed. The private key never leaves OpenSSL and is freed (cleansed) before the call returns.
  *   hkdfSha256(ikm, salt, infos, outs): RFC 5869 HKDF-SHA256: PRK = Extract(salt, ikm) once, then
- *     outs[i] = Expand(PRK, infos[i], outs[i].length) for each i (1 to 16 outputs of 1 to 8160 bytes).
- *     The PRK lives only in this call and is cleansed.
+ *     outs[i] = Expand(PRK, infos[i], outs[i].length) for each i (1 to 16 outputs of 1 to 8160 bytes),
+ *     written out over OpenSSL's HMAC with one context for the whole call. (OpenSSL's own HKDF takes a
+ *     context per step, and the digest's lookup with it: twice the time here. With one HKDF context
+ *     reused for the expands, an empty info after a longer one crashed inside HKDF_Expand, OpenSSL
+ *     3.0.19; found by handshake-native.test.ts's property test.) The PRK and each block live only in
+ *     this call and are cleansed.
  *   sha256(data, out): out (32 bytes) = SHA-256(data).
  * Every byte argument is a Uint8Array; outputs are the caller's, written in place; a failure throws
  * STEVE_BAD_ARGUMENT (arguments, checked before any work), STEVE_KEY or STEVE_KDF_FAILED, and leaves
@@ -26,7 +30,6 @@
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/kdf.h>
 #include <openssl/params.h>
 
 #include "../../native/common.h"
@@ -106,27 +109,33 @@ static napi_value x25519_respond(napi_env env, napi_callback_info info) {
 }
 
 /*
- * One HKDF step (mode EXTRACT_ONLY or EXPAND_ONLY) into out[0..out_len), on a context of its own. With one
- * context reused for the expands, an empty info after a longer one crashed inside HKDF_Expand (OpenSSL
- * 3.0.19, node 20.20; found by handshake-native.test.ts's property test).
+ * HMAC-SHA256(key, a || b || c) into out (32 bytes), on `ctx` (an HMAC context with SHA-256 set), which is
+ * keyed anew for each call.
  */
-static bool hkdf_step(EVP_KDF *kdf, int mode, const uint8_t *key, size_t key_len, const uint8_t *salt_or_info,
-                      size_t extra_len, uint8_t *out, size_t out_len) {
-  /* OpenSSL reads a zero-length octet string from a non-NULL pointer only. */
-  static const uint8_t empty[1] = {0};
-  OSSL_PARAM params[5];
-  size_t i = 0;
-  params[i++] = OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode);
-  params[i++] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, "SHA256", 0);
-  params[i++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)(key_len == 0 ? empty : key), key_len);
-  params[i++] = OSSL_PARAM_construct_octet_string(
-      mode == EVP_KDF_HKDF_MODE_EXTRACT_ONLY ? OSSL_KDF_PARAM_SALT : OSSL_KDF_PARAM_INFO,
-      (void *)(extra_len == 0 ? empty : salt_or_info), extra_len);
-  params[i] = OSSL_PARAM_construct_end();
-  EVP_KDF_CTX *ctx = EVP_KDF_CTX_new(kdf);
-  bool ok = ctx != NULL && EVP_KDF_derive(ctx, out, out_len, params) == 1;
-  /* Frees the context's copy of the key: OpenSSL cleanses it. */
-  EVP_KDF_CTX_free(ctx);
+static bool hmac_sha256(EVP_MAC_CTX *ctx, const uint8_t *key, size_t key_len, const uint8_t *a, size_t a_len,
+                        const uint8_t *b, size_t b_len, const uint8_t *c, size_t c_len, uint8_t *out) {
+  size_t written = 0;
+  return EVP_MAC_init(ctx, key, key_len, NULL) == 1 && (a_len == 0 || EVP_MAC_update(ctx, a, a_len) == 1) &&
+         (b_len == 0 || EVP_MAC_update(ctx, b, b_len) == 1) && (c_len == 0 || EVP_MAC_update(ctx, c, c_len) == 1) &&
+         EVP_MAC_final(ctx, out, &written, SHA256_BYTES) == 1 && written == SHA256_BYTES;
+}
+
+/*
+ * RFC 5869 §2.3 HKDF-Expand(prk, info, out_len) into out: T(i) = HMAC(prk, T(i-1) || info || i), from
+ * T(1), the first out_len bytes of T(1) || T(2) || ...
+ */
+static bool hkdf_expand(EVP_MAC_CTX *ctx, const uint8_t *prk, const uint8_t *info, size_t info_len, uint8_t *out,
+                        size_t out_len) {
+  uint8_t block[SHA256_BYTES];
+  bool ok = true;
+  size_t previous = 0;
+  for (size_t at = 0, i = 1; ok && at < out_len; at += SHA256_BYTES, i++) {
+    const uint8_t counter = (uint8_t)i;
+    ok = hmac_sha256(ctx, prk, SHA256_BYTES, block, previous, info, info_len, &counter, 1, block);
+    previous = SHA256_BYTES;
+    if (ok) memcpy(out + at, block, out_len - at < SHA256_BYTES ? out_len - at : SHA256_BYTES);
+  }
+  OPENSSL_cleanse(block, sizeof block);
   return ok;
 }
 
@@ -163,13 +172,20 @@ static napi_value hkdf_sha256(napi_env env, napi_callback_info info) {
     out_lens[i] = piece_len;
   }
 
-  EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
+  EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+  EVP_MAC_CTX *ctx = mac == NULL ? NULL : EVP_MAC_CTX_new(mac);
+  OSSL_PARAM digest[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0), OSSL_PARAM_construct_end()};
+  /* RFC 5869 §2.2: no salt is HashLen zero bytes (the same HMAC key, spelled out for OpenSSL). */
+  static const uint8_t zeros[SHA256_BYTES] = {0};
   uint8_t prk[SHA256_BYTES];
-  bool ok = kdf != NULL && hkdf_step(kdf, EVP_KDF_HKDF_MODE_EXTRACT_ONLY, ikm, ikm_len, salt, salt_len, prk, sizeof prk);
-  for (uint32_t i = 0; ok && i < count; i++)
-    ok = hkdf_step(kdf, EVP_KDF_HKDF_MODE_EXPAND_ONLY, prk, sizeof prk, infos[i], info_lens[i], outs[i], out_lens[i]);
+  bool ok = ctx != NULL && EVP_MAC_CTX_set_params(ctx, digest) == 1 &&
+            hmac_sha256(ctx, salt_len == 0 ? zeros : salt, salt_len == 0 ? sizeof zeros : salt_len, ikm, ikm_len, NULL, 0,
+                        NULL, 0, prk);
+  for (uint32_t i = 0; ok && i < count; i++) ok = hkdf_expand(ctx, prk, infos[i], info_lens[i], outs[i], out_lens[i]);
   OPENSSL_cleanse(prk, sizeof prk);
-  EVP_KDF_free(kdf);
+  /* Frees the context's copy of the key: OpenSSL cleanses it. */
+  EVP_MAC_CTX_free(ctx);
+  EVP_MAC_free(mac);
   if (!ok) {
     for (uint32_t i = 0; i < count; i++) OPENSSL_cleanse(outs[i], out_lens[i]);
     return fail(env, "STEVE_KDF_FAILED", "HKDF-SHA256 failed");

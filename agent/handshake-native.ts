@@ -7,8 +7,8 @@
  * object and a Buffer per HMAC, eight of each).
  *
  * Measured (`node bench/handshake-crypto.mjs`, one run, warm and in one process): the three steps of an
- * X25519 handshake in 86 us against node:crypto's 114 (0.76): the X25519 answer 74 against 86, the key
- * schedule 11 against 25. In the agent under handshake load the gap is wider, since each KeyObject, Hmac
+ * X25519 handshake in 86 us against node:crypto's 127 (0.68): the X25519 answer 91 against 114 (most of it
+ * OpenSSL's two scalar multiplications either way), the key schedule 6.7 against 27.7. In the agent under handshake load the gap is wider, since each KeyObject, Hmac
  * and Buffer node:crypto makes is also garbage to collect (README "Speed").
  *
  * It is the OpenSSL inside node, so the results are node:crypto's: handshake-native.test.ts checks the

@@ -9,19 +9,12 @@
  */
 
 import { loadavg } from 'node:os';
-import { parseArgs } from 'node:util';
 import { loadNativeAesGcm } from '../dist/agent/aes-gcm-native.js';
 import { nodeAesGcm } from '../dist/steve/server/aead-node.js';
-import { positiveArg } from './lib/args.mjs';
 import { machineLine, quantile } from './lib/load.mjs';
-import { timeRound as timeRoundOf } from './lib/micro.mjs';
+import { microOptions, timeRound as timeRoundOf } from './lib/micro.mjs';
 
-const { values: args } = parseArgs({
-  options: { rounds: { type: 'string', default: '7' }, ms: { type: 'string', default: '200' } },
-  strict: true,
-});
-const ROUNDS = positiveArg(args.rounds, '--rounds', 'bench/aead', { integer: true });
-const ROUND_MS = positiveArg(args.ms, '--ms', 'bench/aead');
+const { rounds: ROUNDS, roundMs: ROUND_MS } = microOptions('bench/aead');
 
 const loadAtStart = loadavg()[0];
 const native = loadNativeAesGcm();

@@ -10,19 +10,12 @@
  */
 
 import { loadavg } from 'node:os';
-import { parseArgs } from 'node:util';
 import { loadNativeHandshake } from '../dist/agent/handshake-native.js';
 import { nodeHandshake, nodeRandomBytes } from '../dist/steve/server/index.js';
-import { positiveArg } from './lib/args.mjs';
 import { machineLine, quantile } from './lib/load.mjs';
-import { timeRound } from './lib/micro.mjs';
+import { microOptions, timeRound } from './lib/micro.mjs';
 
-const { values: args } = parseArgs({
-  options: { rounds: { type: 'string', default: '7' }, ms: { type: 'string', default: '200' } },
-  strict: true,
-});
-const ROUNDS = positiveArg(args.rounds, '--rounds', 'bench/handshake-crypto', { integer: true });
-const ROUND_MS = positiveArg(args.ms, '--ms', 'bench/handshake-crypto');
+const { rounds: ROUNDS, roundMs: ROUND_MS } = microOptions('bench/handshake-crypto');
 
 const loadAtStart = loadavg()[0];
 const implementations = { node: nodeHandshake, native: loadNativeHandshake() };

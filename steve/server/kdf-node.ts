@@ -32,6 +32,7 @@ import {
   type TranscriptInput,
 } from '../protocol/index.js';
 import { SteveError } from '../errors.js';
+import { assertBytes } from './aead-node.js';
 
 const HASH = 'sha256';
 /** SHA-256's output length (RFC 5869's HashLen). */
@@ -49,11 +50,6 @@ const SALT_SCRATCH = new Uint8Array(new ArrayBuffer(TRANSCRIPT_HASH_BYTES));
 
 /** SESSION_KEY_SCHEDULE with each label as bytes, made once. */
 const OUTPUTS = SESSION_KEY_SCHEDULE.map(({ name, label, length }) => [name, Buffer.from(label, 'latin1'), length] as const);
-
-function assertBytes(value: unknown, name: string, length?: number, code: 'STEVE_KEY' | 'STEVE_BAD_ARGUMENT' = 'STEVE_BAD_ARGUMENT'): asserts value is Uint8Array {
-  if (!(value instanceof Uint8Array)) throw new SteveError(code, `"${name}" expected Uint8Array, got ${value === null ? 'null' : typeof value}`);
-  if (length !== undefined && value.length !== length) throw new SteveError(code, `"${name}" expected ${length} bytes, got ${value.length}`);
-}
 
 /** HKDF-Extract(salt, IKM) = HMAC-Hash(salt, IKM) (RFC 5869 §2.2); the caller zeroes the PRK. */
 function extract(salt: Uint8Array, ikm: Uint8Array): Buffer {

@@ -8,8 +8,9 @@
  *
  * Measured (`node bench/handshake-crypto.mjs`, one run, warm and in one process): the three steps of an
  * X25519 handshake in 86 us against node:crypto's 127 (0.68): the X25519 answer 91 against 114 (most of it
- * OpenSSL's two scalar multiplications either way), the key schedule 6.7 against 27.7. In the agent under handshake load the gap is wider, since each KeyObject, Hmac
- * and Buffer node:crypto makes is also garbage to collect (README "Speed").
+ * OpenSSL's two scalar multiplications either way), the key schedule 6.7 against 27.7. In the agent under
+ * handshake load the gap is wider, since each KeyObject, Hmac and Buffer node:crypto makes is also garbage
+ * to collect (README "Speed").
  *
  * It is the OpenSSL inside node, so the results are node:crypto's: handshake-native.test.ts checks the
  * schedule and the transcript hash against the protocol's (noble) and RFC 5869's vectors, and the
@@ -31,6 +32,7 @@ import {
   nodeRandomBytes,
   nodeX25519Exchange,
   transcript,
+  withScheduleInputs,
   type ServerHandshake,
   type KeyExchange,
   type SessionKeys,
@@ -51,17 +53,8 @@ interface HandshakeNative {
 const LABELS = SESSION_KEY_SCHEDULE.map(({ label }) => Buffer.from(label, 'latin1'));
 const SCHEDULE_BYTES = SESSION_KEY_SCHEDULE.reduce((sum, { length }) => sum + length, 0);
 
-/**
- * The shared secret and the salt are copied into these, outside V8's heap, before the native call: a
- * small Uint8Array made in JavaScript keeps its bytes in the heap, and native use moves them out, leaving
- * the old bytes behind where no wipe reaches them (steve/server/kdf-node.ts). Zeroed after every call.
- */
-const SECRET_SCRATCH = new Uint8Array(new ArrayBuffer(X25519_BYTES));
-const SALT_SCRATCH = new Uint8Array(new ArrayBuffer(SHA256_BYTES));
-
 /** `length` bytes in an ArrayBuffer of their own (outside V8's heap). */
 const own = (length: number): Uint8Array => new Uint8Array(new ArrayBuffer(length));
-
 
 let cached: ServerHandshake | undefined;
 
@@ -96,26 +89,19 @@ export function loadNativeHandshake(): ServerHandshake {
       return out;
     },
     deriveSessionKeys(sharedSecret, transcriptHash) {
-      assertBytes(sharedSecret, 'sharedSecret', X25519_BYTES, 'STEVE_KEY');
-      SECRET_SCRATCH.set(sharedSecret);
-      sharedSecret.fill(0);
-      try {
-        assertBytes(transcriptHash, 'transcriptHash', SHA256_BYTES, 'STEVE_BAD_ARGUMENT');
-        SALT_SCRATCH.set(transcriptHash);
+      // The same checks, copies and wipes as node:crypto's schedule (steve/server/kdf-node.ts).
+      return withScheduleInputs(sharedSecret, transcriptHash, (secret, salt) => {
         // One buffer for all seven outputs; each key is a view of its own range (wipeSessionKeys zeroes each).
         const buffer = new ArrayBuffer(SCHEDULE_BYTES);
         const outs: Uint8Array[] = [];
         for (let i = 0, at = 0; i < SESSION_KEY_SCHEDULE.length; at += SESSION_KEY_SCHEDULE[i]!.length, i++) {
           outs.push(new Uint8Array(buffer, at, SESSION_KEY_SCHEDULE[i]!.length));
         }
-        crypto.hkdfSha256(SECRET_SCRATCH, SALT_SCRATCH, LABELS, outs);
+        crypto.hkdfSha256(secret, salt, LABELS, outs);
         const keys: Partial<SessionKeys> = {};
         SESSION_KEY_SCHEDULE.forEach(({ name }, i) => (keys[name] = outs[i]!));
         return keys as SessionKeys;
-      } finally {
-        SECRET_SCRATCH.fill(0);
-        SALT_SCRATCH.fill(0);
-      }
+      });
     },
   } satisfies ServerHandshake);
   return cached;

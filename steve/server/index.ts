@@ -12,7 +12,7 @@ export { createSteveServer, nodeHandshake, CONFIRM_PATH, REQUEST_PATH, SESSION_P
 export { assertAeadArguments, assertBytes, nodeAesGcm, outsideHeap, sealParts, type SealedParts, type ServerAead } from './aead-node.js';
 export { nodeX25519Exchange, x25519PrivateKey, x25519PublicBytes, x25519SharedSecret } from './x25519-node.js';
 export { nodeXwingExchange } from './xwing-node.js';
-export { nodeDeriveSessionKeys, nodeHkdfSha256, nodeTranscriptHash } from './kdf-node.js';
+export { nodeDeriveSessionKeys, nodeHkdfSha256, nodeTranscriptHash, withScheduleInputs } from './kdf-node.js';
 // The schedule's table and the transcript's bytes, for the agent's native handshake (agent/handshake-native.ts).
 export { SESSION_KEY_SCHEDULE, transcript, type KeyExchange, type SessionKeys } from '../protocol/index.js';
 export { nodeRandomBytes } from './secret-bytes.js';

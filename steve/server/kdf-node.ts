@@ -100,36 +100,52 @@ export function nodeHkdfSha256(ikm: Uint8Array, salt: Uint8Array, info: Uint8Arr
 }
 
 /**
+ * Runs `derive` on copies of the shared secret and the transcript hash in the scratch buffers above
+ * (outside V8's heap), once both are checked: zeroes `sharedSecret` in place first (also when the hash is
+ * refused), and both copies once `derive` returns or throws. `sharedSecret` may be any Uint8Array (X-Wing's
+ * is a small one noble made, in the heap). Both schedules run in it: `nodeDeriveSessionKeys` here and the
+ * agent's native one (agent/handshake-native.ts).
+ */
+export function withScheduleInputs<T>(sharedSecret: Uint8Array, transcriptHash: Uint8Array, derive: (secret: Uint8Array, salt: Uint8Array) => T): T {
+  assertBytes(sharedSecret, 'sharedSecret', SHARED_SECRET_BYTES, 'STEVE_KEY');
+  SECRET_SCRATCH.set(sharedSecret);
+  sharedSecret.fill(0);
+  try {
+    assertBytes(transcriptHash, 'transcriptHash', TRANSCRIPT_HASH_BYTES);
+    SALT_SCRATCH.set(transcriptHash);
+    return derive(SECRET_SCRATCH, SALT_SCRATCH);
+  } finally {
+    SECRET_SCRATCH.fill(0);
+    SALT_SCRATCH.fill(0);
+  }
+}
+
+/**
  * Each output = HKDF-SHA256(ikm = shared_secret, salt = transcript_hash, info = label, length) (§4),
  * equal to the protocol's `deriveSessionKeys`. Zeroes `sharedSecret` in place (also when it throws
  * after the length check), which may be any Uint8Array: it is copied into memory outside the heap first.
  */
 export function nodeDeriveSessionKeys(sharedSecret: Uint8Array, transcriptHashBytes: Uint8Array): SessionKeys {
-  assertBytes(sharedSecret, 'sharedSecret', SHARED_SECRET_BYTES, 'STEVE_KEY');
-  SECRET_SCRATCH.set(sharedSecret);
-  sharedSecret.fill(0);
-  let prk: Buffer | null = null;
-  const made: Uint8Array[] = [];
-  try {
-    assertBytes(transcriptHashBytes, 'transcriptHash', TRANSCRIPT_HASH_BYTES);
-    SALT_SCRATCH.set(transcriptHashBytes);
-    prk = extract(SALT_SCRATCH, SECRET_SCRATCH);
-    SECRET_SCRATCH.fill(0);
-    const keys: Partial<Record<keyof SessionKeys, Uint8Array>> = {};
-    for (const [name, info, length] of OUTPUTS) {
-      const key = expand(prk, info, length);
-      made.push(key);
-      keys[name] = key;
+  return withScheduleInputs(sharedSecret, transcriptHashBytes, (secret, salt) => {
+    let prk: Buffer | null = null;
+    const made: Uint8Array[] = [];
+    try {
+      prk = extract(salt, secret);
+      secret.fill(0);
+      const keys: Partial<Record<keyof SessionKeys, Uint8Array>> = {};
+      for (const [name, info, length] of OUTPUTS) {
+        const key = expand(prk, info, length);
+        made.push(key);
+        keys[name] = key;
+      }
+      made.length = 0;
+      return keys as SessionKeys;
+    } finally {
+      prk?.fill(0);
+      // Only after a throw: the outputs made so far.
+      for (const key of made) key.fill(0);
     }
-    made.length = 0;
-    return keys as SessionKeys;
-  } finally {
-    SECRET_SCRATCH.fill(0);
-    SALT_SCRATCH.fill(0);
-    prk?.fill(0);
-    // Only after a throw: the outputs made so far.
-    for (const key of made) key.fill(0);
-  }
+  });
 }
 
 /** transcript_hash = SHA-256(transcript) (§4), equal to the protocol's `transcriptHash`. */

@@ -21,7 +21,7 @@
  *     this call and are cleansed.
  *   sha256(data, out): out (32 bytes) = SHA-256(data).
  * Every byte argument is a Uint8Array; outputs are the caller's, written in place; a failure throws
- * STEVE_BAD_ARGUMENT (arguments, checked before any work), STEVE_KEY or STEVE_KDF_FAILED, and leaves
+ * STEVE_BAD_ARGUMENT (arguments, checked before any work), STEVE_KEY or STEVE_HANDSHAKE_FAILED, and leaves
  * every output zeroed.
  */
 #include <string.h>
@@ -72,7 +72,7 @@ static napi_value x25519_respond(napi_env env, napi_callback_info info) {
   EVP_PKEY *own = NULL;
   EVP_PKEY *peer = NULL;
   EVP_PKEY_CTX *derive = NULL;
-  const char *code = "STEVE_KDF_FAILED";
+  const char *code = "STEVE_HANDSHAKE_FAILED";
   const char *what = "X25519 key generation failed";
   size_t len = X25519_BYTES;
   bool ok = keygen != NULL && EVP_PKEY_keygen_init(keygen) == 1 && EVP_PKEY_keygen(keygen, &own) == 1 &&
@@ -188,7 +188,7 @@ static napi_value hkdf_sha256(napi_env env, napi_callback_info info) {
   EVP_MAC_free(mac);
   if (!ok) {
     for (uint32_t i = 0; i < count; i++) OPENSSL_cleanse(outs[i], out_lens[i]);
-    return fail(env, "STEVE_KDF_FAILED", "HKDF-SHA256 failed");
+    return fail(env, "STEVE_HANDSHAKE_FAILED", "HKDF-SHA256 failed");
   }
   return NULL;
 }
@@ -205,7 +205,7 @@ static napi_value sha256(napi_env env, napi_callback_info info) {
   if (EVP_Digest(data_len == 0 ? empty : data, data_len, out, &written, EVP_sha256(), NULL) != 1 ||
       written != SHA256_BYTES) {
     OPENSSL_cleanse(out, SHA256_BYTES);
-    return fail(env, "STEVE_KDF_FAILED", "SHA-256 failed");
+    return fail(env, "STEVE_HANDSHAKE_FAILED", "SHA-256 failed");
   }
   return NULL;
 }

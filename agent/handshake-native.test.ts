@@ -4,7 +4,8 @@
  * schedule against the committed KATs (both suites) and noble on random inputs, the transcript hash
  * against noble's; the X25519 answer against a noble client (fast-check), fresh keys each time, RFC
  * 7748's low-order points refused with its outputs zeroed, any 32 bytes from a client either answered or
- * refused exactly when noble refuses them; and the addon's own checks, made before any work.
+ * refused exactly when noble refuses them; and the addon's own checks, made before any work. That the
+ * agent's server runs on it: agent/handshake-wiring.test.ts.
  */
 
 import { createRequire } from 'node:module';
@@ -81,6 +82,8 @@ describe('loadNativeHandshake: the key schedule and the transcript hash', () => 
 
   it.each(kat.vectors.map((v) => [v.suite, v] as const))('%s KAT: the committed keys', (_suite, v) => {
     const keys = hexKeys(handshake.deriveSessionKeys(unhex(v.sharedSecret), unhex(v.transcriptHash)));
+    // The committed file holds §4's five keys (the stream keys are checked against noble below).
+    expect(Object.keys(v.keys).sort()).toEqual(['binder', 'c2sIv', 'c2sKey', 's2cIv', 's2cKey']);
     for (const [name, value] of Object.entries(v.keys)) expect(keys[name], name).toBe(value);
   });
 
